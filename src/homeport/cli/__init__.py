@@ -1,0 +1,126 @@
+"""The ``homeport`` command line.
+
+Each command lives in its own module under ``homeport.cli`` with three names:
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args, env) -> int``.
+Modules import what they need inside ``run`` so that building the parser, and
+``homeport --version``, stay cheap. Errors from the library become one line on
+stderr and the exit status the error carries; no traceback reaches a user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from homeport import __version__
+from homeport.cli.env import Env
+
+#: Command name -> module, in the order ``--help`` lists them.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("ls", "homeport.cli.ls"),
+    ("who", "homeport.cli.who"),
+    ("explain", "homeport.cli.explain"),
+    ("doctor", "homeport.cli.doctor"),
+    ("port", "homeport.cli.port"),
+    ("wait", "homeport.cli.wait"),
+    ("kill", "homeport.cli.kill"),
+    ("up", "homeport.cli.up"),
+    ("down", "homeport.cli.down"),
+    ("status", "homeport.cli.status"),
+    ("run", "homeport.cli.run"),
+    ("route", "homeport.cli.route"),
+    ("logs", "homeport.cli.logs"),
+    ("events", "homeport.cli.events"),
+    ("open", "homeport.cli.open"),
+    ("audit", "homeport.cli.audit"),
+)
+
+EPILOG = """\
+with no command, homeport shows what listens on this machine and what needs attention.
+
+exit status: 0 ok, 1 nothing found / not ready / findings, 2 bad usage,
+3 environment problem (permission, platform), 130 interrupted.
+Every command takes --json; colour only on a terminal and never with NO_COLOR."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage as one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"homeport: error: {message} (see '{self.prog} --help')\n")
+
+
+def _load(module: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:  # a command not built yet: leave it out
+            return None
+        raise
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    parser = _Parser(
+        prog="homeport",
+        description="See, name, run and protect everything on 127.0.0.1:PORT.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"homeport {__version__}")
+    parser.add_argument(
+        "--json", dest="global_json", action="store_true", help="machine-readable output"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    modules: dict[str, ModuleType] = {}
+    for name, module_name in COMMANDS:
+        module = _load(module_name)
+        if module is None:
+            continue
+        doc = (module.__doc__ or "").strip()
+        p = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=doc or module.HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        if not any(a.dest == "json" for a in p._actions):
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        modules[name] = module
+    return parser, modules
+
+
+def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    env = env or Env()
+    if args_list in (["--version"], ["-V"]):  # fast path: no parser, no imports
+        env.out(f"homeport {__version__}")
+        return 0
+    from homeport.errors import ExitStatus, HomeportError
+
+    parser, modules = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else ExitStatus.USAGE
+    command = args.command or "ls"
+    if args.command is None:
+        args = parser.parse_args(["ls", "--summary", *(["--json"] if args.global_json else [])])
+    args.json = bool(getattr(args, "json", False) or args.global_json)
+    try:
+        return int(modules[command].run(args, env))
+    except HomeportError as exc:
+        env.err(f"homeport: {exc.message}")
+        if exc.hint:
+            env.err(f"hint: {exc.hint}")
+        return int(exc.exit_status)
+    except KeyboardInterrupt:
+        env.err("homeport: interrupted")
+        return int(ExitStatus.INTERRUPTED)
+    except BrokenPipeError:
+        # `homeport ls | head`: the reader left; say nothing and do not traceback.
+        sys.stderr.close()
+        return 0

@@ -1,0 +1,80 @@
+"""Plain-text rendering shared by the commands: tables, colour, durations, JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from homeport.cli.env import Env
+
+_CODES = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "dim": "2", "bold": "1",
+          "magenta": "35", "cyan": "36"}
+
+
+def paint(env: Env, text: str, style: str) -> str:
+    if not env.color or not style:
+        return text
+    return f"\x1b[{_CODES[style]}m{text}\x1b[0m"
+
+
+def table(env: Env, headers: Sequence[str], rows: Sequence[Sequence[str]],
+          styles: Sequence[Sequence[str]] | None = None, shrink: int | None = None) -> str:
+    """Left-aligned columns, two spaces apart. On a TTY column ``shrink`` is cut to fit."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    cut_rows: list[list[str]] = [list(r) for r in rows]
+    if env.width and shrink is not None:
+        total = sum(widths) + 2 * (len(widths) - 1)
+        excess = total - env.width
+        if excess > 0:
+            widths[shrink] = max(len(headers[shrink]), widths[shrink] - excess)
+            for r in cut_rows:
+                r[shrink] = ellipsize(r[shrink], widths[shrink])
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines[0] = paint(env, lines[0], "bold")
+    for n, row in enumerate(cut_rows):
+        cells = []
+        for i, cell in enumerate(row):
+            padded = cell.ljust(widths[i]) if i < len(row) - 1 else cell
+            style = styles[n][i] if styles else ""
+            cells.append(paint(env, padded, style))
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def ellipsize(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    return text[: max(0, width - 1)] + "…"
+
+
+def duration(seconds: float | None) -> str:
+    """``42s``, ``5m``, ``3h12m``, ``4d2h``."""
+    if seconds is None or seconds < 0:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600}h"
+
+
+def age(start_time: float | None, now: float | None = None) -> str:
+    if start_time is None:
+        return "-"
+    return duration((now if now is not None else time.time()) - start_time)
+
+
+def dump_json(env: Env, data: Any) -> None:
+    env.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def host_port(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
