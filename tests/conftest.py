@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +20,12 @@ class CliResult:
 
 
 @pytest.fixture
-def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private homeport state dir for this test."""
     d = tmp_path / "state"
     d.mkdir(mode=0o700)
     monkeypatch.setenv("HOMEPORT_STATE_DIR", str(d))
-    yield d
+    return d
 
 
 @pytest.fixture
@@ -35,8 +34,15 @@ def cli() -> object:
 
     def run(*argv: str, stdin: str = "", tty: bool = False) -> CliResult:
         out, err = io.StringIO(), io.StringIO()
-        env = Env(stdout=out, stderr=err, stdin=io.StringIO(stdin), stdout_isatty=tty,
-                  stdin_isatty=False, color=False, width=120 if tty else 0)
+        env = Env(
+            stdout=out,
+            stderr=err,
+            stdin=io.StringIO(stdin),
+            stdout_isatty=tty,
+            stdin_isatty=False,
+            color=False,
+            width=120 if tty else 0,
+        )
         status = main(list(argv), env)
         return CliResult(status, out.getvalue(), err.getvalue())
 

@@ -134,8 +134,17 @@ class Target:
         return f"{h}:{self.port}"
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "postgres": 5432,
-                  "postgresql": 5432, "redis": 6379, "mysql": 3306, "mongodb": 27017}
+_DEFAULT_PORTS = {
+    "http": 80,
+    "https": 443,
+    "ws": 80,
+    "wss": 443,
+    "postgres": 5432,
+    "postgresql": 5432,
+    "redis": 6379,
+    "mysql": 3306,
+    "mongodb": 27017,
+}
 
 
 def parse_target(text: str) -> Target:

@@ -9,8 +9,16 @@ from typing import Any
 
 from homeport.cli.env import Env
 
-_CODES = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "dim": "2", "bold": "1",
-          "magenta": "35", "cyan": "36"}
+_CODES = {
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "blue": "34",
+    "dim": "2",
+    "bold": "1",
+    "magenta": "35",
+    "cyan": "36",
+}
 
 
 def paint(env: Env, text: str, style: str) -> str:
@@ -19,8 +27,13 @@ def paint(env: Env, text: str, style: str) -> str:
     return f"\x1b[{_CODES[style]}m{text}\x1b[0m"
 
 
-def table(env: Env, headers: Sequence[str], rows: Sequence[Sequence[str]],
-          styles: Sequence[Sequence[str]] | None = None, shrink: int | None = None) -> str:
+def table(
+    env: Env,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    styles: Sequence[Sequence[str]] | None = None,
+    shrink: int | None = None,
+) -> str:
     """Left-aligned columns, two spaces apart. On a TTY column ``shrink`` is cut to fit."""
     widths = [len(h) for h in headers]
     for row in rows:

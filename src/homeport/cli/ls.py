@@ -1,0 +1,210 @@
+"""List every listening socket on this machine, with its owners and its exposure.
+
+Sorted by port. EXPOSURE says who can reach it before any firewall: loopback (this machine
+only), all-interfaces (0.0.0.0 or ::, reachable from every network you join), lan (a private,
+link-local, CGNAT/tailnet or ULA address), public.
+
+examples:
+  homeport ls                      every TCP and UDP listener
+  homeport ls --exposed            only what is reachable beyond loopback
+  homeport ls --port 5432 --json   one port, machine-readable
+  homeport ls --all --tcp          every TCP socket, established ones too
+  homeport ls --watch              refresh every 2 s until Ctrl-C
+
+--json prints {"listeners": [LISTENER, ...], "attention": [{"level", "message", "port"}]}
+where LISTENER is {proto, family, address, port, state, remote_address, remote_port,
+exposure, v6only, uid, inode, pids, owners: [{pid, name, cmdline, uid, user, cwd,
+start_time, ppid, parents}], owner_status (known | permission-denied | gone | none),
+owner_hint, route, notes}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import TYPE_CHECKING
+
+from homeport.cli import render
+from homeport.cli.env import Env
+
+if TYPE_CHECKING:
+    from homeport.model import Listener
+
+HELP = "list listening sockets with owners and exposure"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, metavar="P", help="only this port")
+    p.add_argument("--pid", type=int, metavar="PID", help="only sockets this process holds")
+    p.add_argument("--user", metavar="NAME", help="only sockets of processes run by this user")
+    p.add_argument("--exposed", action="store_true", help="only what is reachable beyond loopback")
+    p.add_argument("--tcp", action="store_true", help="TCP only")
+    p.add_argument("--udp", action="store_true", help="UDP only")
+    p.add_argument("-a", "--all", action="store_true", help="every state, not only listening")
+    p.add_argument(
+        "-w",
+        "--watch",
+        nargs="?",
+        const=2.0,
+        type=float,
+        metavar="SECONDS",
+        help="refresh until Ctrl-C (default every 2 s)",
+    )
+    p.add_argument("--summary", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def collect(args: argparse.Namespace) -> list[Listener]:
+    from homeport.addr import check_port
+    from homeport.inventory import listeners
+
+    port = check_port(args.port) if args.port is not None else None
+    tcp, udp = (args.tcp or not args.udp), (args.udp or not args.tcp)
+    items = listeners(tcp=tcp, udp=udp, all_states=args.all, port=port)
+    if args.pid is not None:
+        items = [x for x in items if args.pid in x.pids]
+    if args.user:
+        items = [x for x in items if any(p.user == args.user for p in x.owners)]
+    if args.exposed:
+        items = [x for x in items if x.exposure != "loopback"]
+    return items
+
+
+def attention(items: list[Listener]) -> list[dict[str, object]]:
+    """What deserves a look: exposure beyond loopback, owners we could not see."""
+    out: list[dict[str, object]] = []
+    for x in items:
+        if x.socket.listening and x.exposure != "loopback":
+            who = x.owners[0].name if x.owners else "an unknown process"
+            where = (
+                "every interface" if x.exposure == "all-interfaces" else f"a {x.exposure} address"
+            )
+            out.append(
+                {
+                    "level": "warn",
+                    "port": x.port,
+                    "message": f"{x.proto}/{x.port} ({who}) listens on {where} "
+                    f"({render.host_port(x.address, x.port)}): reachable from "
+                    "other machines unless a firewall stops it; "
+                    f"check with 'homeport audit --port {x.port}'",
+                }
+            )
+    hidden = [x for x in items if x.owner_status == "permission-denied"]
+    if hidden:
+        out.append(
+            {
+                "level": "info",
+                "port": None,
+                "message": f"{len(hidden)} socket(s) belong to other users' processes: "
+                "run as root to see their owners",
+            }
+        )
+    return out
+
+
+def run(args: argparse.Namespace, env: Env) -> int:
+    if args.watch is not None:
+        return _watch(args, env)
+    items = collect(args)
+    if args.json:
+        render.dump_json(
+            env, {"listeners": [x.to_json() for x in items], "attention": attention(items)}
+        )
+        return 0
+    _print(env, items, args)
+    if args.port is not None and not items:
+        return 1
+    return 0
+
+
+def _print(env: Env, items: list[Listener], args: argparse.Namespace) -> None:
+    if not items:
+        env.out("nothing listens" + (f" on port {args.port}" if args.port else "") + ".")
+        return
+    env.out(table(env, items, show_state=args.all))
+    notes = attention(items) if (args.summary or args.exposed) else []
+    if args.summary:
+        env.out("")
+        if not notes:
+            env.out(
+                render.paint(
+                    env, "nothing needs attention: every listener is on loopback.", "green"
+                )
+            )
+        for n in notes:
+            style = "yellow" if n["level"] == "warn" else "dim"
+            env.out(render.paint(env, f"! {n['message']}", style))
+
+
+def table(env: Env, items: list[Listener], show_state: bool = False) -> str:
+    now = time.time()
+    headers = ["PROTO", "ADDRESS", "PORT", "EXPOSURE", "PID", "PROCESS", "USER", "UP", "COMMAND"]
+    if show_state:
+        headers[4:4] = ["STATE", "REMOTE"]
+    rows: list[list[str]] = []
+    styles: list[list[str]] = []
+    for x in items:
+        owner = x.owners[0] if x.owners else None
+        pids = ",".join(str(p) for p in x.pids) or "-"
+        starts = [p.start_time for p in x.owners if p.start_time]
+        row = [
+            x.proto,
+            f"[{x.address}]" if ":" in x.address else x.address,
+            str(x.port),
+            x.exposure,
+            pids,
+            owner.name if owner else _unknown(x),
+            (owner.user or "-") if owner else "-",
+            render.age(min(starts), now) if starts else "-",
+            owner.command if owner else (x.owner_hint or ""),
+        ]
+        if show_state:
+            remote = (
+                ""
+                if x.socket.listening
+                else render.host_port(x.socket.remote_addr, x.socket.remote_port)
+            )
+            row[4:4] = [x.socket.state, remote]
+        rows.append(row)
+        exp_style = {
+            "loopback": "green",
+            "all-interfaces": "yellow",
+            "lan": "yellow",
+            "public": "red",
+        }[x.exposure]
+        style = [""] * len(row)
+        style[3] = exp_style
+        if not owner:
+            style[-1] = "dim"
+        styles.append(style)
+    return render.table(env, headers, rows, styles, shrink=len(headers) - 1)
+
+
+def _unknown(x: Listener) -> str:
+    return {"permission-denied": "?(denied)", "gone": "?(exited)"}.get(x.owner_status, "?")
+
+
+def _watch(args: argparse.Namespace, env: Env) -> int:
+    interval = max(0.2, float(args.watch))
+    try:
+        while True:
+            items = collect(args)
+            if args.json:
+                render.dump_json(
+                    env, {"time": time.time(), "listeners": [x.to_json() for x in items]}
+                )
+            else:
+                if env.stdout_isatty:
+                    env.stdout.write("\x1b[H\x1b[2J")
+                env.out(
+                    render.paint(
+                        env,
+                        time.strftime("%H:%M:%S") + f"  {len(items)} sockets  (Ctrl-C to stop)",
+                        "dim",
+                    )
+                )
+                _print(env, items, args)
+            env.stdout.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0

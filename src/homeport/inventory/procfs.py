@@ -1,0 +1,254 @@
+"""``/proc``: the ``/proc/net/{tcp,udp}{,6}`` fallback and the owner walk.
+
+Parsers are pure (``parse_proc_net(text, proto, family)``, ``parse_stat(text)``); readers are
+thin. Processes that vanish mid-walk and permission errors are normal here: they yield
+"unknown", never an exception.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import socket
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from homeport.model import TCP_STATES, UDP_UNCONN, Family, Process, Proto, Socket
+
+PROC = Path("/proc")
+T = TypeVar("T")
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+# --- /proc/net/* ------------------------------------------------------------------------
+
+
+def _hex_addr(text: str, family: Family) -> str:
+    """``0100007F`` -> ``127.0.0.1``. Each 32-bit word is in host byte order."""
+    raw = bytes.fromhex(text)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return socket.inet_ntop(socket.AF_INET if family == 4 else socket.AF_INET6, raw)
+
+
+def parse_proc_net(text: str, proto: Proto, family: Family) -> list[Socket]:
+    """Parse the text of ``/proc/net/tcp`` (or udp, tcp6, udp6)."""
+    out: list[Socket] = []
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 10:
+            continue
+        laddr, lport = f[1].split(":")
+        raddr, rport = f[2].split(":")
+        st = int(f[3], 16)
+        if proto == "udp":
+            state = UDP_UNCONN if st == 7 else "ESTABLISHED" if st == 1 else str(st)
+        else:
+            state = TCP_STATES.get(st, str(st))
+        out.append(
+            Socket(
+                proto=proto,
+                family=family,
+                local_addr=_hex_addr(laddr, family),
+                local_port=int(lport, 16),
+                remote_addr=_hex_addr(raddr, family),
+                remote_port=int(rport, 16),
+                state=state,
+                inode=int(f[9]),
+                uid=int(f[7]),
+            )
+        )
+    return out
+
+
+def read_proc_net(
+    protos: Iterable[Proto] = ("tcp", "udp"), listening_only: bool = True, proc: Path = PROC
+) -> list[Socket]:
+    out: list[Socket] = []
+    for proto in protos:
+        for family, suffix in ((4, ""), (6, "6")):
+            try:
+                text = (proc / "net" / f"{proto}{suffix}").read_text()
+            except OSError:
+                continue  # no IPv6 on this kernel, or no /proc/net
+            fam: Family = 4 if family == 4 else 6
+            socks = parse_proc_net(text, proto, fam)
+            out.extend(s for s in socks if s.listening or not listening_only)
+    return out
+
+
+# --- owners -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class OwnerScan:
+    """Result of walking ``/proc/*/fd``: which PIDs hold which socket inodes."""
+
+    holders: dict[int, list[int]] = field(default_factory=dict)
+    #: PIDs whose fd table we could not read (another user's, and we are not root).
+    denied: set[int] = field(default_factory=set)
+    #: PIDs that exited while we walked.
+    gone: set[int] = field(default_factory=set)
+
+
+def scan_owners(inodes: set[int] | None, proc: Path = PROC) -> OwnerScan:
+    """Map socket inodes to every PID holding them (forked servers share one socket).
+
+    ``inodes=None`` records every socket. Reading links relative to an open directory fd
+    avoids a path walk through /proc for each link, the bulk of the cost.
+    """
+    scan = OwnerScan()
+    want = inodes
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            dfd = os.open(f"{proc}/{name}/fd", os.O_RDONLY | os.O_DIRECTORY)
+        except PermissionError:
+            scan.denied.add(pid)
+            continue
+        except OSError:
+            scan.gone.add(pid)
+            continue
+        try:
+            _scan_fds(dfd, pid, want, scan.holders)
+        finally:
+            os.close(dfd)
+    return scan
+
+
+def _scan_fds(dfd: int, pid: int, want: set[int] | None, holders: dict[int, list[int]]) -> None:
+    try:
+        names = os.listdir(dfd)
+    except OSError:
+        return
+    seen: set[int] = set()
+    for fd in names:
+        try:
+            link = os.readlink(fd, dir_fd=dfd)
+        except OSError:
+            continue  # fd closed meanwhile
+        if not link.startswith("socket:["):
+            continue
+        inode = int(link[8:-1])
+        if (want is None or inode in want) and inode not in seen:
+            seen.add(inode)
+            holders.setdefault(inode, []).append(pid)
+
+
+def parse_stat(text: str) -> tuple[str, int, int]:
+    """``/proc/PID/stat`` -> (comm, ppid, starttime in clock ticks since boot).
+
+    comm may contain spaces and parentheses, so split at the last ``)`` (proc(5)).
+    """
+    lpar, rpar = text.index("("), text.rindex(")")
+    comm = text[lpar + 1 : rpar]
+    rest = text[rpar + 2 :].split()
+    return comm, int(rest[1]), int(rest[19])
+
+
+def parse_btime(text: str) -> float:
+    for line in text.splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
+
+
+class ProcReader:
+    """Reads process facts from /proc, caching users, boot time and parent names."""
+
+    def __init__(self, proc: Path = PROC) -> None:
+        self.proc = proc
+        self._btime: float | None = None
+        self._users: dict[int, str | None] = {}
+        self._stats: dict[int, tuple[str, int, int] | None] = {}
+
+    def boot_time(self) -> float:
+        if self._btime is None:
+            try:
+                self._btime = parse_btime((self.proc / "stat").read_text())
+            except OSError:
+                self._btime = 0.0
+        return self._btime
+
+    def user(self, uid: int | None) -> str | None:
+        if uid is None:
+            return None
+        if uid not in self._users:
+            try:
+                self._users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self._users[uid] = str(uid)
+        return self._users[uid]
+
+    def stat(self, pid: int) -> tuple[str, int, int] | None:
+        if pid not in self._stats:
+            try:
+                self._stats[pid] = parse_stat((self.proc / str(pid) / "stat").read_text())
+            except (OSError, ValueError):
+                self._stats[pid] = None
+        return self._stats[pid]
+
+    def process(self, pid: int, parents: bool = False) -> Process | None:
+        """Everything we can read about ``pid``; None when it has exited."""
+        st = self.stat(pid)
+        if st is None:
+            return None
+        comm, ppid, start_ticks = st
+        base = self.proc / str(pid)
+        uid = _try(lambda: os.stat(base).st_uid)
+        cmdline = _try(lambda: (base / "cmdline").read_bytes())
+        cwd = _try(lambda: os.readlink(base / "cwd"))
+        args = (
+            tuple(a.decode(errors="replace") for a in cmdline.split(b"\0")[:-1]) if cmdline else ()
+        )
+        return Process(
+            pid=pid,
+            name=comm,
+            cmdline=args,
+            uid=uid,
+            user=self.user(uid),
+            cwd=cwd,
+            start_time=self.boot_time() + start_ticks / _CLK_TCK,
+            ppid=ppid,
+            parents=self.parent_chain(ppid) if parents else (),
+        )
+
+    def parent_chain(self, ppid: int, limit: int = 64) -> tuple[tuple[int, str], ...]:
+        chain: list[tuple[int, str]] = []
+        pid = ppid
+        while pid > 0 and len(chain) < limit:
+            st = self.stat(pid)
+            if st is None:
+                break
+            chain.append((pid, st[0]))
+            pid = st[1]
+        return tuple(chain)
+
+    def children(self, pid: int) -> list[int]:
+        """Direct children, from /proc/PID/task/*/children (Linux >= 3.5)."""
+        out: list[int] = []
+        try:
+            tasks = os.listdir(self.proc / str(pid) / "task")
+        except OSError:
+            return out
+        for tid in tasks:
+            path = self.proc / str(pid) / "task" / tid / "children"
+            text = _try(path.read_text)
+            if text:
+                out.extend(int(c) for c in text.split())
+        return out
+
+
+def _try(fn: Callable[[], T]) -> T | None:
+    try:
+        return fn()
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.ENOENT, errno.ESRCH, errno.EINVAL):
+            raise
+        return None
