@@ -122,18 +122,17 @@ def _print(env: Env, items: list[Listener], args: argparse.Namespace) -> None:
         env.out("nothing listens" + (f" on port {args.port}" if args.port else "") + ".")
         return
     env.out(table(env, items, show_state=args.all))
-    notes = attention(items) if (args.summary or args.exposed) else []
-    if args.summary:
-        env.out("")
-        if not notes:
-            env.out(
-                render.paint(
-                    env, "nothing needs attention: every listener is on loopback.", "green"
-                )
-            )
-        for n in notes:
-            style = "yellow" if n["level"] == "warn" else "dim"
-            env.out(render.paint(env, f"! {n['message']}", style))
+    if not (args.summary or args.exposed):
+        return
+    notes = attention(items)
+    env.out("")
+    if args.summary and not notes:
+        env.out(
+            render.paint(env, "nothing needs attention: every listener is on loopback.", "green")
+        )
+    for n in notes:
+        style = "yellow" if n["level"] == "warn" else "dim"
+        env.out(render.paint(env, f"! {n['message']}", style))
 
 
 def table(env: Env, items: list[Listener], show_state: bool = False) -> str:

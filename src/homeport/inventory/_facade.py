@@ -160,7 +160,11 @@ def _why_no_owner(
     me = os.geteuid() if hasattr(os, "geteuid") else None
     if denied and me != 0 and s.uid is not None and s.uid != me:
         who = reader.user(s.uid)
-        return "permission-denied", f"owned by user {who}: run as root or as {who} to see it"
+        also = "" if s.uid == 0 else f" or as {who}"
+        return (
+            "permission-denied",
+            f"a socket of user {who}: run as root (sudo){also} to see its owner",
+        )
     if denied and me != 0:
         return "permission-denied", "run as root to see processes of other users"
     return "none", "no process visible here holds it (another PID namespace, e.g. a container)"
