@@ -1,0 +1,346 @@
+"""Issue 2 inventory benchmark: homeport against ss and psutil on a loaded loopback.
+
+Builds the fixture of ``bench/fixture_sockets.py`` (2,000 listeners, a quarter on ::1, the
+rest over 127.0.0.1-3; 5,000 established connections across 4 child processes), then
+times, interleaved in one run (the order of each pair flips every round so drift and cache
+warmth cancel out):
+
+    homeport ls --json  vs  ss -tlnp                  whole processes, stdout to /dev/null
+    homeport ls         vs  ss -tlnp                  table, stdout not a TTY
+    homeport who P      vs  ss -tlnp 'sport = :P'     P has clients connected
+    homeport.listeners() vs psutil.net_connections('tcp') filtered to LISTEN, in-process
+    homeport --version  (absolute target), beside the bare interpreter's start for reference
+
+The homeport CLI runs through the venv's console script, as a user would run it. Each
+line reports min and median of every side, the ratio of medians and PASS/MISS against
+the issue's target. ``--readme`` writes the table and machine facts into this benchmark's
+section of bench/README.md; ``--profile`` adds where homeport's time goes (import times
+for startup, cProfile of ``listeners()`` and of ``ls --json`` in the fixture).
+
+    .venv/bin/python bench/bench_inventory.py [--rounds 11] [--readme] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import datetime as dt
+import io
+import json
+import os
+import platform
+import pstats
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from fixture_sockets import Fixture, socket_fixture  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+HOMEPORT = str(VENV_BIN / "homeport")
+README = HERE / "README.md"
+SECTION = "## Inventory (issue 2)"
+BEGIN, END = "<!-- inventory-bench:begin -->", "<!-- inventory-bench:end -->"
+
+Timer = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One comparison: homeport's side, the peer's side (None for an absolute target)."""
+
+    name: str
+    ours: Timer
+    peer: Timer | None
+    peer_name: str
+    #: max ratio of medians; or, with ``absolute``, max median of homeport's side in seconds
+    target: float
+    #: judge homeport's own median (the peer is then only a reference)
+    absolute: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    case: Case
+    ours: tuple[float, ...]
+    peer: tuple[float, ...]
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.peer:
+            return None
+        return statistics.median(self.ours) / statistics.median(self.peer)
+
+    @property
+    def passed(self) -> bool:
+        if self.case.absolute:
+            return statistics.median(self.ours) <= self.case.target
+        return self.ratio is not None and self.ratio <= self.case.target
+
+
+# --- timers ------------------------------------------------------------------------------
+
+
+def process_timer(argv: Sequence[str]) -> Timer:
+    """Wall time of a whole process, stdout and stderr to /dev/null, exit status checked."""
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        return time.perf_counter() - t0
+
+    return run
+
+
+def call_timer(fn: Callable[[], object]) -> Timer:
+    def run() -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    return run
+
+
+def psutil_listeners() -> list[object]:
+    import psutil
+
+    return [c for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+
+
+def homeport_listeners() -> list[object]:
+    import homeport
+
+    return list(homeport.listeners())
+
+
+def build_cases(port: int) -> list[Case]:
+    ss = shutil.which("ss")
+    if ss is None:
+        raise SystemExit(
+            "bench_inventory: ss (iproute2) is not installed; apt-get install iproute2"
+        )
+    ss_all = process_timer([ss, "-tlnp"])
+    return [
+        Case("ls --json", process_timer([HOMEPORT, "ls", "--json"]), ss_all, "ss -tlnp", 1.0),
+        Case("ls (table)", process_timer([HOMEPORT, "ls"]), ss_all, "ss -tlnp", 1.2),
+        Case(
+            f"who {port}",
+            process_timer([HOMEPORT, "who", str(port)]),
+            process_timer([ss, "-tlnp", f"sport = :{port}"]),
+            "ss -tlnp 'sport = :P'",
+            0.5,
+        ),
+        Case(
+            "listeners() in-process",
+            call_timer(homeport_listeners),
+            call_timer(psutil_listeners),
+            "psutil.net_connections",
+            0.5,
+        ),
+        Case(
+            "--version",
+            process_timer([HOMEPORT, "--version"]),
+            process_timer([sys.executable, "-c", "pass"]),
+            "python -c pass (reference)",
+            0.060,
+            absolute=True,
+        ),
+    ]
+
+
+def measure(cases: list[Case], rounds: int) -> list[Result]:
+    """Interleave every case's two sides; flip which goes first every round."""
+    ours: dict[str, list[float]] = {c.name: [] for c in cases}
+    peer: dict[str, list[float]] = {c.name: [] for c in cases}
+    for c in cases:  # warm-up: imports, page cache, dentries; not recorded
+        c.ours()
+        if c.peer:
+            c.peer()
+    for r in range(rounds):
+        for c in cases:
+            sides: list[tuple[Timer, list[float]]] = [(c.ours, ours[c.name])]
+            if c.peer is not None:
+                sides.append((c.peer, peer[c.name]))
+            for fn, sink in sides if r % 2 == 0 else reversed(sides):
+                sink.append(fn())
+    return [Result(c, tuple(ours[c.name]), tuple(peer[c.name])) for c in cases]
+
+
+# --- checks, facts, report ---------------------------------------------------------------
+
+
+def sanity(fx: Fixture) -> str:
+    """Prove homeport sees the whole fixture before timing it (else the race is void)."""
+    out = subprocess.run([HOMEPORT, "ls", "--json", "--tcp"], capture_output=True, check=True)
+    seen = {(x["address"], x["port"]): set(x["pids"]) for x in json.loads(out.stdout)["listeners"]}
+    missing = [(a, p) for a, p, pid in fx.listeners if pid not in seen.get((a, p), set())]
+    if missing:
+        raise SystemExit(f"bench_inventory: homeport ls misses {len(missing)} fixture listeners")
+    ss = subprocess.run(["ss", "-Htln"], capture_output=True, text=True, check=True)
+    return (
+        f"homeport ls sees all {len(fx.listeners)} fixture listeners with their owner PIDs; "
+        f"ss -Htln lists {len(ss.stdout.splitlines())} TCP listeners on this machine"
+    )
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = m.group(1).strip() if m else cpu
+    ss_version = subprocess.run(["ss", "-V"], capture_output=True, text=True).stdout.strip()
+    import psutil
+
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": str(os.cpu_count()),
+        "uname -r": platform.release(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "ss": ss_version,
+        "psutil": psutil.__version__,
+    }
+
+
+def _ms(xs: Sequence[float]) -> str:
+    return f"{min(xs) * 1e3:.1f} / {statistics.median(xs) * 1e3:.1f}" if xs else ""
+
+
+def table(results: list[Result], rounds: int) -> str:
+    lines = [
+        f"| case (n={rounds}) | homeport min / median ms | peer | peer min / median ms "
+        "| ratio | target | verdict |",
+        "|---|---:|---|---:|---:|---:|---|",
+    ]
+    for r in results:
+        c = r.case
+        target = f"<= {c.target * 1e3:.0f} ms" if c.absolute else f"<= {c.target:g}"
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
+        if c.absolute and ratio:
+            ratio = f"({ratio})"  # shown for reference, not judged
+        verdict = "PASS" if r.passed else "MISS"
+        lines.append(
+            f"| {c.name} | {_ms(r.ours)} | {c.peer_name} | {_ms(r.peer)} | {ratio} | {target} "
+            f"| {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def report(results: list[Result], rounds: int, facts: dict[str, str], note: str) -> str:
+    head = ", ".join(f"{k}: {v}" for k, v in facts.items())
+    return (
+        f"Run: `.venv/bin/python bench/bench_inventory.py --rounds {rounds}`  \n"
+        f"Machine: {head}  \n"
+        f"Fixture: 2,000 listeners (500 on ::1, 1,500 over 127.0.0.1-3), 5,000 established "
+        f"connections across 4 processes. Check: {note}.\n\n{table(results, rounds)}\n"
+    )
+
+
+def write_readme(text: str, path: Path = README) -> None:
+    """Replace only the generated block inside this benchmark's section."""
+    block = f"{BEGIN}\n{text}{END}"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
+    elif SECTION in old:
+        at = old.index(SECTION) + len(SECTION)
+        new = old[:at] + "\n\n" + block + "\n" + old[at:]
+    else:
+        new = old.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
+    path.write_text(new)
+
+
+# --- profile -----------------------------------------------------------------------------
+
+
+def import_profile(top: int = 12) -> str:
+    """``python -X importtime`` of the console script's ``--version`` path, biggest first."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", HOMEPORT, "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows: list[tuple[int, int, str]] = []
+    for line in proc.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(.*)$", line)
+        if m:
+            rows.append((int(m.group(2)), int(m.group(1)), m.group(3).rstrip()))
+    rows.sort(reverse=True)
+    out = ["cumulative us | self us | module"]
+    out += [f"{c:>12} | {s:>7} | {name}" for c, s, name in rows[:top]]
+    return "\n".join(out)
+
+
+def cprofile(fn: Callable[[], object], top: int = 15) -> str:
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).strip_dirs().sort_stats("tottime").print_stats(top)
+    text = buf.getvalue()
+    return text[text.index("   ncalls") :].rstrip() if "   ncalls" in text else text
+
+
+def ls_json_in_process() -> None:
+    from homeport.cli import main
+    from homeport.cli.env import Env
+
+    sink = io.StringIO()
+    main(["ls", "--json"], Env(stdout=sink, stderr=sink, stdout_isatty=False, color=False))
+
+
+def profile() -> str:
+    homeport_listeners()  # warm caches the way the timed runs do
+    return "\n\n".join(
+        (
+            "### startup: -X importtime of `homeport --version`\n\n```\n" + import_profile(),
+            "```\n\n### cProfile: `homeport.listeners()` in the fixture\n\n```\n"
+            + cprofile(homeport_listeners),
+            "```\n\n### cProfile: `homeport ls --json` in-process\n\n```\n"
+            + cprofile(ls_json_in_process)
+            + "\n```\n",
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=11, help="timed rounds (>= 5; default 11)")
+    ap.add_argument("--readme", action="store_true", help="write results into bench/README.md")
+    ap.add_argument("--profile", action="store_true", help="also report where time goes")
+    args = ap.parse_args(argv)
+    rounds = max(5, args.rounds)
+    t0 = time.perf_counter()
+    with socket_fixture(2000, 5000, 4) as fx:
+        print(f"fixture up in {time.perf_counter() - t0:.1f} s (pids {fx.pids})", flush=True)
+        note = sanity(fx)
+        print(note, flush=True)
+        port = fx.targets[len(fx.targets) // 2][1]
+        results = measure(build_cases(port), rounds)
+        prof = profile() if args.profile else ""
+    text = report(results, rounds, machine(), note)
+    print(text)
+    if prof:
+        print(prof)
+    if args.readme:
+        write_readme(text + ("\n" + prof if prof else ""))
+        print(f"written to {README.relative_to(ROOT)}")
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    return 0 if all(r.passed for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
