@@ -1,0 +1,76 @@
+"""Start the homeport gateway: NAME.localhost for your local services, and the control API.
+
+The gateway listens on 127.0.0.1:62893 and [::1]:62893 (``--port`` or HOMEPORT_PORT to change).
+It keeps routes, services and the access log in SQLite under the state directory, so a
+restart (even after ``kill -9``) restores every route. One gateway runs per user.
+
+examples:
+  homeport up                 run in the foreground; Ctrl-C stops it
+  homeport up -d              start in the background and return once it listens
+  homeport up -d --port 8080  another port (http://api.localhost:8080)
+  homeport up --expose 192.168.1.20 --auth token
+                              also listen on a LAN address; every route then needs auth
+
+``homeport run`` and ``homeport route add`` start the gateway on their own when it is not
+running, so ``up`` is mostly for choosing options.
+
+--json (with -d) prints what daemon.json holds:
+  {"pid": 123, "port": 62893, "url": "http://homeport.localhost:62893", "version": "0.1.0",
+   "listen": [["127.0.0.1", 62893], ["::1", 62893]], "started": 1764230000.0,
+   "proxy": "proxy" | "control-only"}
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from homeport.cli.env import Env
+
+HELP = "start the gateway daemon (NAME.localhost names, control API)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    parser.add_argument("--port", type=int, help="port to listen on (default 62893)")
+    parser.add_argument(
+        "--expose",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="also listen on this non-loopback address (needs --auth)",
+    )
+    parser.add_argument(
+        "--auth", metavar="MODE", help="auth for routes without their own: token | basic:USER:PASS"
+    )
+    parser.add_argument("--no-access-log", action="store_true", help="do not record requests")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace, env: Env) -> int:
+    from homeport.cli.render import dump_json
+    from homeport.daemon import main as daemon
+    from homeport.daemon.client import Client
+    from homeport.daemon.config import DaemonConfig
+
+    config = DaemonConfig.build(
+        port=args.port, expose=tuple(args.expose), auth=args.auth, access_log=not args.no_access_log
+    )
+    if not args.detach:
+        daemon.setup_logging(args.verbose)
+        return daemon.run_foreground(config, ready_fd=args.ready_fd)
+    running = Client.for_config(config)
+    if running.health() is not None:
+        info = daemon.read_info(config) or {}
+        raise daemon.AlreadyRunning(
+            f"already running at {running.url} (pid {info.get('pid', '?')})",
+            hint="homeport down stops it",
+        )
+    info = daemon.start_background(config)
+    if args.json:
+        dump_json(env, info)
+    else:
+        env.out(f"homeport gateway at {info['url']} (pid {info['pid']})")
+        if info.get("proxy") == "control-only":
+            env.out("note: the proxy is not installed; only the control API answers")
+    return 0

@@ -1,0 +1,345 @@
+"""The daemon's lifecycle: ``homeport up`` in the foreground, ``-d`` in the background.
+
+One daemon per state directory (so one per user): ``daemon.lock`` is held with ``flock`` for the
+daemon's whole life, and the kernel drops it when the process dies, even by ``kill -9``, so a
+stale lock never blocks a restart. ``daemon.json`` says where the running daemon listens.
+
+Background start: the parent spawns ``python -m homeport up --ready-fd N`` in a new session and
+waits on a pipe for one line, ``ready {json}`` or ``error MESSAGE``; EOF without a line means the
+child died early, and the tail of ``daemon.log`` says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import secrets
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from homeport import __version__
+from homeport.daemon.config import DaemonConfig
+from homeport.daemon.control import ControlApp
+from homeport.daemon.routes import AuthSpec, parse_auth
+from homeport.daemon.state import Gateway
+from homeport.errors import DaemonError, ExitStatus, HomeportError
+from homeport.gateway.contract import RouteTable
+from homeport.store import AccessWriter, Store
+
+log = logging.getLogger("homeport.daemon")
+
+START_TIMEOUT = 15.0
+
+
+class AlreadyRunning(HomeportError):
+    exit_status = ExitStatus.NOT_FOUND
+
+
+def read_info(config: DaemonConfig) -> dict[str, Any] | None:
+    """What ``daemon.json`` says about the running daemon, or None."""
+    try:
+        data = json.loads(config.info_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def ensure_token(path: Path) -> str:
+    """The control API token: created once, mode 0600, kept across restarts."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)  # someone loosened it: a token readable by others is no token
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
+def acquire_lock(config: DaemonConfig) -> int:
+    fd = os.open(config.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        info = read_info(config) or {}
+        raise AlreadyRunning(
+            f"already running at {info.get('url', config.url)} (pid {info.get('pid', '?')})",
+            hint="homeport status shows it; homeport down stops it",
+        ) from None
+    return fd
+
+
+def run_foreground(config: DaemonConfig, *, ready_fd: int | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT or ``POST /api/shutdown``; returns the exit status."""
+    ready = _Ready(ready_fd)
+    try:
+        lock = acquire_lock(config)
+    except HomeportError as exc:
+        ready.fail(exc.message)
+        raise
+    try:
+        token = ensure_token(config.token_path)
+        _run_loop(_serve(config, token, ready))
+    except HomeportError as exc:
+        ready.fail(exc.message)
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            config.info_path.unlink()
+        os.close(lock)
+    return 0
+
+
+def _run_loop(main: Any) -> None:
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(main)
+
+
+class _Ready:
+    """The pipe to a waiting parent (``-d``); silent in the foreground."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    def _send(self, line: str) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._fd, line.encode() + b"\n")
+            os.close(self._fd)
+        self._fd = None
+
+    def ok(self, info: dict[str, Any]) -> None:
+        self._send("ready " + json.dumps(info))
+
+    def fail(self, message: str) -> None:
+        self._send("error " + message.replace("\n", " "))
+
+
+async def _serve(config: DaemonConfig, token: str, ready: _Ready) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    store = Store(config.db_path, access_capacity=config.access_capacity)
+    writer = AccessWriter(config.db_path, capacity=config.access_capacity)
+    holder: list[Callable[[RouteTable], None]] = []
+
+    def publish(table: RouteTable) -> None:
+        for set_routes in holder:
+            set_routes(table)
+
+    gateway = Gateway(store, publish, _default_auth(config, token))
+    app = ControlApp(
+        config,
+        gateway,
+        token,
+        on_shutdown=stop.set,
+        status_extra=lambda: {"proxy": kind, "access_dropped": writer.dropped},
+    )
+    server, kind = _make_server(config, app, gateway, writer)
+    if hasattr(server, "set_routes"):
+        holder.append(server.set_routes)
+    writer.start()
+    try:
+        await gateway.restore()
+        bound = await _start(server, config)
+        info = {
+            "pid": os.getpid(),
+            "port": config.port,
+            "url": config.url,
+            "version": __version__,
+            "listen": [list(b) for b in bound],
+            "started": gateway.started,
+            "proxy": kind,
+        }
+        _write_info(config.info_path, info)
+        log.info("homeport gateway at %s (pid %d, %s)", config.url, os.getpid(), kind)
+        ready.ok(info)
+        await stop.wait()
+    finally:
+        await server.close()
+        await gateway.close()
+        writer.close()
+        store.close()
+
+
+def _default_auth(config: DaemonConfig, token: str) -> AuthSpec:
+    if config.auth == "token":
+        return AuthSpec("token", token)
+    return parse_auth(config.auth)
+
+
+def _make_server(
+    config: DaemonConfig, app: ControlApp, gateway: Gateway, writer: AccessWriter
+) -> tuple[Any, str]:
+    """The proxy when it is installed, else a control-only server."""
+    try:
+        from homeport.gateway.config import ProxyConfig
+        from homeport.gateway.server import (  # type: ignore[import-not-found,unused-ignore]
+            ProxyServer,
+        )
+    except ImportError:
+        from homeport.daemon.httpd import ControlServer
+
+        log.warning("homeport.gateway.server is missing: serving the control API only")
+        return ControlServer(app), "control-only"
+    sink = writer.sink if config.access_log else None
+    proxy = ProxyServer(
+        ProxyConfig(access_log=config.access_log),
+        control=app,
+        access_sink=sink,
+        service_status=gateway.status_lookup,
+    )
+    return proxy, "proxy"
+
+
+async def _start(server: Any, config: DaemonConfig) -> list[tuple[str, int]]:
+    listen = [a for a in config.listen if a[0] != "::1" or _ipv6_loopback()]
+    try:
+        return list(await server.start(listen))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise DaemonError(
+                f"port {config.port} is already in use",
+                hint=f"homeport who {config.port} shows who holds it; or use --port",
+            ) from exc
+        if exc.errno == errno.EACCES:
+            raise DaemonError(
+                f"no permission to listen on port {config.port}",
+                hint="homeport doctor says how to allow low ports",
+            ) from exc
+        raise DaemonError(f"cannot listen on port {config.port}: {exc.strerror}") from exc
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _write_info(path: Path, info: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
+# -- background start -----------------------------------------------------------------------
+
+
+def daemon_argv(config: DaemonConfig, ready_fd: int) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "homeport",
+        "up",
+        "--port",
+        str(config.port),
+        "--ready-fd",
+        str(ready_fd),
+    ]
+    for addr in config.expose:
+        argv += ["--expose", addr]
+    if config.auth != "none":
+        argv += ["--auth", config.auth]
+    if not config.access_log:
+        argv.append("--no-access-log")
+    return argv
+
+
+def start_background(config: DaemonConfig, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+    """Start a daemon in a new session; return its ``daemon.json`` once it listens."""
+    r, w = os.pipe()
+    env = {**os.environ, "HOMEPORT_STATE_DIR": str(config.state_dir)}
+    with _open_log(config.log_path) as logf:
+        proc = subprocess.Popen(
+            daemon_argv(config, w),
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=logf,
+            pass_fds=(w,),
+            start_new_session=True,
+            env=env,
+            cwd="/",
+        )
+    os.close(w)
+    try:
+        line = _read_line(r, timeout)
+    finally:
+        os.close(r)
+    if line.startswith("ready "):
+        info: dict[str, Any] = json.loads(line[6:])
+        return info
+    if line.startswith("error "):
+        proc.wait(timeout=5)
+        raise DaemonError(line[6:])
+    if proc.poll() is None:
+        proc.kill()  # it neither came up nor said why within the time: do not leave it half-up
+    raise DaemonError(
+        f"the daemon did not start within {timeout:g}s",
+        hint=f"its log says: {_tail(config.log_path)}",
+    )
+
+
+def _open_log(path: Path) -> IO[bytes]:
+    # Keep the log from growing without end across many restarts.
+    with contextlib.suppress(OSError):
+        if path.stat().st_size > 1 << 20:
+            path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "ab")
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.split(b"\n", 1)[0].decode(errors="replace")
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty)"
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )

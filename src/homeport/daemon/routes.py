@@ -1,0 +1,134 @@
+"""Pure rules for routes: names, targets and auth specs as users type them.
+
+``api`` and ``api.localhost`` both name ``api.localhost``; ``3000``, ``:3000``,
+``127.0.0.1:3000``, ``localhost:3000``, ``[::1]:3000``, ``http://127.0.0.1:3000`` and
+``unix:/run/app.sock`` are targets. Targets must stay on this machine's loopback: the gateway
+is not a forward proxy to the network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from homeport.errors import UsageError
+from homeport.gateway.contract import AuthMode, Route
+
+SUFFIX = ".localhost"
+#: RFC 1123 §2.1 host name labels.
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_RESERVED = ("homeport.localhost",)
+
+
+def normalize_name(text: str) -> str:
+    """``API`` -> ``api.localhost``; ``api.shop`` -> ``api.shop.localhost``."""
+    name = text.strip().lower().rstrip(".")
+    if name.startswith("*."):
+        name = name[2:]
+    if name != "localhost" and not name.endswith(SUFFIX):
+        name += SUFFIX
+    labels = name.split(".")
+    if name == "localhost" or len(name) > 253 or not all(_LABEL.match(x) for x in labels):
+        raise UsageError(
+            f"bad route name {text!r}; use letters, digits and '-', e.g. api or api.shop"
+        )
+    if name in _RESERVED:
+        raise UsageError(f"{name} is homeport's own name; pick another")
+    return name
+
+
+def name_from_folder(folder: str) -> str:
+    """A route name from a project folder: ``My_App`` -> ``my-app``."""
+    label = re.sub(r"[^a-z0-9-]+", "-", folder.lower()).strip("-")[:63].strip("-")
+    return label or "app"
+
+
+def normalize_target(text: str) -> str:
+    """A loopback target as ``http://HOST:PORT`` or ``unix:/path``."""
+    t = text.strip()
+    if t.startswith("unix:"):
+        if not t[5:].startswith("/"):
+            raise UsageError(f"bad target {text!r}; a unix socket needs an absolute path")
+        return t
+    if t.startswith("https://"):
+        raise UsageError(f"bad target {text!r}; the gateway speaks plain HTTP to its targets")
+    t = t.removeprefix("http://").rstrip("/")
+    if t.isdigit():
+        t = f"127.0.0.1:{t}"
+    elif t.startswith(":"):
+        t = f"127.0.0.1{t}"
+    host, _, port = t.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(
+            f"bad target {text!r}; use PORT, HOST:PORT, http://HOST:PORT or unix:/PATH"
+        )
+    if not _is_loopback(host):
+        raise UsageError(
+            f"target {text!r} is not on loopback; homeport routes to this machine only",
+            hint="use 127.0.0.1, [::1] or localhost",
+        )
+    return f"http://{host}:{int(port)}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback and (
+            ":" not in host or host.startswith("[")
+        )
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSpec:
+    mode: AuthMode
+    secret: str | None = None
+
+
+def parse_auth(text: str | None) -> AuthSpec:
+    """``token`` (a fresh random token), ``token:SECRET``, ``basic:USER:PASS`` or ``none``."""
+    if text is None or text == "none":
+        return AuthSpec("none")
+    if text == "token":
+        return AuthSpec("token", secrets.token_urlsafe(24))
+    if text.startswith("token:") and len(text) > len("token:"):
+        return AuthSpec("token", text[len("token:") :])
+    parts = text.split(":", 2)
+    if parts[0] == "basic" and len(parts) == 3 and parts[1] and parts[2]:
+        return AuthSpec("basic", f"{parts[1]}:{parts[2]}")
+    raise UsageError(f"bad auth {text!r}; use token, token:SECRET or basic:USER:PASS")
+
+
+def route_from_json(data: dict[str, Any]) -> Route:
+    """A route from the control API's body, validated (raises UsageError)."""
+    if not isinstance(data.get("name"), str) or not isinstance(data.get("target"), str):
+        raise UsageError("a route needs 'name' and 'target' strings")
+    auth = parse_auth(data.get("auth") if isinstance(data.get("auth"), str) else None)
+    hosts = data.get("allow_hosts") or []
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        raise UsageError("'allow_hosts' must be a list of host names")
+    service_id = data.get("service_id")
+    return Route(
+        name=normalize_name(data["name"]),
+        target=normalize_target(data["target"]),
+        wildcard=bool(data.get("wildcard") or data["name"].strip().startswith("*.")),
+        auth=auth.mode,
+        secret=auth.secret,
+        same_origin=bool(data.get("same_origin")),
+        allow_hosts=tuple(h.lower() for h in hosts),
+        service_id=service_id if isinstance(service_id, str) else None,
+    )
+
+
+def gateway_auth(route: Route, default: AuthSpec) -> Route:
+    """With ``--expose``, a route without auth of its own takes the gateway's."""
+    if route.auth != "none" or default.mode == "none":
+        return route
+    from dataclasses import replace
+
+    return replace(route, auth=default.mode, secret=default.secret)
