@@ -8,9 +8,26 @@ checks that it is sorted and that every name resolves.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 __version__ = "0.1.0"
+
+# Not `from typing import TYPE_CHECKING`: importing typing costs milliseconds at every start.
+# Type checkers treat any name TYPE_CHECKING as true, so they see the real signatures.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from homeport.addr import Target, address_class, exposure, parse_target
+    from homeport.errors import (
+        DaemonError,
+        EnvironmentProblem,
+        ExitStatus,
+        HomeportError,
+        NotFound,
+        NotReady,
+        UnsupportedPlatform,
+        UsageError,
+    )
+    from homeport.inventory import listeners, sockets, who
+    from homeport.model import Listener, Process, Socket
 
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -57,7 +74,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'homeport' has no attribute {name!r}")

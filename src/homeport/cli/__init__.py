@@ -62,7 +62,11 @@ def _load(module: str) -> ModuleType | None:
         raise
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+def build_parser(
+    only: str | None = None,
+) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    """The full parser, or with ``only`` the parser with just that command (faster: the
+    other command modules are not imported)."""
     parser = _Parser(
         prog="homeport",
         description="See, name, run and protect everything on 127.0.0.1:PORT.",
@@ -76,6 +80,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     modules: dict[str, ModuleType] = {}
     for name, module_name in COMMANDS:
+        if only is not None and name != only:
+            continue
         module = _load(module_name)
         if module is None:
             continue
@@ -101,14 +107,19 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
         return 0
     from homeport.errors import ExitStatus, HomeportError
 
-    parser, modules = build_parser()
+    names = {name for name, _ in COMMANDS}
+    first = next((a for a in args_list if not a.startswith("-")), None)
+    if first is None and set(args_list) <= {"--json"}:
+        # bare `homeport`: what listens and what needs attention
+        args_list = ["ls", "--summary", *(a for a in args_list if a == "--json")]
+        first = "ls"
+    only = first if first in names and args_list[0] == first else None
+    parser, modules = build_parser(only)
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else ExitStatus.USAGE
-    command = args.command or "ls"
-    if args.command is None:
-        args = parser.parse_args(["ls", "--summary", *(["--json"] if args.global_json else [])])
+    command = args.command
     args.json = bool(getattr(args, "json", False) or args.global_json)
     try:
         return int(modules[command].run(args, env))
