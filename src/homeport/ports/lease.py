@@ -1,0 +1,290 @@
+"""Cross-process port leases: one record per port in one file, guarded by record locks.
+
+A lease says "port P was handed to the process (PID, start time) until T". Another
+picker skips P while that process still runs with that start time and T has not passed.
+
+Storage: ``<state dir>/leases/ports.leases``, a sparse file of 65,536 fixed-size records
+(record P at offset ``P * RECORD_SIZE``). A picker locks just that record with a POSIX
+byte-range lock (``lockf``, non-blocking), reads it, runs the bind test, writes its
+lease in place and unlocks.
+
+Why this and not SQLite or one lock file per port:
+
+* **No global lock.** Picking is a hot path run by many processes at once (pytest-xdist
+  workers, parallel CI jobs). Two pickers meet only on the very same number, and the
+  loser moves on at once (``LOCK_NB``) instead of sleeping in SQLite's busy handler,
+  whose back-off (1, 2, 5, 10 … 100 ms) ruins throughput under contention.
+* **Cheap.** One open descriptor per process; a pick is pread + pwrite on it.
+  Measured here on ext4: creating one lock file per port cost ~250 µs a pick, the
+  record write ~10 µs.
+* **Crash-safe.** The state is the record, written while its lock is held, so a picker
+  that dies leaves either the old lease or the new one; the kernel drops a dead
+  process's locks, so nothing needs cleaning. A released lease is a blank record.
+
+POSIX record locks belong to the process and are all dropped when it closes *any*
+descriptor of the file, so the store keeps one descriptor per process (reopened after a
+fork) and never closes it; a thread lock serializes threads, which share those locks.
+
+Holder identity is PID plus the kernel's start time of that process (field 22 of
+``/proc/PID/stat``, proc(5)): a PID reused by a new process is not the old holder.
+
+Record format: one JSON object padded with spaces to RECORD_SIZE bytes::
+
+    {"port": 21034, "proto": "tcp", "pid": 4242, "start": "1234567", "created": 1.7e9,
+     "expires": 1.7e9 or null, "name": "api" or null}
+
+Names (``homeport port NAME``) remember their last port in ``name-<hash>.json`` files,
+written rarely and atomically (write, then rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from homeport.paths import state_dir
+
+log = logging.getLogger("homeport.ports.lease")
+
+PROC = Path("/proc")
+#: Bytes per lease record; a released lease is a blank record.
+RECORD_SIZE = 384
+#: Longest name a lease can carry (the record must fit RECORD_SIZE).
+MAX_NAME = 200
+#: Ports 0..65535: the file's records.
+_PORTS = 65536
+LEASE_FILE = "ports.leases"
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A process identity that survives PID reuse: PID + kernel start time."""
+
+    pid: int
+    start: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "start": self.start}
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    port: int
+    proto: str
+    holder: Holder
+    created: float
+    expires: float | None = None
+    name: str | None = None
+
+    def encode(self) -> bytes:
+        """JSON padded with spaces to :data:`RECORD_SIZE`: rewriting a record in place
+        then never truncates or grows the file (a truncate + write costs ext4 a block
+        allocation each time, measured 4x slower)."""
+        data = json.dumps(
+            {
+                "port": self.port,
+                "proto": self.proto,
+                "pid": self.holder.pid,
+                "start": self.holder.start,
+                "created": self.created,
+                "expires": self.expires,
+                "name": self.name,
+            }
+        ).encode()
+        if len(data) > RECORD_SIZE:
+            raise ValueError(f"lease record too long ({len(data)} bytes); shorten the name")
+        return data.ljust(RECORD_SIZE)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "port": self.port,
+            "proto": self.proto,
+            "name": self.name,
+            "holder": self.holder.to_json(),
+            "created": self.created,
+            "expires": self.expires,
+        }
+
+
+def decode(data: bytes) -> Lease | None:
+    """The lease in a file's bytes; None for an empty (released) or damaged file."""
+    if not data.strip(b"\0 "):
+        return None
+    try:
+        d = json.loads(data)
+        return Lease(
+            port=int(d["port"]),
+            proto=str(d["proto"]),
+            holder=Holder(int(d["pid"]), str(d["start"])),
+            created=float(d["created"]),
+            expires=None if d.get("expires") is None else float(d["expires"]),
+            name=d.get("name"),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def is_live(lease: Lease, now: float, current: Holder | None) -> bool:
+    """Pure: a lease binds while unexpired and its holder runs with the same start time."""
+    if lease.expires is not None and now >= lease.expires:
+        return False
+    return current is not None and current == lease.holder
+
+
+def parse_start_time(stat: str) -> str:
+    """Field 22 (starttime) of ``/proc/PID/stat``. The command name (field 2) may hold
+    spaces and parentheses, so split after the last ``)``."""
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return rest[19]  # rest[0] is field 3 (state)
+
+
+def holder_of(pid: int, proc: Path = PROC) -> Holder | None:
+    """The running process with this PID, or None when there is none."""
+    try:
+        return Holder(pid, parse_start_time((proc / str(pid) / "stat").read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, IndexError):
+        return _holder_portable(pid)
+
+
+def _holder_portable(pid: int) -> Holder | None:
+    import psutil
+
+    try:
+        return Holder(pid, f"{psutil.Process(pid).create_time():.2f}")
+    except psutil.Error:
+        return None
+
+
+def default_lease_dir() -> Path:
+    """``<state dir>/leases``; created by the store on first use, not here."""
+    return state_dir(create=False) / "leases"
+
+
+@dataclass
+class _Open:
+    pid: int
+    fd: int
+
+
+#: One descriptor per lease file per process (see the module docstring for why).
+_FDS: dict[str, _Open] = {}
+_THREADS = threading.Lock()
+
+
+class LeaseStore:
+    """The lease file under one directory (default: ``<state dir>/leases``)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory if directory is not None else default_lease_dir()
+        self._file = str(self.directory / LEASE_FILE)
+
+    def _fd(self) -> int:
+        opened = _FDS.get(self._file)
+        if opened is None or opened.pid != os.getpid():
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self._file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            opened = _FDS[self._file] = _Open(os.getpid(), fd)
+        return opened.fd
+
+    def try_take(
+        self, port: int, make: Callable[[int], Lease], check: Callable[[int], bool]
+    ) -> Lease | None:
+        """Lease ``port`` if no live lease holds it and ``check(port)`` passes.
+
+        ``check`` (the bind test) runs under the record lock, so two pickers can never
+        both see the port free and both take it. None when busy or locked right now.
+        """
+        with self._locked(port) as fd:
+            if fd is None:
+                return None
+            current = decode(os.pread(fd, RECORD_SIZE, port * RECORD_SIZE))
+            if current is not None and is_live(current, time.time(), holder_of(current.holder.pid)):
+                return None
+            if not check(port):
+                return None
+            lease = make(port)
+            os.pwrite(fd, lease.encode(), port * RECORD_SIZE)
+            return lease
+
+    def release(self, port: int, holder: Holder) -> bool:
+        """Drop the lease on ``port`` if ``holder`` has it; True when dropped."""
+        with self._locked(port, wait=True) as fd:
+            assert fd is not None  # a blocking lock either succeeds or raises
+            current = decode(os.pread(fd, RECORD_SIZE, port * RECORD_SIZE))
+            if current is None or current.holder != holder:
+                return False
+            os.pwrite(fd, b" " * RECORD_SIZE, port * RECORD_SIZE)
+            return True
+
+    def read(self, port: int) -> Lease | None:
+        return decode(os.pread(self._fd(), RECORD_SIZE, port * RECORD_SIZE))
+
+    def all(self) -> list[Lease]:
+        """Every lease on file, live or not, sorted by port (reads without locking)."""
+        out = []
+        try:
+            with open(self._file, "rb") as f:
+                data = f.read(_PORTS * RECORD_SIZE)
+        except FileNotFoundError:
+            return []
+        for port in range(min(_PORTS, len(data) // RECORD_SIZE)):
+            chunk = data[port * RECORD_SIZE : (port + 1) * RECORD_SIZE]
+            if chunk.strip(b"\0 "):
+                lease = decode(chunk)
+                if lease is not None:
+                    out.append(lease)
+        return out
+
+    @contextlib.contextmanager
+    def _locked(self, port: int, wait: bool = False) -> Iterator[int | None]:
+        if not 0 < port < _PORTS:
+            raise ValueError(f"port out of range: {port}")
+        with _THREADS:
+            fd = self._fd()
+            flags = fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
+            try:
+                fcntl.lockf(fd, flags, RECORD_SIZE, port * RECORD_SIZE, os.SEEK_SET)
+            except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EAGAIN):
+                    yield None
+                    return
+                raise
+            try:
+                yield fd
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN, RECORD_SIZE, port * RECORD_SIZE, os.SEEK_SET)
+
+    # Names: NAME -> the port it got last time, so a later run asks for it first.
+
+    def _name_path(self, name: str) -> Path:
+        digest = hashlib.blake2b(name.encode(), digest_size=10).hexdigest()
+        return self.directory / f"name-{digest}.json"
+
+    def remembered(self, name: str) -> int | None:
+        try:
+            d = json.loads(self._name_path(name).read_bytes())
+            return int(d["port"]) if d.get("name") == name else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def remember(self, name: str, port: int) -> None:
+        if self.remembered(name) == port:
+            return  # already on file: skip the write
+        path = self._name_path(name)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(json.dumps({"name": name, "port": port}).encode())
+        os.replace(tmp, path)  # atomic: readers see the old record or the new one
