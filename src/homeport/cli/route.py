@@ -1,0 +1,121 @@
+"""Name a local service: NAME.localhost -> a port, for services homeport did not start
+(containers, databases, an app started elsewhere). ``homeport run`` adds routes by itself.
+
+examples:
+  homeport route add api 3000                    http://api.localhost:62893 -> 127.0.0.1:3000
+  homeport route add shop http://[::1]:8080 --wildcard
+                                                 also x.shop.localhost, y.shop.localhost ...
+  homeport route add admin 9000 --auth token     prints the token the route wants
+  homeport route add app 5173 --auth basic:me:secret --same-origin
+  homeport route add sock unix:/run/app.sock
+  homeport route rm api
+  homeport route ls [--json]
+
+TARGET is PORT, :PORT, HOST:PORT, http://HOST:PORT (HOST on loopback: 127.0.0.1, [::1],
+localhost) or unix:/PATH. NAME gets ``.localhost`` added when it lacks it.
+--auth token: clients send ``Authorization: Bearer TOKEN`` or open the URL once with
+``?homeport_token=TOKEN``. --same-origin refuses cross-site writes and WebSocket upgrades.
+The gateway is started when it is not running.
+
+--json shapes:
+  route ls:  {"routes": [{"name", "target", "wildcard", "auth", "same_origin", "allow_hosts",
+                          "service_id"}]}
+  route add: {"route": {...as above}, "url": "http://api.localhost:62893", "created": true,
+              "token": "..." (only with --auth token)}
+  route rm:  {"removed": "api.localhost"}
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from homeport.cli.env import Env
+
+HELP = "add, remove and list NAME.localhost routes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="route_cmd", metavar="add|rm|ls")
+    add = sub.add_parser("add", help="add or replace a route")
+    add.add_argument("name", help="api or api.localhost or api.shop")
+    add.add_argument("target", help="PORT, HOST:PORT, http://HOST:PORT or unix:/PATH")
+    add.add_argument("--auth", help="token | token:SECRET | basic:USER:PASS")
+    add.add_argument("--same-origin", action="store_true", help="refuse cross-site writes")
+    add.add_argument("--wildcard", action="store_true", help="also match *.NAME")
+    add.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="another Host name this route accepts",
+    )
+    rm = sub.add_parser("rm", help="remove a route")
+    rm.add_argument("name")
+    sub.add_parser("ls", help="list routes")
+    for p in (add, rm, *sub.choices.values()):
+        if not any(a.dest == "json" for a in p._actions):
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace, env: Env) -> int:
+    from homeport.cli.render import dump_json
+    from homeport.daemon.client import connect
+    from homeport.daemon.routes import normalize_name, normalize_target, parse_auth
+    from homeport.errors import UsageError
+
+    cmd = args.route_cmd or "ls"
+    if cmd == "add":  # validate before starting a daemon for nothing
+        normalize_name(args.name)
+        normalize_target(args.target)
+        parse_auth(args.auth)
+    client = connect(start=cmd == "add")
+    if cmd == "add":
+        body = {
+            "name": args.name,
+            "target": args.target,
+            "auth": args.auth,
+            "same_origin": args.same_origin,
+            "wildcard": args.wildcard,
+            "allow_hosts": args.allow_host,
+        }
+        data = client.call("POST", "/api/routes", body)
+        if args.json:
+            dump_json(env, data)
+            return 0
+        r = data["route"]
+        env.out(f"{data['url']} -> {r['target']}" + (" (and *.)" if r["wildcard"] else ""))
+        if data.get("token"):
+            env.out(f"token: {data['token']}")
+            env.out(f"open once: {data['url']}/?homeport_token={data['token']}")
+        return 0
+    if cmd == "rm":
+        data = client.call("DELETE", f"/api/routes/{normalize_name(args.name)}")
+        dump_json(env, data) if args.json else env.out(f"removed {data['removed']}")
+        return 0
+    if cmd != "ls":
+        raise UsageError(f"unknown route command {cmd!r}; use add, rm or ls")
+    data = client.call("GET", "/api/routes")
+    if args.json:
+        dump_json(env, data)
+    else:
+        _render(env, data["routes"], client.port)
+    return 0 if data["routes"] else 1
+
+
+def _render(env: Env, routes: list[dict[str, object]], port: int) -> None:
+    from homeport.cli.render import table
+
+    if not routes:
+        env.out("no routes yet: homeport route add NAME PORT, or homeport run -- CMD")
+        return
+    rows = [
+        [
+            f"http://{r['name']}:{port}" + (" (+ *.)" if r["wildcard"] else ""),
+            str(r["target"]),
+            str(r["auth"]),
+            "yes" if r["same_origin"] else "-",
+            "run" if r["service_id"] else "route",
+        ]
+        for r in routes
+    ]
+    env.out(table(env, ["URL", "TARGET", "AUTH", "SAME-ORIGIN", "KIND"], rows))

@@ -1,0 +1,145 @@
+"""Run a dev server on a free port and reach it by name: http://NAME.localhost:62893.
+
+homeport picks a free port (outside the ephemeral range, leased so parallel runs never
+collide), sets PORT, HOST=127.0.0.1 and HOMEPORT_URL, adds the port flags of servers that
+ignore PORT (uvicorn, gunicorn, flask run, manage.py runserver, python -m http.server, vite,
+next dev, astro dev, webpack serve), starts the command in its own process group, waits until
+it listens, and prints its URL. Output streams with a "NAME |" prefix.
+
+Ctrl-C (or the command exiting) stops the whole group (SIGTERM, then SIGKILL), removes the
+route and exits with the command's status. If this process is killed, the gateway stops the
+group for it: nothing is left holding a port. The gateway is started when it is not running.
+
+examples:
+  homeport run -- python -m http.server          NAME is this folder's name
+  homeport run --name api -- uvicorn app:app --reload
+  homeport run --name web -- npx vite
+  homeport run --name admin --auth token -- python manage.py runserver
+  homeport run --port 8000 -- ./server --listen 127.0.0.1:8000   a command with its own port
+
+--json: one JSON object per line instead of prefixed text:
+  {"event": "ready", "name", "url", "port", "pid", "address", "service_id", "token"}
+  {"event": "output", "line"}
+  {"event": "exit", "code", "status"}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from homeport.cli.env import Env
+
+if TYPE_CHECKING:
+    from homeport.daemon.client import Client
+    from homeport.services.runner import Ready, RunOptions
+
+HELP = "run a dev server on a free port as NAME.localhost"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", help="route name (default: this folder's name)")
+    parser.add_argument("--port", type=int, help="the port the command listens on (default: pick)")
+    parser.add_argument("--auth", help="token | token:SECRET | basic:USER:PASS")
+    parser.add_argument("--same-origin", action="store_true", help="refuse cross-site writes")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the command to listen (60)"
+    )
+    parser.add_argument(
+        "--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL on stop (5)"
+    )
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+
+
+def run(args: argparse.Namespace, env: Env) -> int:
+    from homeport.daemon.client import connect
+    from homeport.daemon.routes import name_from_folder, normalize_name, parse_auth
+    from homeport.errors import UsageError
+    from homeport.services.runner import RunOptions
+
+    cmd = tuple(args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd)
+    if not cmd:
+        raise UsageError("nothing to run; use: homeport run [--name NAME] -- CMD ARGS")
+    name = args.name or name_from_folder(os.path.basename(os.getcwd()))
+    normalize_name(name)
+    parse_auth(args.auth)
+    if args.port is not None and not 0 < args.port < 65536:
+        raise UsageError(f"port {args.port} is out of range; use 1-65535")
+    opts = RunOptions(
+        cmd=cmd,
+        name=name.removesuffix(".localhost"),
+        port=args.port,
+        auth=args.auth,
+        same_origin=args.same_origin,
+        timeout=args.timeout,
+        grace=args.grace,
+    )
+    return _run(opts, connect(start=True), env, args.json)
+
+
+def _run(opts: RunOptions, client: Client, env: Env, as_json: bool) -> int:
+    from homeport.services.runner import Runner, Stop, exit_status, stop_signals
+
+    lock = threading.Lock()
+
+    def emit(text: str) -> None:
+        with lock:
+            if as_json:
+                line = text.split(" | ", 1)[1] if " | " in text else text
+                env.out(json.dumps({"event": "output", "line": line}))
+            else:
+                env.out(text)
+            env.stdout.flush()
+
+    runner = Runner(opts, client, emit)
+    code: int | None = None
+    try:
+        with stop_signals():
+            port = opts.port or _pick(opts.name)
+            ready = runner.start(port)
+            _announce(env, ready, opts.name, as_json, lock)
+            code = runner.wait()
+    except (KeyboardInterrupt, Stop):
+        runner.interrupted = True
+    finally:
+        closed = runner.close()
+        code = closed if code is None else code
+    status = 130 if runner.interrupted else exit_status(code)
+    if as_json:
+        env.out(json.dumps({"event": "exit", "code": code, "status": status}))
+    elif not runner.interrupted:
+        env.err(f"homeport: {opts.name} exited with code {code}")
+    return status
+
+
+def _pick(name: str) -> int:
+    from homeport.ports import free_port
+
+    return free_port(name=name)
+
+
+def _announce(env: Env, ready: Ready, name: str, as_json: bool, lock: threading.Lock) -> None:
+    with lock:
+        if as_json:
+            env.out(
+                json.dumps(
+                    {
+                        "event": "ready",
+                        "name": name,
+                        "url": ready.url,
+                        "port": ready.port,
+                        "pid": ready.pid,
+                        "address": ready.address,
+                        "service_id": ready.service_id,
+                        "token": ready.token,
+                    }
+                )
+            )
+        else:
+            env.out(f"homeport: {name} is at {ready.url}  (port {ready.port}, pid {ready.pid})")
+            if ready.token:
+                env.out(f"homeport: token {ready.token}  ({ready.url}/?homeport_token=...)")
+        env.stdout.flush()

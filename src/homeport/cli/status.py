@@ -1,0 +1,89 @@
+"""Is the gateway running, where, and what does it serve?
+
+examples:
+  homeport status           one screen: URL, pid, uptime, routes, services
+  homeport status --json    for scripts (exit 1 when the gateway is not running)
+
+--json shape:
+  {"running": true,
+   "status": {"pid", "version", "url", "port", "listen": [[addr, port]], "started",
+              "uptime_s", "state_dir", "routes", "services", "access_log_rows", "proxy",
+              "access_dropped"},
+   "routes": [{"name", "target", "wildcard", "auth", "same_origin", "allow_hosts",
+               "service_id"}],
+   "services": [{"id", "name", "cmd", "cwd", "port", "pid", "pgid", "owner_pid", "state",
+                 "started", "exit_code", ...}]}
+  or {"running": false, "status": null, "routes": [], "services": []}
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from homeport.cli.env import Env
+
+HELP = "show whether the gateway runs, and its routes and services"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace, env: Env) -> int:
+    from homeport.cli.render import dump_json
+    from homeport.daemon.client import Client
+    from homeport.daemon.config import DaemonConfig
+
+    client = Client.for_config(DaemonConfig.build())
+    if client.health() is None:
+        if args.json:
+            dump_json(env, {"running": False, "status": None, "routes": [], "services": []})
+        else:
+            env.out(f"the homeport gateway is not running ({client.url}); homeport up -d starts it")
+        return 1
+    data = {
+        "running": True,
+        "status": client.call("GET", "/api/status"),
+        "routes": client.call("GET", "/api/routes")["routes"],
+        "services": client.call("GET", "/api/services")["services"],
+    }
+    if args.json:
+        dump_json(env, data)
+    else:
+        _render(env, data)
+    return 0
+
+
+def _render(env: Env, data: dict[str, Any]) -> None:
+    from homeport.cli.render import age, host_port, paint, table
+
+    st = data["status"]
+    listen = ", ".join(host_port(a, p) for a, p in st["listen"])
+    env.out(
+        f"{paint(env, 'homeport gateway', 'bold')} at {st['url']}  (pid {st['pid']}, "
+        f"up {age(st['started'])}, listening on {listen})"
+    )
+    if st.get("proxy") == "control-only":
+        env.out(paint(env, "the proxy is not installed: only the control API answers", "yellow"))
+    env.out(f"access log: {st['access_log_rows']} requests kept")
+    if data["routes"]:
+        env.out("")
+        port = st["port"]
+        rows = [
+            [
+                f"http://{r['name']}:{port}",
+                r["target"],
+                r["auth"],
+                "run" if r["service_id"] else "route",
+            ]
+            for r in data["routes"]
+        ]
+        env.out(table(env, ["URL", "TARGET", "AUTH", "KIND"], rows))
+    if data["services"]:
+        env.out("")
+        rows = [
+            [s["name"], str(s["pid"]), s["state"], age(s["started"]), " ".join(s["cmd"])]
+            for s in data["services"]
+        ]
+        env.out(table(env, ["SERVICE", "PID", "STATE", "UP", "COMMAND"], rows, shrink=4))

@@ -1,0 +1,113 @@
+"""Per-command flags as data: how to make a dev server listen on ``HOST:PORT``.
+
+Every command gets ``PORT``, ``HOST=127.0.0.1`` and ``HOMEPORT_URL`` in its environment. Many
+servers ignore ``PORT``, so for the ones below homeport also adds their own flags, unless the
+user already gave a flag that chooses the address (then the user's choice stands).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+#: Launchers that run the real program: ``npx vite``, ``uv run uvicorn`` ...
+_LAUNCHERS: dict[str, int] = {
+    "npx": 1, "bunx": 1, "pnpx": 1, "yarn": 1, "uvx": 1,
+    "pnpm": 2, "npm": 2, "bun": 2, "uv": 2, "poetry": 2, "pipenv": 2, "pdm": 2,
+}  # fmt: skip
+#: For two-word launchers, the second word that means "run the next program".
+_LAUNCH_VERBS = ("exec", "run", "x")
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRule:
+    """``program`` (basename, or the module of ``python -m``) and, when set, its
+    ``subcommand``; ``add`` is appended with ``{host}``/``{port}`` filled in unless an
+    argument in ``chosen`` is already there (or, with ``positional``, any bare argument
+    after the program/subcommand, e.g. ``runserver 0:8000``)."""
+
+    program: str
+    subcommand: str | None
+    add: tuple[str, ...]
+    chosen: tuple[str, ...]
+    positional: bool = False
+
+
+RULES: tuple[FlagRule, ...] = (
+    FlagRule("uvicorn", None, ("--host", "{host}", "--port", "{port}"),
+             ("--port", "--host", "--fd", "--uds")),
+    FlagRule("gunicorn", None, ("--bind", "{host}:{port}"), ("-b", "--bind")),
+    FlagRule("flask", "run", ("--host", "{host}", "--port", "{port}"),
+             ("--port", "-p", "--host", "-h")),
+    FlagRule("manage.py", "runserver", ("{host}:{port}",), (), positional=True),
+    FlagRule("django-admin", "runserver", ("{host}:{port}",), (), positional=True),
+    FlagRule("http.server", None, ("{port}", "--bind", "{host}"), ("-b", "--bind"),
+             positional=True),
+    FlagRule("vite", None, ("--port", "{port}", "--strictPort", "--host", "{host}"),
+             ("--port", "--host")),
+    FlagRule("next", "dev", ("-p", "{port}", "-H", "{host}"),
+             ("-p", "--port", "-H", "--hostname")),
+    FlagRule("astro", "dev", ("--port", "{port}", "--host", "{host}"), ("--port", "--host")),
+    FlagRule("webpack-dev-server", None, ("--port", "{port}", "--host", "{host}"),
+             ("--port", "--host")),
+    FlagRule("webpack", "serve", ("--port", "{port}", "--host", "{host}"),
+             ("--port", "--host")),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    #: The rule that added flags, or None when only the environment tells the port.
+    rule: str | None
+
+
+def program_of(argv: tuple[str, ...]) -> tuple[str, int]:
+    """The program a command line runs, and the index of its first own argument."""
+    i = 0
+    while i < len(argv):
+        base = os.path.basename(argv[i])
+        if base in _LAUNCHERS:
+            if _LAUNCHERS[base] == 2 and i + 1 < len(argv) and argv[i + 1] in _LAUNCH_VERBS:
+                i += 2
+            else:
+                i += 1
+            continue
+        if base.startswith("python") and i + 1 < len(argv):
+            nxt = argv[i + 1]
+            if nxt == "-m":
+                return (argv[i + 2], i + 3) if i + 2 < len(argv) else ("", len(argv))
+            if not nxt.startswith("-"):  # python manage.py ...
+                return os.path.basename(nxt), i + 2
+        return base, i + 1
+    return "", len(argv)
+
+
+def _applies(rule: FlagRule, args: tuple[str, ...]) -> bool:
+    rest = args
+    if rule.subcommand is not None:
+        if rule.subcommand not in args:  # options may come first: ``flask --app x run``
+            return False
+        rest = args[args.index(rule.subcommand) + 1 :]
+    for a in rest:
+        if any(a == f or a.startswith(f + "=") for f in rule.chosen):
+            return False
+        if rule.positional and not a.startswith("-"):
+            return False
+    return True
+
+
+def plan_command(argv: tuple[str, ...], port: int, host: str = "127.0.0.1",
+                 url: str | None = None) -> Plan:  # fmt: skip
+    """The command line and environment that make ``argv`` serve on ``host:port``."""
+    env = {"PORT": str(port), "HOST": host}
+    if url:
+        env["HOMEPORT_URL"] = url
+    program, start = program_of(argv)
+    args = argv[start:]
+    for rule in RULES:
+        if rule.program == program and _applies(rule, args):
+            extra = tuple(a.format(host=host, port=port) for a in rule.add)
+            return Plan((*argv, *extra), env, rule.program)
+    return Plan(argv, env, None)

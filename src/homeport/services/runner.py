@@ -1,0 +1,271 @@
+"""``homeport run``: start a dev server on a free port and give it a name.
+
+The command runs in its own process group (so a stop reaches its workers and reloaders too)
+with ``PORT``/``HOST``/``HOMEPORT_URL`` set and, for known servers, their port flags. Its
+output is streamed with a ``NAME |`` prefix and the last lines go to the daemon (the 502 page
+and ``homeport logs NAME`` show them). The daemon watches this process: if it dies without
+cleaning up (``kill -9``), the daemon stops the group and removes the route.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from homeport.daemon.client import Client
+from homeport.errors import HomeportError, NotReady, UsageError
+from homeport.services.flags import Plan, plan_command
+
+log = logging.getLogger("homeport.services")
+
+LOCAL_ADDRS = (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6))
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    cmd: tuple[str, ...]
+    name: str
+    port: int | None = None
+    auth: str | None = None
+    same_origin: bool = False
+    timeout: float = 60.0
+    grace: float = 5.0
+    cwd: str = "."
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    service_id: str
+    url: str
+    port: int
+    pid: int
+    address: str
+    token: str | None
+
+
+class Output:
+    """Pumps the child's output to ``emit`` and keeps lines for the daemon (a thread)."""
+
+    def __init__(self, stream: IO[bytes], emit: Callable[[str], None]) -> None:
+        self._stream = stream
+        self._emit = emit
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self.last: collections.deque[str] = collections.deque(maxlen=200)
+        self._thread = threading.Thread(target=self._pump, name="homeport-run-out", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        for raw in iter(self._stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            with self._lock:
+                self._pending.append(line)
+                self.last.append(line)
+            self._emit(line)
+
+    def take(self) -> list[str]:
+        with self._lock:
+            lines, self._pending = self._pending, []
+        return lines
+
+    def join(self, timeout: float = 2.0) -> None:
+        self._thread.join(timeout)
+
+
+def spawn(plan: Plan, cwd: str) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            plan.argv,
+            cwd=cwd,
+            env={**os.environ, **plan.env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            process_group=0,  # its own group: stop reaches every worker; ^C is ours to relay
+        )
+    except FileNotFoundError:
+        raise UsageError(f"command not found: {plan.argv[0]}") from None
+    except PermissionError:
+        raise UsageError(f"command not executable: {plan.argv[0]}") from None
+
+
+def answering(port: int) -> str | None:
+    """The loopback address that accepts a connection on ``port``, if any."""
+    for addr, family in LOCAL_ADDRS:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            try:
+                s.connect((addr, port))
+            except OSError:
+                continue
+            # A connect to a port in the ephemeral range can meet itself (DESIGN.md).
+            if s.getsockname()[:2] != s.getpeername()[:2]:
+                return addr
+    return None
+
+
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        addr = answering(port)
+        if addr is not None:
+            return addr
+        if proc.poll() is not None:
+            raise NotReady(f"the command exited with code {proc.returncode} before it listened")
+        if time.monotonic() > deadline:
+            raise NotReady(
+                f"nothing listens on port {port} after {timeout:g}s",
+                hint="does the command read $PORT? give its port with --port P",
+            )
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.05)  # wakes at once if the child exits
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the group, SIGKILL it after ``grace`` seconds, and reap the leader."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(grace if sig == signal.SIGTERM else 5.0)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM and _group_alive(proc.pid):
+            deadline = time.monotonic() + grace  # the leader left; its workers may linger
+            while _group_alive(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)  # no event tells when a group empties
+            if not _group_alive(proc.pid):
+                return
+            continue
+        return
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Stop(Exception):
+    """SIGTERM or SIGHUP reached ``homeport run``: stop like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_stop(signum: int, frame: Any) -> None:
+        raise Stop(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, raise_stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class Runner:
+    """One ``homeport run``: call ``start`` then ``wait``; ``close`` in a ``finally``."""
+
+    def __init__(self, opts: RunOptions, client: Client, emit: Callable[[str], None]) -> None:
+        self.opts = opts
+        self.client = client
+        self.emit = emit
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.output: Output | None = None
+        self.service_id: str | None = None
+        self.interrupted = False
+
+    def start(self, port: int) -> Ready:
+        o = self.opts
+        url = self.client.config.route_url(f"{o.name}.localhost")
+        plan = plan_command(o.cmd, port, "127.0.0.1", url)
+        self.proc = spawn(plan, o.cwd)
+        assert self.proc.stdout is not None
+        self.output = Output(self.proc.stdout, lambda line: self.emit(f"{o.name} | {line}"))
+        body = {
+            "name": o.name,
+            "cmd": list(plan.argv),
+            "cwd": os.path.abspath(o.cwd),
+            "port": port,
+            "pid": self.proc.pid,
+            "pgid": self.proc.pid,
+            "owner_pid": os.getpid(),
+        }
+        self.service_id = self.client.call("POST", "/api/services", body)["service"]["id"]
+        addr = wait_listening(self.proc, port, o.timeout)
+        host = f"[{addr}]" if ":" in addr else addr
+        route = {
+            "name": o.name,
+            "target": f"http://{host}:{port}",
+            "auth": o.auth,
+            "same_origin": o.same_origin,
+        }
+        data = self.client.call(
+            "POST", f"/api/services/{self.service_id}/running", {"route": route}
+        )
+        return Ready(self.service_id, data["url"], port, self.proc.pid, addr, data.get("token"))
+
+    def wait(self) -> int:
+        assert self.proc is not None
+        while True:
+            try:
+                code = self.proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                self._ship_lines()
+                continue
+            return code
+
+    def _ship_lines(self) -> None:
+        if self.output is None or self.service_id is None:
+            return
+        lines = self.output.take()
+        if lines:
+            try:
+                self.client.call("POST", f"/api/services/{self.service_id}/log", {"lines": lines})
+            except HomeportError as exc:  # the daemon restarting must not stop the service
+                log.debug("could not send output lines: %s", exc)
+
+    def close(self) -> int | None:
+        """Stop the group (if it runs), tell the daemon, return the command's exit status."""
+        code: int | None = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                stop_group(self.proc, self.opts.grace)
+            code = self.proc.returncode
+            if self.output is not None:
+                self.output.join()
+        self._ship_lines()
+        if self.service_id is not None:
+            state = "stopped" if self.interrupted else "exited"
+            with contextlib.suppress(HomeportError):
+                self.client.call(
+                    "POST",
+                    f"/api/services/{self.service_id}/exit",
+                    {"state": state, "exit_code": code},
+                )
+        return code
+
+
+def exit_status(code: int | None) -> int:
+    """A shell-style status: a signal death becomes 128+N (``bash`` convention)."""
+    if code is None:
+        return 1
+    return 128 - code if code < 0 else code
