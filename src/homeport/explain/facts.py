@@ -1,0 +1,140 @@
+"""The live facts an explanation rests on, and the one edge that gathers them.
+
+``Facts`` is a plain record, so ``diagnose`` stays pure and tests build facts by hand.
+``gather`` reads this machine now: the inventory for the port (listeners, TIME-WAIT),
+``getaddrinfo`` for the name and for ``localhost``, the kernel's port ranges, whether the
+address can be bound, and — only for refusals and timeouts — the firewall's rules on lo.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from homeport.addr import ip
+from homeport.explain.parse import Parsed
+from homeport.model import Listener
+
+log = logging.getLogger("homeport.explain")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What ``getaddrinfo(name)`` returned here, in the resolver's order."""
+
+    name: str
+    addresses: tuple[str, ...] = ()
+    error: str | None = None
+
+    def text(self) -> str:
+        return ", ".join(self.addresses) if self.addresses else f"not resolved ({self.error})"
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    port: int | None = None
+    #: Every TCP and UDP socket listening on ``port``, with owners.
+    listeners: tuple[Listener, ...] = ()
+    #: TCP sockets in TIME-WAIT whose local port is ``port``.
+    time_wait: int = 0
+    #: How the input's host name resolves here (None for an IP literal or no host).
+    resolution: Resolution | None = None
+    localhost: Resolution = field(default_factory=lambda: Resolution("localhost", ("127.0.0.1",)))
+    ephemeral: tuple[int, int] = (32768, 60999)
+    unprivileged_start: int = 1024
+    service: str | None = None
+    #: Whether the input's address can be bound here now (None: not tested).
+    bindable: bool | None = None
+    #: IPv6 usable on lo (net.ipv6.conf.lo.disable_ipv6 = 0 and ::1 present).
+    ipv6_lo: bool = True
+    #: Firewall rules that can drop or reject loopback traffic, as text.
+    firewall_lo: tuple[str, ...] = ()
+    #: Why the firewall could not be read (None when it was, or was not asked).
+    firewall_note: str | None = None
+
+
+def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
+    """Read this machine's facts for ``p``; each failure degrades to a default, never raises."""
+    from homeport import system
+
+    listeners, time_wait = _port_facts(p.port)
+    name = p.host if p.host and ip(p.host) is None else None
+    fw, fw_note = _firewall(p) if p.kind in ("timeout", "refused") else ((), None)
+    return Facts(
+        port=p.port,
+        listeners=listeners,
+        time_wait=time_wait,
+        resolution=resolve(name) if name else None,
+        localhost=resolve("localhost"),
+        ephemeral=system.ephemeral_range(proc),
+        unprivileged_start=system.unprivileged_port_start(proc),
+        service=system.service_name(p.port) if p.port else None,
+        bindable=can_bind(p.host) if p.kind == "not-available" and p.host else None,
+        ipv6_lo=ipv6_on_lo(proc),
+        firewall_lo=fw,
+        firewall_note=fw_note,
+    )
+
+
+def _port_facts(port: int | None) -> tuple[tuple[Listener, ...], int]:
+    if port is None:
+        return (), 0
+    from homeport.inventory import listeners, sockets
+
+    found = tuple(listeners(port=port))
+    tw = sum(1 for s in sockets(udp=False, all_states=True, port=port) if s.state == "TIME-WAIT")
+    return found, tw
+
+
+def resolve(name: str) -> Resolution:
+    """``getaddrinfo`` as a connecting client sees it: unique addresses, resolver order."""
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        return Resolution(name, (), getattr(exc, "strerror", None) or str(exc))
+    seen: list[str] = []
+    for info in infos:
+        addr = str(info[4][0])
+        if addr not in seen:
+            seen.append(addr)
+    return Resolution(name, tuple(seen))
+
+
+def can_bind(host: str) -> bool | None:
+    """Bind ``host`` on port 0 and close: False only for EADDRNOTAVAIL, None when unsure."""
+    a = ip(host)
+    if a is None:
+        return None
+    fam = socket.AF_INET6 if a.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+    except OSError as exc:
+        return False if exc.errno == errno.EADDRNOTAVAIL else None
+    return True
+
+
+def ipv6_on_lo(proc: Path = Path("/proc")) -> bool:
+    try:
+        disabled = (proc / "sys/net/ipv6/conf/lo/disable_ipv6").read_text().strip() == "1"
+        present = "00000000000000000000000000000001" in (proc / "net/if_inet6").read_text()
+    except OSError:
+        return False
+    return present and not disabled
+
+
+def _firewall(p: Parsed) -> tuple[tuple[str, ...], str | None]:
+    from homeport.doctor.firewall import describe, lo_effects, read_firewall
+
+    reading = read_firewall()
+    if reading.status != "ok":
+        return (), reading.message
+    eff = lo_effects(reading.chains, reading.rules)
+    texts = [
+        f"{c.source} {c.table} {c.name}: policy drop, no rule accepts lo" for c in eff.closed_chains
+    ]
+    texts += [describe(r) for r in eff.blocking]
+    return tuple(texts), None
