@@ -1,0 +1,327 @@
+"""HTTP/1.1 framing for the proxy, without I/O: validate a parsed request head, build the head
+sent upstream and the head sent back to the client.
+
+llhttp (through ``httptools``) does the tokenising and already refuses most smuggling vectors:
+Content-Length with Transfer-Encoding, duplicate Content-Length, bad chunk sizes, obs-fold, bare
+CR and NUL in field values (RFC 9112 §6.3, §5.2, §5.5). This module adds what a proxy must check
+on top: exactly one valid Host (RFC 9112 §3.2), no Transfer-Encoding in HTTP/1.0 (§6.1),
+origin-form or absolute-form targets only (§3.2.1-2), and the hop-by-hop rules of RFC 9110 §7.6.1.
+
+Everything here takes and returns bytes; names are compared lower-cased.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+#: RFC 9110 §7.6.1: fields meant for one connection only, never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+#: Fields the proxy rewrites itself (it never trusts them from a non-loopback peer).
+FORWARDING = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
+)
+_SKIP = HOP_BY_HOP | FORWARDING | {b"via"}
+
+
+class ProtocolError(Exception):
+    """The request cannot be proxied; ``status`` is what the client gets, and the connection
+    is closed after it (the framing can no longer be trusted)."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """One request head as received, with the fields the proxy decides on pulled out."""
+
+    method: bytes
+    target: bytes  # origin-form ("/path?query") or "*"
+    version: bytes  # b"1.1" or b"1.0"
+    host: bytes
+    keep_alive: bool
+    headers: list[tuple[bytes, bytes]]  # forwardable fields (hop-by-hop and forwarding removed)
+    upgrade: bytes | None = None  # the Upgrade field when the client asks to switch
+    chunked: bool = False
+    content_length: int = 0
+    expect_continue: bool = False
+    connection_options: tuple[bytes, ...] = ()
+    xff: bytes | None = None
+    xf_proto: bytes | None = None
+    xf_host: bytes | None = None
+    forwarded: bytes | None = None
+    via: bytes | None = None
+    #: Lower-cased name -> value for the few fields the guard reads (first occurrence).
+    extra: dict[bytes, bytes] = field(default_factory=dict)
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.content_length > 0
+
+
+_GUARD_FIELDS = frozenset(
+    {b"authorization", b"cookie", b"origin", b"sec-fetch-site", b"accept", b"user-agent"}
+)
+
+
+def parse_head(
+    method: bytes,
+    url: bytes,
+    version: str,
+    raw: list[tuple[bytes, bytes]],
+    keep_alive: bool,
+    upgrade: bool,
+) -> RequestHead:
+    """Validate a head that llhttp accepted and sort its fields; raises ``ProtocolError``."""
+    if method == b"CONNECT":
+        raise ProtocolError(
+            405, "method-not-allowed", "CONNECT is not supported: not a forward proxy"
+        )
+    head = RequestHead(method, url, b"1.1" if version == "1.1" else b"1.0", b"", keep_alive, [])
+    hosts = 0
+    te: bytes | None = None
+    for name, value in raw:
+        lname = name.lower()
+        if lname not in _SKIP:
+            head.headers.append((name, value))
+            if lname == b"host":
+                hosts += 1
+                head.host = value
+            elif lname == b"content-length":
+                head.content_length = int(value)  # llhttp checked the digits
+            elif lname == b"expect":
+                head.expect_continue = value.lower() == b"100-continue"
+            elif lname in _GUARD_FIELDS and lname not in head.extra:
+                head.extra[lname] = value
+            continue
+        _sort_special(head, lname, value)
+        if lname == b"transfer-encoding":
+            te = value
+    if hosts != 1:
+        raise ProtocolError(400, "bad-request", "a request needs exactly one Host field")
+    if te is not None:
+        if head.version == b"1.0":
+            # RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+            raise ProtocolError(400, "bad-request", "Transfer-Encoding in an HTTP/1.0 request")
+        head.chunked = True  # llhttp only accepts chunked as the final coding
+    if upgrade and head.upgrade is None:
+        raise ProtocolError(400, "bad-request", "Connection: upgrade without an Upgrade field")
+    if not upgrade:
+        head.upgrade = None
+    _check_target(head)
+    return head
+
+
+def _sort_special(head: RequestHead, lname: bytes, value: bytes) -> None:
+    if lname == b"connection":
+        opts = tuple(t.strip().lower() for t in value.split(b",") if t.strip())
+        head.connection_options += opts
+    elif lname == b"upgrade":
+        head.upgrade = value
+    elif lname == b"x-forwarded-for":
+        head.xff = value if head.xff is None else head.xff + b", " + value
+    elif lname == b"x-forwarded-proto":
+        head.xf_proto = value
+    elif lname == b"x-forwarded-host":
+        head.xf_host = value
+    elif lname == b"forwarded":
+        head.forwarded = value if head.forwarded is None else head.forwarded + b", " + value
+    elif lname == b"via":
+        head.via = value if head.via is None else head.via + b", " + value
+
+
+def _check_target(head: RequestHead) -> None:
+    t = head.target
+    if t[:1] == b"/" or (t == b"*" and head.method == b"OPTIONS"):
+        return
+    if t[:7].lower() == b"http://":
+        # RFC 9112 §3.2.2: absolute-form; its authority replaces Host.
+        rest = t[7:]
+        slash = rest.find(b"/")
+        authority, path = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+        if not authority or b"@" in authority:
+            raise ProtocolError(400, "bad-request", "bad absolute-form request target")
+        head.host, head.target = authority, path
+        head.headers = [(n, authority if n.lower() == b"host" else v) for n, v in head.headers]
+        return
+    raise ProtocolError(400, "bad-request", "request target must be origin-form (/path)")
+
+
+def upstream_head(
+    head: RequestHead,
+    *,
+    client_ip: str,
+    trusted: bool,
+    via: bytes,
+    drop: frozenset[bytes] = frozenset(),
+) -> bytes:
+    """The request head sent upstream: HTTP/1.1, hop-by-hop fields gone, forwarding fields set.
+
+    ``trusted`` says whether the peer may have set X-Forwarded-* / Forwarded / Via itself
+    (only loopback peers); otherwise those are replaced, never appended to.
+    """
+    out = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
+    skip = drop
+    if head.connection_options:
+        skip = drop | frozenset(head.connection_options)
+    for name, value in head.headers:
+        if skip and name.lower() in skip:
+            continue
+        out += (name, b": ", value, b"\r\n")
+    if head.chunked:
+        out.append(b"transfer-encoding: chunked\r\n")
+    if head.upgrade is not None:
+        out += (b"connection: upgrade\r\nupgrade: ", head.upgrade, b"\r\n")
+    out += _forwarding(head, client_ip, trusted, via)
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def _forwarding(head: RequestHead, client_ip: str, trusted: bool, via: bytes) -> list[bytes]:
+    ip = client_ip.encode()
+    node = b'"[' + ip + b']"' if b":" in ip else ip
+    elem = b"for=" + node + b";host=" + _quote(head.host) + b";proto=http"
+    xff, fwd, proto, xhost, prior_via = ip, elem, b"http", head.host, via
+    if trusted:
+        if head.xff is not None:
+            xff = head.xff + b", " + ip
+        if head.forwarded is not None:
+            fwd = head.forwarded + b", " + elem
+        proto = head.xf_proto or proto
+        xhost = head.xf_host or xhost
+        if head.via is not None:
+            prior_via = head.via + b", " + via
+    return [
+        b"x-forwarded-for: ", xff, b"\r\nx-forwarded-proto: ", proto,
+        b"\r\nx-forwarded-host: ", xhost, b"\r\nforwarded: ", fwd,
+        b"\r\nvia: ", prior_via, b"\r\n",
+    ]  # fmt: skip
+
+
+def _quote(value: bytes) -> bytes:
+    # RFC 7239 §4: a host with ":" (port, IPv6) must be a quoted-string.
+    return b'"' + value + b'"' if b":" in value else value
+
+
+def response_head(
+    status: int,
+    reason: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    version: bytes,
+    keep_alive: bool,
+    chunked: bool,
+    via: bytes,
+) -> bytes:
+    """The response head sent to the client: hop-by-hop fields of the upstream removed, our own
+    framing and connection fields set (RFC 9110 §7.6.1)."""
+    out = [b"HTTP/", version, b" %d " % status, reason or _reason(status), b"\r\n"]
+    options: frozenset[bytes] = frozenset()
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"connection":
+                options = options | {t.strip().lower() for t in value.split(b",")}
+            continue
+        out += (name, b": ", value, b"\r\n")
+    if options - {b"close", b"keep-alive"}:
+        out = _drop_listed(out, options)
+    if chunked:
+        out.append(b"transfer-encoding: chunked\r\n")
+    if not keep_alive:
+        out.append(b"connection: close\r\n")
+    out += (b"via: ", via, b"\r\n\r\n")
+    return b"".join(out)
+
+
+def _drop_listed(out: list[bytes], options: frozenset[bytes]) -> list[bytes]:
+    # Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1); rare, so done slowly.
+    kept = out[:5]
+    for i in range(5, len(out), 4):
+        if out[i].lower() not in options:
+            kept += out[i : i + 4]
+    return kept
+
+
+def chunk(data: bytes) -> list[bytes]:
+    """One chunk of chunked transfer coding (RFC 9112 §7.1), as pieces for writelines."""
+    return [b"%x\r\n" % len(data), data, b"\r\n"]
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def simple_response(
+    status: int,
+    body: bytes,
+    *,
+    content_type: bytes = b"text/plain; charset=utf-8",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    close: bool = False,
+    head_only: bool = False,
+) -> bytes:
+    """A complete response that homeport writes itself (pages, errors, redirects)."""
+    out = [b"HTTP/1.1 %d " % status, _reason(status), b"\r\n"]
+    for name, value in headers or ():
+        out += (name, b": ", value, b"\r\n")
+    out += (b"content-type: ", content_type, b"\r\ncontent-length: %d\r\n" % len(body))
+    out.append(b"cache-control: no-store\r\nx-content-type-options: nosniff\r\n")
+    if close:
+        out.append(b"connection: close\r\n")
+    out.append(b"\r\n")
+    if not head_only:
+        out.append(body)
+    return b"".join(out)
+
+
+_REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in HTTPStatus}
+_REASONS[499] = b"Client Closed Request"
+
+
+def _reason(status: int) -> bytes:
+    return _REASONS.get(status, b"Unknown")
+
+
+def split_host(host: str) -> tuple[str, int | None]:
+    """``"api.localhost:8080"`` -> ("api.localhost", 8080); ``"[::1]"`` -> ("::1", None).
+
+    Names are lower-cased and a trailing dot dropped (``app.localhost.`` is the same name).
+    Raises ValueError for a malformed value.
+    """
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            raise ValueError(host)
+        name, rest = host[1:end], host[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(host)
+        port_text = rest[1:] if rest else ""
+    else:
+        name, _, port_text = host.partition(":")
+        if ":" in port_text:
+            raise ValueError(host)
+    port: int | None = None
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(host)
+        port = int(port_text)
+    name = name.lower().rstrip(".")
+    if not name:
+        raise ValueError(host)
+    return name, port

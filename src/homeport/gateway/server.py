@@ -1,0 +1,168 @@
+"""``ProxyServer``: the gateway's listening sockets, its route snapshot, the upstream pool and
+the sweep that enforces deadlines (slow request heads, idle keep-alive, slow upstreams).
+
+Usage (the daemon does this)::
+
+    server = ProxyServer(ProxyConfig(), control=app, access_sink=sink.put,
+                         service_status=services.status)
+    bound = await server.start([("127.0.0.1", 62893), ("::1", 62893)])
+    server.set_routes(RouteTable((Route("api.localhost", "http://127.0.0.1:8000"),)))
+    ...
+    await server.close()
+
+Run it on uvloop when it is importable: ``asyncio.Runner(loop_factory=loop_factory())``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+
+from homeport.gateway.config import ProxyConfig
+from homeport.gateway.contract import AccessSink, ControlApp, RouteTable, ServiceStatusLookup
+from homeport.gateway.proxy import ClientConnection
+from homeport.gateway.routing import Decision, Router
+from homeport.gateway.upstream import Pool
+
+log = logging.getLogger("homeport.gateway.server")
+
+_CACHE_MAX = 4096
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's event loop when it is installed (about twice the request rate), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+class ProxyServer:
+    """The data plane: accepts clients, routes by Host, proxies, answers its own pages."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        *,
+        control: ControlApp | None = None,
+        access_sink: AccessSink | None = None,
+        service_status: ServiceStatusLookup | None = None,
+    ) -> None:
+        self.config = config
+        self.control = control
+        self.access_sink = access_sink
+        self.service_status = service_status
+        self.router = self._router(RouteTable())
+        self.pool = Pool(config.upstream_pool_size, config.upstream_idle_timeout)
+        self.conns: set[ClientConnection] = set()
+        self.bound: list[tuple[str, int]] = []
+        #: Our Via element (RFC 9110 §7.6.3); seen again in a request, it reveals a loop.
+        self.via = b"1.1 homeport-" + secrets.token_hex(4).encode()
+        self._cache: dict[tuple[bytes, int], Decision] = {}
+        self._servers: list[asyncio.Server] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop_policy().get_event_loop()
+
+    def _router(self, table: RouteTable) -> Router:
+        return Router(
+            table,
+            gateway_names=self.config.gateway_names,
+            allow_hosts=self.config.allow_hosts,
+            host_check=self.config.host_check,
+        )
+
+    async def start(self, listen: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Bind every address; port 0 picks one free port shared by all of them.
+        Returns the bound (host, port) pairs; raises OSError when an address cannot be bound."""
+        self.loop = asyncio.get_running_loop()
+        if not listen:
+            raise ValueError("nothing to listen on")
+        shared_zero = all(port == 0 for _, port in listen) and len(listen) > 1
+        for attempt in range(8):
+            try:
+                await self._bind(listen)
+                break
+            except OSError as exc:
+                await self._close_servers()
+                # With port 0 the first family's pick may be taken in the other: pick again.
+                if not (shared_zero and exc.errno == errno.EADDRINUSE and attempt < 7):
+                    raise
+        self._sweeper = self.loop.create_task(self._sweep())
+        return list(self.bound)
+
+    async def _bind(self, listen: Sequence[tuple[str, int]]) -> None:
+        chosen = 0
+        for host, port in listen:
+            server = await self.loop.create_server(
+                lambda: ClientConnection(self),
+                host,
+                port or chosen,
+                reuse_address=True,
+                backlog=4096,
+            )
+            self._servers.append(server)
+            for sock in server.sockets:
+                addr = sock.getsockname()
+                self.bound.append((str(addr[0]), int(addr[1])))
+                chosen = chosen or int(addr[1])
+        log.info("gateway listening on %s", self.bound)
+
+    def set_routes(self, table: RouteTable) -> None:
+        """Swap in a new route snapshot; requests already under way keep their upstream."""
+        self.router = self._router(table)
+        self._cache = {}
+
+    def decide(self, host: bytes, local_port: int) -> Decision:
+        """Routing decision for a Host value, cached until the routes change."""
+        key = (host, local_port)
+        decision = self._cache.get(key)
+        if decision is None:
+            decision = self.router.decide(host.decode("latin-1"), local_port)
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache = {}
+            self._cache[key] = decision
+        return decision
+
+    async def _sweep(self) -> None:
+        cfg = self.config
+        interval = max(0.05, min(1.0, cfg.header_timeout / 4, cfg.upstream_header_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            now = self.loop.time()
+            for conn in [c for c in self.conns if c.deadline and now > c.deadline]:
+                try:
+                    conn.expire(now)
+                except Exception:
+                    log.exception("expiring a connection failed")
+            self.pool.sweep(time.monotonic())
+
+    async def _close_servers(self) -> None:
+        servers, self._servers = self._servers, []
+        self.bound = []
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()
+
+    async def close(self) -> None:
+        """Stop listening, drop every client and pooled connection."""
+        for server in self._servers:
+            server.close()
+        for conn in list(self.conns):
+            if conn.transport is not None:
+                conn.transport.abort()
+        self.conns.clear()
+        self.pool.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        await self._close_servers()
