@@ -200,18 +200,27 @@ class LeaseStore:
         return opened.fd
 
     def try_take(
-        self, port: int, make: Callable[[int], Lease], check: Callable[[int], bool]
+        self,
+        port: int,
+        make: Callable[[int], Lease],
+        check: Callable[[int], bool],
+        renew: Callable[[Lease], bool] | None = None,
     ) -> Lease | None:
         """Lease ``port`` if no live lease holds it and ``check(port)`` passes.
 
         ``check`` (the bind test) runs under the record lock, so two pickers can never
-        both see the port free and both take it. None when busy or locked right now.
+        both see the port free and both take it. A live lease for which ``renew``
+        returns True (the same holder asking again for the same name) may be replaced.
+        None when busy or locked right now.
         """
         with self._locked(port) as fd:
             if fd is None:
                 return None
             current = decode(os.pread(fd, RECORD_SIZE, port * RECORD_SIZE))
-            if current is not None and is_live(current, time.time(), holder_of(current.holder.pid)):
+            live = current is not None and is_live(
+                current, time.time(), holder_of(current.holder.pid)
+            )
+            if live and not (renew is not None and current is not None and renew(current)):
                 return None
             if not check(port):
                 return None

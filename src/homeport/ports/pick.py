@@ -199,10 +199,14 @@ def _pick_one(
         now = time.time()
         return Lease(port, proto, holder, now, None if ttl is None else now + ttl, name)
 
+    def same_ask(current: Lease) -> bool:
+        """Asking again for a name we hold renews it rather than moving next door."""
+        return name is not None and current.name == name and current.holder == holder
+
     for port in candidates(policy, start=start, rng=_rng()):
         if port in busy:
             continue
-        lease = store.try_take(port, make_lease, bind_free)
+        lease = store.try_take(port, make_lease, bind_free, renew=same_ask)
         if lease is not None:
             if name is not None:
                 store.remember(name, port)

@@ -13,6 +13,7 @@ import logging
 import socket
 import ssl
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from homeport.ports.wait import Attempt, HttpCheck, Probe, WaitTarget, is_self_connect
@@ -40,17 +41,36 @@ def make_probe(check: HttpCheck) -> Probe:
 
 
 def addresses(host: str | None, port: int) -> list[tuple[socket.AddressFamily, SockAddr]]:
-    """Every address to try, in resolver order. A bare port means this machine: both
-    loopbacks, IPv6 first, whatever /etc/hosts says about ``localhost``."""
+    """Every address to try, in resolver order.
+
+    A bare port means this machine. ``localhost`` and ``*.localhost`` always include
+    both loopbacks (RFC 6761 §6.3: they are loopback names), whatever /etc/hosts says:
+    a server on ::1 only must not be missed because the resolver only knows 127.0.0.1,
+    and the reverse.
+    """
+    loopbacks: list[tuple[socket.AddressFamily, SockAddr]] = [
+        (socket.AF_INET6, ("::1", port, 0, 0)),
+        (socket.AF_INET, ("127.0.0.1", port)),
+    ]
     if host is None:
-        return [(socket.AF_INET6, ("::1", port, 0, 0)), (socket.AF_INET, ("127.0.0.1", port))]
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return loopbacks
     out: list[tuple[socket.AddressFamily, SockAddr]] = []
-    for family, _, _, _, sockaddr in infos:
+    for family, _, _, _, sockaddr in _resolve(host, port):
         entry = (family, sockaddr)
         if family in (socket.AF_INET, socket.AF_INET6) and entry not in out:
-            out.append(entry)  # type: ignore[arg-type]
+            out.append(entry)
+    if host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost"):
+        out += [lb for lb in loopbacks if lb not in out]
     return out
+
+
+def _resolve(host: str, port: int) -> list[Any]:
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        if host.lower().endswith(".localhost"):
+            return []  # the loopbacks are added by the caller
+        raise
 
 
 def show(sockaddr: SockAddr) -> str:
