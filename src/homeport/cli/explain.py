@@ -1,0 +1,110 @@
+"""Explain an address, a URL or a pasted error message, for this machine, now.
+
+TARGET is an address (127.0.0.1:62893, [::1]:5432, localhost:3000, 0.0.0.0:8000,
+127.0.0.2:80, 3000), a URL (http://api.localhost:8080/), or an error text as a tool printed
+it. Use '-' (or pipe it in) to read the error from stdin. homeport says what the address and
+the port are, what listens there now (which families, which owner, whether `localhost`
+resolves here to the family it is bound on), what went wrong, and what to do next.
+
+Error texts it recognises (the rule table is data: homeport/explain/rules.py):
+  ECONNREFUSED / "Connection refused"   curl, Node, Python, requests, psql, redis-cli, jdb,
+                                        IntelliJ, Go, Chrome (ERR_CONNECTION_REFUSED)
+  EADDRINUSE / "Address already in use" Node, Python, uvicorn, vite, Docker, Go
+  EACCES on a port below the unprivileged start, EADDRNOTAVAIL, ETIMEDOUT,
+  ENOTFOUND for *.localhost, and IntelliJ's "Disconnected from the target VM, address: ...".
+
+examples:
+  homeport explain "connect ECONNREFUSED ::1:3000"
+  homeport explain '[::1]:5432'
+  homeport explain http://api.localhost:62893/
+  npm run dev 2>&1 | tail -20 | homeport explain -
+  homeport explain "OSError: [Errno 98] Address already in use" --at :8000
+
+exit status: 0 when explained; 2 when the input is neither an address nor a known error.
+
+--json prints one object:
+  {"input": str, "kind": "address"|"error",
+   "error": null | {"rule", "tool", "kind", "meaning"},
+   "target": {"host": str|null, "name": str|null, "port": int|null},
+   "address": {"class", "resolves_to": [str]|null, "resolve_error", "localhost": [str],
+               "notes": [str]},
+   "port": {"number", "service", "notes": [str]},
+   "live": {"listeners": [LISTENER as in 'homeport ls --json'], "destinations": [str],
+            "serving": [str], "time_wait": int, "firewall_lo": [str], "notes": [str]},
+   "diagnosis": [{"id", "summary", "detail": [str]}],
+   "next_steps": [str]}
+"kind" of an error is one of refused, in-use, permission, not-available, timeout,
+not-found, vm-disconnected; "diagnosis[].id" is a key of rules.DIAGNOSES.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from homeport.cli import render
+from homeport.cli.env import Env
+
+if TYPE_CHECKING:
+    from homeport.explain import Explanation
+
+HELP = "explain an address or an error message: what is live there and what to do"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "target",
+        metavar="TARGET",
+        nargs="*",
+        help="address, URL or error text ('-' or a pipe: read it from stdin)",
+    )
+    p.add_argument(
+        "--at",
+        metavar="HOST:PORT",
+        help="the address, when the error text does not name it (':PORT' or 'PORT' too)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace, env: Env) -> int:
+    from homeport.errors import UsageError
+    from homeport.explain import explain
+
+    text = " ".join(args.target)
+    if text.strip() in ("", "-"):
+        if text.strip() == "" and env.stdin_isatty:
+            raise UsageError("nothing to explain: give an address, a URL or an error text")
+        text = env.stdin.read()
+    e = explain(text, args.at)
+    if args.json:
+        render.dump_json(env, e.to_json())
+    else:
+        env.out(render_text(env, e))
+    return 0
+
+
+def render_text(env: Env, e: Explanation) -> str:
+    p = e.parsed
+    lines: list[str] = []
+    if p.rule is not None:
+        from homeport.explain.rules import TOOL_NAMES
+
+        tool = TOOL_NAMES.get(p.rule.tool, p.rule.tool)
+        lines.append(render.paint(env, f"{tool}: {p.rule.kind}", "bold") + f"  (rule {p.rule.id})")
+        if e.meaning:
+            lines.append(f"  {e.meaning}")
+    else:
+        lines.append(render.paint(env, p.text.strip(), "bold"))
+    for title, body in (("address", e.address), ("port", e.port), ("live now", e.live)):
+        lines.append("")
+        lines.append(render.paint(env, title, "bold"))
+        lines.extend(f"  {line}" for line in body)
+    lines.append("")
+    lines.append(render.paint(env, "diagnosis", "bold"))
+    for d in e.diagnosis:
+        lines.append("  " + render.paint(env, d.summary, "yellow"))
+        lines.extend(f"  {line}" for line in d.detail)
+    lines.append("")
+    lines.append(render.paint(env, "next steps", "bold"))
+    lines.extend(f"  {n}. {step}" for n, step in enumerate(e.next_steps, 1))
+    return "\n".join(lines)
