@@ -1,0 +1,223 @@
+"""The probe engine (edge): time-bounded, read-only TCP exchanges over loopback.
+
+``fingerprint`` runs the catalogue's probes against one listener in a fixed order:
+the probes hinted for its port, then an HTTP ``GET /`` (which also catches servers that
+greet first, since their greeting arrives before any answer), then every other raw probe at
+once, then TLS. Once something is identified, the remaining probes of that service run
+to settle the auth verdict. Every connection is closed right after the first answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from dataclasses import dataclass, field
+
+from homeport.audit import catalogue, httpmsg, services
+from homeport.audit.catalogue import Probe
+from homeport.audit.identify import Exchange, Identity, identify, match
+
+log = logging.getLogger("homeport.audit.probe")
+
+#: After the first bytes of a raw answer, how long to wait for the rest of it.
+_IDLE_GRACE = 0.15
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to connect: a loopback (or this machine's own) address and a port."""
+
+    host: str
+    port: int
+
+    @property
+    def netloc(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(slots=True)
+class Prober:
+    """Shared limits for one audit: per-probe timeout and a cap on open connections."""
+
+    timeout: float = 1.0
+    concurrency: int = 64
+    #: Connections at once to one listener: small servers have tiny accept backlogs
+    #: (Python's socketserver listens with 5) and drop the SYNs past it.
+    per_target: int = 4
+    _sem: asyncio.Semaphore | None = None
+    _targets: dict[Target, asyncio.Semaphore] = field(default_factory=dict)
+
+    def sem(self) -> asyncio.Semaphore:
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.concurrency)
+        return self._sem
+
+    def target_sem(self, target: Target) -> asyncio.Semaphore:
+        sem = self._targets.get(target)
+        if sem is None:
+            sem = self._targets[target] = asyncio.Semaphore(self.per_target)
+        return sem
+
+    async def send(
+        self, target: Target, probe_id: str, data: bytes, *, http: bool, tls: bool = False
+    ) -> Exchange:
+        """Connect, send ``data``, read the answer until complete/idle/timeout, close."""
+        connected: list[bool] = []
+        async with self.target_sem(target), self.sem():
+            try:
+                return await asyncio.wait_for(
+                    self._send(target, probe_id, data, http=http, tls=tls, connected=connected),
+                    self.timeout,
+                )
+            except TimeoutError:
+                failed = "tls-failed" if tls and not connected else "timeout"
+                return Exchange(probe_id, data, b"", failed, tls)
+            except ConnectionRefusedError:
+                return Exchange(probe_id, data, b"", "refused", tls)
+            except (ssl.SSLError, ConnectionResetError, OSError) as exc:
+                log.debug("probe %s on %s: %s", probe_id, target.netloc, exc)
+                return Exchange(probe_id, data, b"", "reset" if not tls else "tls-failed", tls)
+
+    async def _send(
+        self,
+        target: Target,
+        probe_id: str,
+        data: bytes,
+        *,
+        http: bool,
+        tls: bool,
+        connected: list[bool],
+    ) -> Exchange:
+        reader, writer = await asyncio.open_connection(
+            target.host,
+            target.port,
+            ssl=_tls_context() if tls else None,
+            server_hostname="" if tls else None,
+        )
+        connected.append(True)  # for TLS: the handshake is done
+        buf = b""
+        try:
+            if data:
+                writer.write(data)
+                await writer.drain()
+            buf = await _read_answer(reader, probe_id, data, http=http, tls=tls)
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # keep what arrived: a server that answers and slams the door still answered
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+        return Exchange(probe_id, data, buf, None if buf else "closed", tls)
+
+    async def run(self, target: Target, probe: Probe, *, tls: bool = False) -> Exchange:
+        if probe.kind == "http":
+            req = httpmsg.build_request(
+                probe.method, probe.path, target.netloc, probe.headers, probe.body
+            )
+            return await self.send(target, probe.id, req, http=True, tls=tls)
+        return await self.send(target, probe.id, probe.payload, http=False, tls=tls)
+
+
+async def _read_answer(
+    reader: asyncio.StreamReader, probe_id: str, sent: bytes, *, http: bool, tls: bool
+) -> bytes:
+    buf = b""
+    while len(buf) < httpmsg.MAX_ANSWER:
+        try:
+            chunk = await (
+                reader.read(16384)
+                if not buf or http
+                else asyncio.wait_for(reader.read(16384), _IDLE_GRACE)
+            )
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        buf += chunk
+        if httpmsg.looks_like_http(buf):
+            if httpmsg.complete(buf):
+                break
+        elif match(Exchange(probe_id, sent, buf, None, tls)):
+            break
+    return buf
+
+
+def _tls_context() -> ssl.SSLContext:
+    # We only want to know that TLS answers and read the HTTP behind it: no verification.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    identity: Identity | None
+    exchanges: tuple[Exchange, ...]
+    #: The listener speaks HTTP (plain or in TLS): the browser-risk checks apply.
+    http: bool = False
+    tls: bool = False
+
+
+async def fingerprint(prober: Prober, target: Target) -> Fingerprint:
+    """Identify what listens at ``target`` (see the module docstring for the order)."""
+    done: list[Exchange] = []
+    for p in catalogue.PROBES:
+        if p.kind == "raw" and target.port in p.ports:
+            done.append(await prober.run(target, p))
+            if _specific(done):
+                return await _settle(prober, target, done, tls=False)
+    root = await prober.run(target, catalogue.probe("http-root"))
+    done.append(root)
+    if root.response is not None:
+        return await _http_phase(prober, target, done, tls=False)
+    if not _specific(done):
+        tried = {ex.probe for ex in done}
+        rest = [p for p in catalogue.PROBES if p.kind == "raw" and p.id not in tried and p.payload]
+        done += await asyncio.gather(*(prober.run(target, p) for p in rest))
+    if not any(ex.answer for ex in done):
+        tls_root = await prober.run(target, catalogue.probe("http-root"), tls=True)
+        if tls_root.error != "tls-failed":
+            done.append(tls_root)
+            if tls_root.response is not None:
+                return await _http_phase(prober, target, done, tls=True)
+            return Fingerprint(identify(done) or _tls_identity(tls_root), tuple(done), tls=True)
+    return await _settle(prober, target, done, tls=False)
+
+
+def _specific(done: list[Exchange]) -> bool:
+    ident = identify(done)
+    return ident is not None and ident.service not in ("http", "tls")
+
+
+async def _settle(
+    prober: Prober, target: Target, done: list[Exchange], *, tls: bool
+) -> Fingerprint:
+    """Run the identified service's remaining probes, for its auth verdict."""
+    ident = identify(done)
+    if ident is not None:
+        tried = {ex.probe for ex in done}
+        wanted = {
+            s.probe
+            for s in catalogue.SIGNATURES
+            if s.service == ident.service and s.probe not in tried and s.probe != "*"
+        }
+        more = [catalogue.probe(pid) for pid in sorted(wanted)]
+        done = done + list(await asyncio.gather(*(prober.run(target, p, tls=tls) for p in more)))
+    return Fingerprint(identify(done), tuple(done), http=False, tls=tls)
+
+
+async def _http_phase(
+    prober: Prober, target: Target, done: list[Exchange], *, tls: bool
+) -> Fingerprint:
+    tried = {ex.probe for ex in done if ex.tls == tls and ex.response is not None}
+    more = [p for p in catalogue.PROBES if p.kind == "http" and p.id not in tried]
+    done = done + list(await asyncio.gather(*(prober.run(target, p, tls=tls) for p in more)))
+    return Fingerprint(identify(done), tuple(done), http=True, tls=tls)
+
+
+def _tls_identity(ex: Exchange) -> Identity:
+    svc = services.SERVICES["tls"]
+    return Identity(svc.id, svc.label, tls=True, evidence=ex)

@@ -1,0 +1,212 @@
+"""``audit()``: inventory -> probes (concurrent, time-bounded) -> rules -> ``AuditReport``.
+
+Fingerprints and browser-risk checks connect only through loopback (a ``0.0.0.0``
+listener is probed at 127.0.0.1, ``::`` at ::1); a listener bound to one of this host's
+own addresses is probed at that address. Only the outside-in probe aims elsewhere, at
+the host's own non-loopback addresses (or ``probe_addresses``), from its namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeport import addr
+from homeport.audit import findings, firewall, outside, services, web
+from homeport.audit.findings import Exposure, Finding
+from homeport.audit.identify import Identity
+from homeport.audit.probe import Fingerprint, Prober, Target, fingerprint
+from homeport.audit.severity import Severity, rank
+from homeport.model import Listener
+
+log = logging.getLogger("homeport.audit")
+
+#: progress(done, total, what) — called as each listener finishes.
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """Options for one audit; the CLI and the library both build this."""
+
+    port: int | None = None
+    #: Seconds for one probe (connect + answer).
+    probe_timeout: float = 1.0
+    #: Seconds for the whole fingerprint + web checks of one listener.
+    listener_timeout: float = 8.0
+    #: Run the outside-in namespace probe when privileged.
+    outside: bool = True
+    #: Limit the outside-in probe to these addresses (default: all of the host's own).
+    probe_addresses: tuple[str, ...] = ()
+    web: bool = True
+    concurrency: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerAudit:
+    listener: Listener
+    target: str | None
+    identity: Identity | None
+    exposure: Exposure
+    http: bool = False
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.listener
+        return {
+            "proto": s.proto,
+            "address": s.address,
+            "port": s.port,
+            "exposure": s.exposure,
+            "v6only": s.socket.v6only,
+            "owner": findings.owner_text(s),
+            "pids": list(s.pids),
+            "probed_at": self.target,
+            "service": self.identity.to_json() if self.identity else None,
+            "outside": {"status": self.exposure.status, "detail": self.exposure.detail},
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    findings: tuple[Finding, ...]
+    listeners: tuple[ListenerAudit, ...]
+    outside: outside.OutsideReport
+    firewall: firewall.FirewallView | None
+    started: float
+    duration: float
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def worst(self) -> Severity | None:
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=rank)
+
+
+def probe_host(listener: Listener) -> str:
+    """The address fingerprints connect to: loopback for wildcard binds."""
+    a = addr.ip(listener.address)
+    if a is None:
+        return "127.0.0.1"
+    a = addr.unmap(a)
+    if a.is_unspecified:
+        return "::1" if a.version == 6 else "127.0.0.1"
+    return str(a)
+
+
+async def _audit_one(
+    prober: Prober, listener: Listener, cfg: AuditConfig
+) -> tuple[Fingerprint | None, tuple[web.WebIssueRecord, ...], str | None, str | None]:
+    if listener.proto != "tcp":
+        return None, (), None, None
+    target = Target(probe_host(listener), listener.port)
+    try:
+        async with asyncio.timeout(cfg.listener_timeout):
+            fp = await fingerprint(prober, target)
+            issues: tuple[web.WebIssueRecord, ...] = ()
+            if cfg.web and fp.http and fp.identity is not None:
+                svc = services.SERVICES[fp.identity.service]
+                _, found = await web.check(prober, target, svc, fp.exchanges, tls=fp.tls)
+                issues = tuple(found)
+            return fp, issues, target.netloc, None
+    except TimeoutError:
+        return None, (), target.netloc, f"probing took longer than {cfg.listener_timeout}s"
+
+
+async def audit_async(
+    cfg: AuditConfig,
+    listeners: Sequence[Listener],
+    progress: Progress | None = None,
+) -> AuditReport:
+    started = time.time()
+    t0 = time.monotonic()
+    prober = Prober(timeout=cfg.probe_timeout, concurrency=cfg.concurrency)
+    ports = sorted({x.port for x in listeners if x.proto == "tcp"})
+    out_task = asyncio.create_task(asyncio.to_thread(_outside, cfg, ports))
+    done = 0
+
+    async def one(x: Listener) -> tuple[Any, ...]:
+        nonlocal done
+        result = await _audit_one(prober, x, cfg)
+        done += 1
+        if progress is not None:
+            progress(done, len(listeners), f"{x.address}:{x.port}")
+        return result
+
+    try:
+        results = await asyncio.gather(*(one(x) for x in listeners))
+    finally:
+        out_report, fw = await out_task  # never leave the namespace thread unowned
+    audits: list[ListenerAudit] = []
+    found: list[Finding] = []
+    for x, (fp, issues, target, error) in zip(listeners, results, strict=True):
+        ident = fp.identity if fp else None
+        exp = findings.exposure(x, out_report, fw)
+        audits.append(ListenerAudit(x, target, ident, exp, bool(fp and fp.http), error))
+        found += findings.rules(x, ident, exp, issues, fw)
+    found.sort(key=lambda f: (-rank(f.severity), f.port, f.address, f.rule))
+    return AuditReport(
+        tuple(found),
+        tuple(audits),
+        out_report,
+        fw,
+        started,
+        time.monotonic() - t0,
+        _notes(out_report, fw),
+    )
+
+
+def _outside(
+    cfg: AuditConfig, ports: list[int]
+) -> tuple[outside.OutsideReport, firewall.FirewallView | None]:
+    if not cfg.outside:
+        report = outside.OutsideReport(False, "outside-in probe turned off")
+    else:
+        report = outside.run_probe(ports, cfg.probe_addresses or None, cfg.probe_timeout)
+    fw = None if report.verified else firewall.read_firewall()
+    return report, fw
+
+
+def _notes(rep: outside.OutsideReport, fw: firewall.FirewallView | None) -> tuple[str, ...]:
+    notes = []
+    if rep.verified:
+        notes.append(
+            f"outside-in probe from {rep.source} to {', '.join(rep.addresses)}; "
+            "rules that match an input interface name are not exercised"
+        )
+    else:
+        notes.append(
+            f"exposure not verified from outside: {rep.reason}; firewall rules read "
+            f"instead ({fw.tool if fw else 'unreadable'})"
+        )
+    if fw is not None and fw.docker:
+        notes.append(
+            "Docker chains present: ports published with -p are DNAT-ed before "
+            "INPUT rules and reachable unless published on 127.0.0.1"
+        )
+    return tuple(notes)
+
+
+def audit(
+    config: AuditConfig | None = None,
+    *,
+    listeners: Sequence[Listener] | None = None,
+    progress: Progress | None = None,
+) -> AuditReport:
+    """Audit every listener on this machine (or ``config.port``, or ``listeners``)."""
+    cfg = config or AuditConfig()
+    if listeners is None:
+        from homeport.inventory import listeners as inventory
+
+        listeners = inventory(port=cfg.port)
+    elif cfg.port is not None:
+        listeners = [x for x in listeners if x.port == cfg.port]
+    listeners = [x for x in listeners if x.socket.listening]
+    with outside.sigterm_as_interrupt():  # SIGTERM unwinds like Ctrl-C: cleanup runs
+        return asyncio.run(audit_async(cfg, listeners, progress))

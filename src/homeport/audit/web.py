@@ -1,0 +1,255 @@
+"""Browser-risk checks: could a web page the developer visits reach this HTTP service?
+
+Each check sends what a hostile page would make the browser send, over loopback:
+
+- **DNS rebinding** (foreign ``Host``): after rebinding, the browser sends the attacker's
+  name as ``Host``. Names are only ever *sent as a header*, never resolved or contacted:
+  ``rebind.homeport.invalid`` (RFC 2606 reserves ``.invalid``), the same with a trailing
+  dot, ``127.0.0.1.nip.io`` (a public name for 127.0.0.1 that defeats prefix checks) and
+  ``localhost6`` (not reserved by RFC 6761: it may resolve through DNS where /etc/hosts
+  lacks it). A service accepts one when it answers it like its own name.
+- **CORS** (Fetch standard, CORS protocol): ``Access-Control-Allow-Origin: *`` or a
+  reflected foreign Origin lets any page read answers; with
+  ``Access-Control-Allow-Credentials: true`` it reads them with the user's cookies.
+- **Private Network Access** (WICG draft §3): ``Access-Control-Allow-Private-Network: true``
+  opts a local service into being reached from public pages.
+- **Cross-site WebSocket**: browsers do not apply the same-origin policy to WebSockets
+  (RFC 6455 §10.2): a server must check ``Origin`` itself. The socket is closed as soon as
+  the ``101`` arrives; no frame is ever sent.
+- **Cross-site JSON-RPC**: a ``text/plain`` POST is a CORS "simple request" sent without a
+  preflight; a JSON-RPC/MCP endpoint that parses it can be driven by any page.
+
+``judge`` is pure (exchanges in, issues out); ``check`` is the thin edge that sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Literal
+
+from homeport.audit import httpmsg
+from homeport.audit.catalogue import Service
+from homeport.audit.identify import Exchange
+from homeport.audit.probe import Prober, Target
+
+WebIssue = Literal[
+    "foreign-host",
+    "host-bypass",
+    "cors-any",
+    "cors-reflected",
+    "cors-credentials",
+    "private-network",
+    "websocket-origin",
+    "text-plain-rpc",
+]
+
+FOREIGN = "rebind.homeport.invalid"
+FOREIGN_ORIGIN = f"http://{FOREIGN}"
+#: (label, host) — the first is the plain foreign name; the rest catch weak allowlists.
+HOST_VARIANTS: tuple[tuple[str, str], ...] = (
+    ("foreign", FOREIGN),
+    ("trailing-dot", FOREIGN + "."),
+    ("ip-prefix", "127.0.0.1.nip.io"),
+    ("localhost6", "localhost6"),
+)
+_WS_KEY = "aG9tZXBvcnQtYXVkaXQtISE="  # any 16 bytes, base64 (RFC 6455 §4.1)
+_RPC_PING = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+
+
+@dataclass(frozen=True, slots=True)
+class WebIssueRecord:
+    kind: WebIssue
+    detail: str
+    evidence: tuple[Exchange, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WebExchanges:
+    """Everything ``check`` sent and got back, keyed by role."""
+
+    baseline: Exchange
+    hosts: tuple[tuple[str, Exchange], ...] = ()
+    cors: Exchange | None = None
+    preflight: Exchange | None = None
+    websockets: tuple[Exchange, ...] = ()
+    rpc: Exchange | None = None
+
+
+def host_accepted(baseline: httpmsg.Response | None, probe: httpmsg.Response | None) -> bool:
+    """A foreign Host is accepted when it gets the same answer as the service's own name.
+
+    A 401/407 baseline means the page would need credentials it does not have; 400, 403,
+    421 (RFC 9110 §15.5.20, Misdirected Request) and 5xx are refusals.
+    """
+    if baseline is None or probe is None or baseline.status in (401, 407):
+        return False
+    if probe.status in (400, 403, 421) or probe.status >= 500:
+        return False
+    return probe.status == baseline.status
+
+
+def judge(ex: WebExchanges) -> list[WebIssueRecord]:
+    issues: list[WebIssueRecord] = []
+    base = ex.baseline.response
+    accepted = [(label, e) for label, e in ex.hosts if host_accepted(base, e.response)]
+    if accepted and accepted[0][0] == "foreign":
+        names = ", ".join(_host_of(e) for _, e in accepted)
+        issues.append(
+            WebIssueRecord(
+                "foreign-host",
+                f"answers foreign Host names: {names}",
+                (ex.baseline, accepted[0][1]),
+            )
+        )
+    elif accepted:
+        names = ", ".join(_host_of(e) for _, e in accepted)
+        issues.append(
+            WebIssueRecord(
+                "host-bypass",
+                f"refuses {FOREIGN} but accepts {names}",
+                (ex.baseline, accepted[0][1]),
+            )
+        )
+    issues += _cors(ex)
+    if ex.preflight is not None:
+        resp = ex.preflight.response
+        if resp and (resp.header("access-control-allow-private-network") or "").lower() == "true":
+            issues.append(
+                WebIssueRecord(
+                    "private-network",
+                    "preflight allows Private Network Access from a foreign Origin",
+                    (ex.preflight,),
+                )
+            )
+    for ws in ex.websockets:
+        resp = ws.response
+        if resp is not None and resp.status == 101:
+            issues.append(
+                WebIssueRecord(
+                    "websocket-origin",
+                    f"WebSocket upgrade accepted from Origin {FOREIGN_ORIGIN}",
+                    (ws,),
+                )
+            )
+            break
+    if ex.rpc is not None and _rpc_accepted(ex.rpc.response):
+        issues.append(
+            WebIssueRecord(
+                "text-plain-rpc", "a cross-site text/plain POST was parsed as JSON-RPC", (ex.rpc,)
+            )
+        )
+    return issues
+
+
+def _cors(ex: WebExchanges) -> list[WebIssueRecord]:
+    for e in (ex.cors, ex.preflight):
+        resp = e.response if e is not None else None
+        if e is None or resp is None:
+            continue
+        acao = (resp.header("access-control-allow-origin") or "").strip()
+        creds = (resp.header("access-control-allow-credentials") or "").lower() == "true"
+        if acao in (FOREIGN_ORIGIN, "null") and creds:
+            return [
+                WebIssueRecord(
+                    "cors-credentials",
+                    f"reflects Origin {acao} with Access-Control-Allow-Credentials: true",
+                    (e,),
+                )
+            ]
+        if acao in (FOREIGN_ORIGIN, "null"):
+            return [WebIssueRecord("cors-reflected", f"reflects Origin {acao}", (e,))]
+        if acao == "*":
+            return [WebIssueRecord("cors-any", "Access-Control-Allow-Origin: *", (e,))]
+    return []
+
+
+def _rpc_accepted(resp: httpmsg.Response | None) -> bool:
+    if resp is None or resp.status >= 300:
+        return False
+    return re.search(rb'"jsonrpc"\s*:\s*"2\.0"', resp.body) is not None
+
+
+def _host_of(e: Exchange) -> str:
+    m = re.search(rb"\r\nHost: ([^\r]*)", e.sent)
+    return m.group(1).decode("latin-1") if m else "?"
+
+
+def ws_paths(service: Service, exchanges: tuple[Exchange, ...]) -> tuple[str, ...]:
+    """Where to try an upgrade: the service's own paths, and any debugger URL it listed."""
+    paths = list(service.ws_paths) or ["/"]
+    for ex in exchanges:
+        for m in re.finditer(rb'"webSocketDebuggerUrl"\s*:\s*"wss?://[^/"]+(/[^"]*)"', ex.answer):
+            paths.append(m.group(1).decode("latin-1"))
+            break
+    return tuple(dict.fromkeys(paths))[:3]
+
+
+async def check(
+    prober: Prober,
+    target: Target,
+    service: Service,
+    exchanges: tuple[Exchange, ...],
+    *,
+    tls: bool = False,
+) -> tuple[WebExchanges, list[WebIssueRecord]]:
+    """Send the browser-risk requests to one HTTP service and judge the answers."""
+    path = service.web_path
+    own = target.netloc
+    origin = (("Origin", FOREIGN_ORIGIN),)
+
+    def req(
+        pid: str,
+        host: str,
+        headers: tuple[tuple[str, str], ...] = (),
+        method: str = "GET",
+        body: bytes = b"",
+        p: str = path,
+    ) -> Awaitable[Exchange]:
+        data = httpmsg.build_request(method, p, host, headers, body)
+        return prober.send(target, pid, data, http=True, tls=tls)
+
+    upgrade = (
+        *origin,
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", _WS_KEY),
+        ("Sec-WebSocket-Version", "13"),
+    )
+    preflight = (
+        *origin,
+        ("Access-Control-Request-Method", "GET"),
+        ("Access-Control-Request-Private-Network", "true"),
+    )
+    paths = ws_paths(service, exchanges)
+    calls = [
+        req("web-baseline", own),
+        req("web-cors", own, origin),
+        req("web-preflight", own, preflight, method="OPTIONS"),
+        *(req(f"web-host-{label}", f"{h}:{target.port}") for label, h in HOST_VARIANTS),
+        *(req("web-websocket", own, upgrade, p=p) for p in paths),
+    ]
+    if service.jsonrpc_path:
+        calls.append(
+            req(
+                "web-text-plain-post",
+                own,
+                (*origin, ("Content-Type", "text/plain;charset=UTF-8")),
+                "POST",
+                _RPC_PING,
+                service.jsonrpc_path,
+            )
+        )
+    got = await asyncio.gather(*calls)
+    n = len(HOST_VARIANTS)
+    result = WebExchanges(
+        baseline=got[0],
+        cors=got[1],
+        preflight=got[2],
+        hosts=tuple(zip((label for label, _ in HOST_VARIANTS), got[3 : 3 + n], strict=True)),
+        websockets=tuple(got[3 + n : 3 + n + len(paths)]),
+        rpc=got[3 + n + len(paths)] if service.jsonrpc_path else None,
+    )
+    return result, judge(result)
