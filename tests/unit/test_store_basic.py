@@ -1,0 +1,192 @@
+"""The state database: routes, services, the access ring, events, schema version, concurrency."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from homeport.errors import EnvironmentProblem
+from homeport.gateway.contract import AccessRecord, Route
+from homeport.store import SCHEMA_VERSION, AccessWriter, ServiceRecord, Store
+
+
+def record(i: int, route: str | None = "api.localhost", external: bool = False) -> AccessRecord:
+    return AccessRecord(
+        time=1000.0 + i,
+        client_addr="127.0.0.1",
+        client_port=40000 + i % 1000,
+        host="api.localhost:62893",
+        method="GET",
+        path=f"/p/{i}",
+        status=200,
+        bytes_in=0,
+        bytes_out=i,
+        duration_ms=1.5,
+        route=route,
+        reason=None,
+        external=external,
+    )
+
+
+def service(sid: str = "s1", state: str = "running") -> ServiceRecord:
+    return ServiceRecord(
+        id=sid,
+        name="web",
+        cmd=("python", "-m", "http.server"),
+        cwd="/tmp",
+        port=4000,
+        pid=10,
+        pgid=10,
+        owner_pid=9,
+        state=state,  # type: ignore[arg-type]
+        started=time.time(),
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "homeport.db", access_capacity=100)
+    yield s
+    s.close()
+
+
+def test_db_file_is_private_and_wal(store: Store) -> None:
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_route_round_trip_keeps_every_field(store: Store) -> None:
+    r = Route(
+        "api.localhost",
+        "http://127.0.0.1:3000",
+        wildcard=True,
+        auth="basic",
+        secret="me:pw",
+        same_origin=True,
+        allow_hosts=("api.test",),
+        service_id="x",
+    )
+    assert store.put_route(r) is True
+    assert store.routes() == [r]
+    assert store.put_route(Route("api.localhost", "http://[::1]:4000")) is False
+    assert store.route("api.localhost") == Route("api.localhost", "http://[::1]:4000")
+    assert store.remove_route("api.localhost") is True
+    assert store.remove_route("api.localhost") is False
+    assert store.routes() == []
+
+
+def test_routes_survive_reopen(tmp_path: Path) -> None:
+    a = Store(tmp_path / "db")
+    a.put_route(Route("a.localhost", "http://127.0.0.1:1"))
+    a.close()
+    b = Store(tmp_path / "db")
+    assert [r.name for r in b.routes()] == ["a.localhost"]
+    b.close()
+
+
+def test_finishing_a_service_drops_its_routes_only(store: Store) -> None:
+    store.put_service(service("s1"))
+    store.put_route(Route("web.localhost", "http://127.0.0.1:4000", service_id="s1"))
+    store.put_route(Route("db.localhost", "http://127.0.0.1:5432"))
+    store.finish_service("s1", "exited", 3)
+    got = store.service("s1")
+    assert got is not None
+    assert (got.state, got.exit_code) == ("exited", 3)
+    assert got.stopped is not None
+    assert [r.name for r in store.routes()] == ["db.localhost"]
+    assert store.services(live_only=True) == []
+
+
+def test_access_log_is_a_ring_of_capacity_rows(store: Store) -> None:
+    store.append_access([record(i) for i in range(250)])
+    assert store.access_count() == 100
+    newest = store.access(limit=5)
+    assert [e.record.path for e in newest] == [f"/p/{i}" for i in range(245, 250)]
+    oldest_kept = store.access(limit=1000)[0]
+    assert oldest_kept.record.path == "/p/150"
+
+
+def test_access_after_and_route_filter(store: Store) -> None:
+    store.append_access(
+        [record(i, route="a.localhost" if i % 2 else "b.localhost") for i in range(10)]
+    )
+    first = store.access(limit=3)
+    after = store.access(after=first[0].id, limit=100)
+    assert [e.id for e in after] == [e.id for e in store.access(limit=100)][-len(after) :]
+    only_a = store.access(route="a.localhost", limit=100)
+    assert {e.record.route for e in only_a} == {"a.localhost"}
+    assert len(only_a) == 5
+    assert store.access(limit=1)[0].to_json()["path"] == "/p/9"
+
+
+def test_external_flag_round_trips(store: Store) -> None:
+    store.append_access([record(1, external=True)])
+    assert store.access(limit=1)[0].record.external is True
+
+
+def test_events_are_ordered(store: Store) -> None:
+    a = store.add_event("listener-new", {"port": 1})
+    b = store.add_event("listener-gone", {"port": 1})
+    assert b > a
+    assert [e.kind for e in store.events(after=a)] == ["listener-gone"]
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(EnvironmentProblem, match="newer"):
+        Store(path)
+
+
+def test_access_writer_batches_off_thread(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    Store(path).close()
+    writer = AccessWriter(path, capacity=1000, interval=0.05)
+    writer.start()
+    for i in range(300):
+        writer.sink(record(i))
+    writer.close()  # flushes what is pending
+    s = Store(path)
+    assert s.access_count() == 300
+    assert writer.dropped == 0
+    s.close()
+
+
+def test_access_writer_drops_oldest_beyond_backlog(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    writer = AccessWriter(path, capacity=1000, backlog=10)  # not started: nothing drains
+    for i in range(25):
+        writer.sink(record(i))
+    assert writer.dropped == 15
+
+
+WRITER = """
+import sys
+from homeport.gateway.contract import Route
+from homeport.store import Store
+s = Store(__import__("pathlib").Path(sys.argv[1]))
+for i in range(100):
+    s.put_route(Route(f"{sys.argv[2]}{i}.localhost", "http://127.0.0.1:1"))
+"""
+
+
+def test_two_processes_write_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    Store(path).close()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), p]) for p in "ab"]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    s = Store(path)
+    assert len(s.routes()) == 200
+    assert s._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    s.close()
