@@ -112,7 +112,9 @@ async def _audit_one(
             issues: tuple[web.WebIssueRecord, ...] = ()
             if cfg.web and fp.http and fp.identity is not None:
                 svc = services.SERVICES[fp.identity.service]
-                _, found = await web.check(prober, target, svc, fp.exchanges, tls=fp.tls)
+                _, found = await web.check(
+                    prober, target, svc, fp.identity, fp.exchanges, tls=fp.tls
+                )
                 issues = tuple(found)
             return fp, issues, target.netloc, None
     except TimeoutError:

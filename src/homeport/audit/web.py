@@ -32,7 +32,7 @@ from typing import Literal
 
 from homeport.audit import httpmsg
 from homeport.audit.catalogue import Service
-from homeport.audit.identify import Exchange
+from homeport.audit.identify import Exchange, Identity, match
 from homeport.audit.probe import Prober, Target
 
 WebIssue = Literal[
@@ -76,25 +76,39 @@ class WebExchanges:
     preflight: Exchange | None = None
     websockets: tuple[Exchange, ...] = ()
     rpc: Exchange | None = None
+    #: Set when the baseline is the request that proved open access to this service:
+    #: a foreign Host is then accepted when the answer still proves it.
+    service: str | None = None
 
 
 def host_accepted(baseline: httpmsg.Response | None, probe: httpmsg.Response | None) -> bool:
-    """A foreign Host is accepted when it gets the same answer as the service's own name.
+    """For a service with no proof of open access: a foreign Host is accepted when it gets
+    the same successful answer as the service's own name.
 
-    A 401/407 baseline means the page would need credentials it does not have; 400, 403,
-    421 (RFC 9110 §15.5.20, Misdirected Request) and 5xx are refusals.
+    A 4xx baseline proves nothing (a gateway answers 404 to every name it does not route);
+    400, 403, 421 (RFC 9110 §15.5.20, Misdirected Request) and 5xx are refusals.
     """
-    if baseline is None or probe is None or baseline.status in (401, 407):
+    if baseline is None or probe is None or baseline.status >= 400:
         return False
     if probe.status in (400, 403, 421) or probe.status >= 500:
         return False
     return probe.status == baseline.status
 
 
+def still_open(service: str, ex: Exchange) -> bool:
+    """Whether an answer still matches a signature proving open access to ``service``."""
+    return any(h.signature.service == service and h.signature.verdict == "open" for h in match(ex))
+
+
+def _accepted(ex: WebExchanges, e: Exchange) -> bool:
+    if ex.service is not None:
+        return still_open(ex.service, e)
+    return host_accepted(ex.baseline.response, e.response)
+
+
 def judge(ex: WebExchanges) -> list[WebIssueRecord]:
     issues: list[WebIssueRecord] = []
-    base = ex.baseline.response
-    accepted = [(label, e) for label, e in ex.hosts if host_accepted(base, e.response)]
+    accepted = [(label, e) for label, e in ex.hosts if _accepted(ex, e)]
     if accepted and accepted[0][0] == "foreign":
         names = ", ".join(_host_of(e) for _, e in accepted)
         issues.append(
@@ -187,30 +201,47 @@ def ws_paths(service: Service, exchanges: tuple[Exchange, ...]) -> tuple[str, ..
     return tuple(dict.fromkeys(paths))[:3]
 
 
+def rewrite(
+    request: bytes,
+    host: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+    method: str | None = None,
+) -> bytes:
+    """The same request with another Host, a method, or extra headers (replacing any of
+    the same name, and ``Connection: close`` when an Upgrade asks for its own)."""
+    head, _, body = request.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if method is not None:
+        lines[0] = method + lines[0][lines[0].index(" ") :]
+    replace = {k.lower() for k, _ in headers} | ({"host"} if host is not None else set())
+    out = [lines[0]]
+    if host is not None:
+        out.append(f"Host: {host}")
+    out += [ln for ln in lines[1:] if ln.partition(":")[0].strip().lower() not in replace]
+    out += [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _base_request(target: Target, service: Service, ident: Identity | None) -> tuple[str, bytes]:
+    """The request the checks vary: the one that proved open access, else GET web_path."""
+    ev = ident.evidence if ident is not None else None
+    if ident is not None and ident.auth == "open" and ev is not None and ev.response:
+        return ev.probe, ev.sent
+    return "web-baseline", httpmsg.build_request("GET", service.web_path, target.netloc)
+
+
 async def check(
     prober: Prober,
     target: Target,
     service: Service,
+    ident: Identity | None,
     exchanges: tuple[Exchange, ...],
     *,
     tls: bool = False,
 ) -> tuple[WebExchanges, list[WebIssueRecord]]:
     """Send the browser-risk requests to one HTTP service and judge the answers."""
-    path = service.web_path
-    own = target.netloc
+    pid, base = _base_request(target, service, ident)
     origin = (("Origin", FOREIGN_ORIGIN),)
-
-    def req(
-        pid: str,
-        host: str,
-        headers: tuple[tuple[str, str], ...] = (),
-        method: str = "GET",
-        body: bytes = b"",
-        p: str = path,
-    ) -> Awaitable[Exchange]:
-        data = httpmsg.build_request(method, p, host, headers, body)
-        return prober.send(target, pid, data, http=True, tls=tls)
-
     upgrade = (
         *origin,
         ("Upgrade", "websocket"),
@@ -223,23 +254,29 @@ async def check(
         ("Access-Control-Request-Method", "GET"),
         ("Access-Control-Request-Private-Network", "true"),
     )
+
+    def send(probe_id: str, data: bytes) -> Awaitable[Exchange]:
+        return prober.send(target, probe_id, data, http=True, tls=tls)
+
     paths = ws_paths(service, exchanges)
     calls = [
-        req("web-baseline", own),
-        req("web-cors", own, origin),
-        req("web-preflight", own, preflight, method="OPTIONS"),
-        *(req(f"web-host-{label}", f"{h}:{target.port}") for label, h in HOST_VARIANTS),
-        *(req("web-websocket", own, upgrade, p=p) for p in paths),
+        send(pid, base),
+        send("web-cors", rewrite(base, headers=origin)),
+        send("web-preflight", rewrite(base, headers=preflight, method="OPTIONS")),
+        *(send(pid, rewrite(base, host=f"{h}:{target.port}")) for _, h in HOST_VARIANTS),
+        *(
+            send("web-websocket", httpmsg.build_request("GET", p, target.netloc, upgrade))
+            for p in paths
+        ),
     ]
     if service.jsonrpc_path:
+        plain = (*origin, ("Content-Type", "text/plain;charset=UTF-8"))
         calls.append(
-            req(
+            send(
                 "web-text-plain-post",
-                own,
-                (*origin, ("Content-Type", "text/plain;charset=UTF-8")),
-                "POST",
-                _RPC_PING,
-                service.jsonrpc_path,
+                httpmsg.build_request(
+                    "POST", service.jsonrpc_path, target.netloc, plain, _RPC_PING
+                ),
             )
         )
     got = await asyncio.gather(*calls)
@@ -251,5 +288,6 @@ async def check(
         hosts=tuple(zip((label for label, _ in HOST_VARIANTS), got[3 : 3 + n], strict=True)),
         websockets=tuple(got[3 + n : 3 + n + len(paths)]),
         rpc=got[3 + n + len(paths)] if service.jsonrpc_path else None,
+        service=service.id if pid != "web-baseline" else None,
     )
     return result, judge(result)
