@@ -1,0 +1,157 @@
+"""The doctor's edge: read this machine into ``DoctorFacts``.
+
+Every reader degrades: a missing file, a denied ioctl or an absent tool becomes a
+"don't know" value that the checks turn into ``skip`` or a note, never an exception.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import struct
+from pathlib import Path
+
+from homeport.doctor.checks import HOME_PORT, DoctorFacts, LoopbackFacts, LoopbackListener
+from homeport.doctor.firewall import FirewallReading, read_firewall
+from homeport.explain.facts import resolve
+
+log = logging.getLogger("homeport.doctor")
+
+PROC = Path("/proc")
+SYS = Path("/sys")
+_SIOCGIFADDR = 0x8915  # include/uapi/linux/sockios.h
+_IFF_UP = 0x1  # include/uapi/linux/if.h
+_CAP_NET_BIND_SERVICE = 10  # include/uapi/linux/capability.h
+
+
+def gather(proc: Path = PROC, sys_root: Path = SYS, etc: Path = Path("/etc")) -> DoctorFacts:
+    from homeport import system
+
+    listeners, home_owner = _listeners()
+    return DoctorFacts(
+        loopback=loopback(proc, sys_root),
+        hosts_text=_read(etc / "hosts"),
+        localhost=resolve("localhost"),
+        subdomain=resolve("homeport-doctor.localhost"),
+        ephemeral=system.ephemeral_range(proc),
+        reserved_ports=_read(proc / "sys/net/ipv4/ip_local_reserved_ports") or "",
+        unprivileged_start=system.unprivileged_port_start(proc),
+        can_bind_privileged=can_bind_privileged(_read(proc / "self/status") or ""),
+        firewall=_firewall(),
+        time_wait=_time_wait(proc),
+        time_wait_top=_time_wait_top(),
+        listeners=listeners,
+        home_owner=home_owner,
+    )
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def loopback(proc: Path = PROC, sys_root: Path = SYS) -> LoopbackFacts:
+    flags = _read(sys_root / "class/net/lo/flags")
+    exists = flags is not None or (sys_root / "class/net/lo").exists()
+    up = bool(int(flags.strip(), 16) & _IFF_UP) if flags else None
+    inet6 = _read(proc / "net/if_inet6")
+    disabled = _read(proc / "sys/net/ipv6/conf/lo/disable_ipv6")
+    return LoopbackFacts(
+        exists=exists,
+        up=up,
+        ipv4=_lo_ipv4(),
+        ipv6=parse_if_inet6(inet6 or "", "lo"),
+        ipv6_disabled=None
+        if inet6 is None and disabled is None
+        else (disabled or "0").strip() == "1",
+    )
+
+
+def parse_if_inet6(text: str, ifname: str) -> tuple[str, ...]:
+    """``/proc/net/if_inet6``: ``ADDR32HEX IFINDEX PREFIXLEN SCOPE FLAGS NAME`` per line."""
+    out: list[str] = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 6 and f[5] == ifname and len(f[0]) == 32:
+            packed = bytes.fromhex(f[0])
+            out.append(socket.inet_ntop(socket.AF_INET6, packed))
+    return tuple(out)
+
+
+def _lo_ipv4() -> tuple[str, ...]:
+    """lo's primary IPv4 address through SIOCGIFADDR (no `ip` binary needed)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            req = struct.pack("256s", b"lo")
+            res = fcntl.ioctl(s.fileno(), _SIOCGIFADDR, req)
+    except OSError as exc:
+        log.debug("SIOCGIFADDR lo: %s", exc)
+        return ()
+    return (socket.inet_ntoa(res[20:24]),)  # struct ifreq: name[16], sockaddr_in at 16
+
+
+def can_bind_privileged(status_text: str) -> bool:
+    """Root, or CAP_NET_BIND_SERVICE in the effective set (``CapEff:`` in /proc/self/status)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return True
+    for line in status_text.splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> _CAP_NET_BIND_SERVICE & 1)
+    return False
+
+
+def _firewall() -> FirewallReading:
+    try:
+        return read_firewall()
+    except Exception as exc:  # a broken tool must not take the doctor down; say why
+        log.debug("firewall read failed", exc_info=True)
+        return FirewallReading("error", message=str(exc))
+
+
+def _time_wait(proc: Path) -> int | None:
+    from homeport.doctor.checks import parse_sockstat_tw
+
+    total: int | None = None
+    for name in ("net/sockstat", "net/sockstat6"):
+        text = _read(proc / name)
+        tw = parse_sockstat_tw(text) if text else None
+        if tw is not None:
+            total = (total or 0) + tw
+    return total
+
+
+def _listeners() -> tuple[tuple[LoopbackListener, ...], str | None]:
+    from homeport.addr import address_class
+    from homeport.inventory import listeners
+
+    found: list[LoopbackListener] = []
+    home: str | None = None
+    for x in listeners(udp=False):
+        owner = f"{x.owners[0].name}, pid {x.owners[0].pid}" if x.owners else None
+        if x.port == HOME_PORT and home is None:
+            cmd = " ".join(x.owners[0].cmdline) if x.owners else ""
+            home = f"{owner or 'unknown owner'}{' homeport' if 'homeport' in cmd else ''}"
+        if address_class(x.address) in ("loopback", "unspecified"):
+            found.append(LoopbackListener(x.port, x.address, owner, x.socket.v6only))
+    return tuple(found), home
+
+
+def _time_wait_top() -> tuple[str, int] | None:
+    from collections import Counter
+
+    from homeport.inventory import sockets
+
+    try:
+        socks = sockets(udp=False, all_states=True)
+    except OSError as exc:
+        log.debug("socket dump failed: %s", exc)
+        return None
+    counts = Counter((s.remote_addr, s.remote_port) for s in socks if s.state == "TIME-WAIT")
+    if not counts:
+        return None
+    (addr, port), n = counts.most_common(1)[0]
+    return (f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}", n)
