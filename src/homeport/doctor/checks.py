@@ -235,7 +235,8 @@ def _unreachable_by_name(
             for x in group
         ]
         if not any(serves(s, first) for s in socks):
-            out.extend(x for x in group if _is_loopback(x.address))
+            # Only the two addresses `localhost` stands for: 127.0.0.2 is a choice, not a slip.
+            out.extend(x for x in group if x.address in ("127.0.0.1", "::1"))
     return out
 
 

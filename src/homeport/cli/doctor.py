@@ -1,0 +1,94 @@
+"""Check this machine for local development, and say how to fix what is off.
+
+Checks, in order (ids as in --json):
+  loopback.interface    lo exists and is up
+  loopback.ipv4         127.0.0.1 on lo
+  loopback.ipv6         ::1 on lo, IPv6 not disabled
+  localhost.hosts       /etc/hosts maps localhost to loopback (and to which families)
+  localhost.resolution  the order getaddrinfo("localhost") returns, and which live loopback
+                        listeners that order cannot reach by name
+  localhost.subdomains  whether *.localhost resolves outside browsers here
+  ports.ephemeral       the kernel's source-port range, and dev ports that fall inside it
+  ports.unprivileged    net.ipv4.ip_unprivileged_port_start, and whether this user may bind below
+  firewall.lo           nftables / iptables rules that can drop or reject loopback traffic
+                        (read-only: `nft -j list ruleset`, else `iptables-save`)
+  tcp.time_wait         TIME-WAIT sockets, and the destination closest to running out of ports
+  homeport.port         whether homeport's home port 62893 is free
+
+Each check is ok, warn, fail, or skip (could not be verified here, e.g. no permission to
+read the firewall), with a fix where there is one.
+
+examples:
+  homeport doctor
+  homeport doctor --only localhost.resolution --only firewall.lo
+  homeport doctor --json | jq '.checks[] | select(.status != "ok")'
+
+exit status: 0 when no check fails (warnings allowed), 1 when any check fails.
+
+--json prints {"status": "ok"|"skip"|"warn"|"fail" (the worst),
+               "counts": {"ok": n, "skip": n, "warn": n, "fail": n},
+               "checks": [{"id", "title", "status", "summary", "detail": [str],
+                           "fix": str|null}]}
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from homeport.cli import render
+from homeport.cli.env import Env
+
+if TYPE_CHECKING:
+    from homeport.doctor import Report
+
+HELP = "check loopback, localhost, ports and firewall for local development"
+
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--only",
+        metavar="ID",
+        action="append",
+        default=[],
+        help="run only this check (repeatable; see the list above)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace, env: Env) -> int:
+    from homeport.doctor import Report, run_checks
+    from homeport.errors import UsageError
+
+    report = run_checks()
+    if args.only:
+        ids = {c.id for c in report.checks}
+        unknown = [i for i in args.only if i not in ids]
+        if unknown:
+            raise UsageError(
+                f"unknown check {', '.join(unknown)} (accepted: {', '.join(sorted(ids))})"
+            )
+        report = Report(tuple(c for c in report.checks if c.id in args.only))
+    if args.json:
+        render.dump_json(env, report.to_json())
+    else:
+        env.out(render_text(env, report))
+    return 1 if report.status == "fail" else 0
+
+
+def render_text(env: Env, report: Report) -> str:
+    width = max((len(c.id) for c in report.checks), default=0)
+    lines: list[str] = []
+    for c in report.checks:
+        status = render.paint(env, c.status.ljust(4), _STYLE[c.status])
+        lines.append(f"{status}  {c.id.ljust(width)}  {c.summary}")
+        if c.status != "ok":
+            lines.extend(f"      {' ' * width}  {d}" for d in c.detail)
+        if c.fix and c.status in ("warn", "fail", "skip"):
+            lines.append(f"      {' ' * width}  fix: {c.fix}")
+    counts = report.counts()
+    lines.append("")
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    return "\n".join(lines)
