@@ -1,0 +1,251 @@
+"""The dashboard's live state inside the daemon: the sampler, the store watcher and the hub.
+
+Two loops, both owned by ``Dashboard`` (started by ``start``, ended by ``close``):
+
+- the **sampler** (``sampler.Sampler``) reads the inventory every ``interval`` seconds; a
+  diff goes straight to the pages as a ``listeners`` message and its events into SQLite;
+- the **watcher** reads what others write to SQLite (the proxy's access log, events such as
+  ``service-reaped``, route and service changes) every ``watch_interval`` seconds, by id,
+  and publishes what is new. Polling an indexed ``id > N`` is how a reader follows SQLite:
+  it has no change notification across connections.
+
+Messages on the stream (``event:`` names; ``data:`` is JSON):
+
+=========  ===================================================================
+hello      first message: {"listeners": [row], "routes", "services", "events",
+           "access", "status", "samples"} (see ``api`` for row shapes)
+listeners  {"added": [row], "removed": [key], "changed": [row]}
+event      {"id", "time", "kind", "data"} (a stored event; ``data.alert`` marks alerts)
+access     {"records": [AccessEntry.to_json()]}
+routes     {"routes": [route view]}
+services   {"services": [service view]}
+output     {"id": service id, "lines": [last lines]}
+=========  ===================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from homeport.web.hub import Hub, sse
+from homeport.web.launch import Launcher
+from homeport.web.sampler import Diff, ListenerRow, Sampler, sample_inventory
+
+if TYPE_CHECKING:
+    from homeport.daemon.control import ControlApp
+    from homeport.gateway.contract import Route
+    from homeport.store import Event, ServiceRecord
+
+log = logging.getLogger("homeport.web.live")
+
+RECENT_EVENTS = 300
+RECENT_ACCESS = 300
+RATE_WINDOW = 60.0
+
+
+def route_ports(routes: list[Route]) -> dict[int, str]:
+    """Port -> route name for routes whose target is a loopback ``http://HOST:PORT`` (pure)."""
+    out: dict[int, str] = {}
+    for r in routes:
+        if not r.target.startswith("http://"):
+            continue
+        port = urlsplit(r.target).port
+        if port is not None:
+            out.setdefault(port, r.name)
+    return out
+
+
+def annotate(rows: list[ListenerRow], ports: dict[int, str], url_of: Any) -> list[ListenerRow]:
+    """Rows with the route that points at their port, and its URL (pure)."""
+    out = []
+    for row in rows:
+        name = ports.get(row.port) if row.proto == "tcp" else None
+        out.append(replace(row, route=name, url=url_of(name) if name else None))
+    return out
+
+
+def route_view(
+    route: Route, url: str, listening: set[int], svc: ServiceRecord | None, rate: int
+) -> dict[str, Any]:
+    """A route as the page shows it: health ``up``/``down``/``starting`` and requests a minute."""
+    port = urlsplit(route.target).port if route.target.startswith("http://") else None
+    if svc is not None and svc.state == "starting":
+        health = "starting"
+    elif port is None:
+        health = "unknown"  # a unix socket: the inventory lists TCP/UDP only
+    else:
+        health = "up" if port in listening else "down"
+    return {**route.to_json(), "url": url, "health": health, "requests_per_min": rate}
+
+
+class Dashboard:
+    """Everything the dashboard needs from the daemon; ``install`` builds one per ControlApp."""
+
+    def __init__(
+        self,
+        app: ControlApp,
+        *,
+        interval: float = 1.0,
+        watch_interval: float = 0.5,
+    ) -> None:
+        self.app = app
+        self.gateway = app.gateway
+        self.store = app.gateway.store
+        self.hub = Hub()
+        self.launcher = Launcher(self.gateway, app.config.route_url)
+        self.sampler = Sampler(self._on_diff, sample=self._sample, interval=interval)
+        self.watch_interval = watch_interval
+        self._ports: dict[int, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.events: collections.deque[Event] = collections.deque(maxlen=RECENT_EVENTS)
+        self._last_event = self._load_events()
+        recent = self.store.access(limit=RECENT_ACCESS)
+        self._last_access = recent[-1].id if recent else 0
+        self._hits: collections.deque[tuple[float, str | None]] = collections.deque()
+        self._seen: dict[str, Any] = {}
+        self._refresh_routes()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the sampler and the watcher (call with the daemon's loop running)."""
+        self._own(self.sampler.run(), "homeport-sampler")
+        self._own(self._watch(), "homeport-watcher")
+
+    def _own(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        self.hub.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.launcher.close()
+
+    # -- sampling ------------------------------------------------------------------------
+
+    def _sample(self) -> list[ListenerRow]:
+        return annotate(sample_inventory(), self._ports, self.app.config.route_url)
+
+    def _on_diff(self, diff: Diff) -> None:
+        self.hub.publish("listeners", diff.to_json())
+        for ev in diff.events:
+            try:
+                self.store.add_event(ev.kind, ev.data())
+            except Exception:  # a busy or full disk must not stop sampling: log and go on
+                log.exception("could not record %s", ev.kind)
+        if diff.events:
+            self._poll_events()  # publish at once: alerts should not wait for the watcher
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = sorted(self.sampler.snapshot.values(), key=lambda r: (r.port, r.proto, r.address))
+        return [r.to_json() for r in rows]
+
+    # -- watching the store --------------------------------------------------------------
+
+    def _load_events(self) -> int:
+        last = 0
+        while batch := self.store.events(after=last, limit=5000):
+            self.events.extend(batch)
+            last = batch[-1].id
+        return last
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                self.poll()
+            except Exception:  # e.g. "database is locked" past the busy timeout: try again
+                log.exception("dashboard watcher failed")
+            await asyncio.sleep(self.watch_interval)  # SQLite has no cross-process notify
+
+    def poll(self) -> None:
+        """Publish what changed in the store since the last call."""
+        self._poll_events()
+        self._poll_access()
+        self._refresh_routes()
+        self._publish_if_changed("routes", {"routes": self.routes()})
+        self._publish_if_changed("services", {"services": self.services()})
+        for sid, lines in list(self.gateway.lines.items()):
+            self._publish_if_changed(f"output:{sid}", {"id": sid, "lines": list(lines)}, "output")
+
+    def _poll_events(self) -> None:
+        for ev in self.store.events(after=self._last_event, limit=1000):
+            self._last_event = ev.id
+            self.events.append(ev)
+            self.hub.publish("event", ev.to_json(), ev.id)
+
+    def _poll_access(self) -> None:
+        entries = self.store.access(after=self._last_access, limit=2000)
+        if not entries:
+            return
+        self._last_access = entries[-1].id
+        for e in entries:
+            self._hits.append((e.record.time, e.record.route))
+        self.hub.publish("access", {"records": [e.to_json() for e in entries]})
+
+    def _publish_if_changed(self, key: str, data: dict[str, Any], kind: str | None = None) -> None:
+        if self._seen.get(key) != data:
+            self._seen[key] = data
+            self.hub.publish(kind or key, data)
+
+    def _refresh_routes(self) -> None:
+        self._ports = route_ports(self.gateway.routes())
+
+    # -- views ---------------------------------------------------------------------------
+
+    def _rates(self) -> collections.Counter[str | None]:
+        cutoff = time.time() - RATE_WINDOW
+        while self._hits and self._hits[0][0] < cutoff:
+            self._hits.popleft()
+        return collections.Counter(route for _, route in self._hits)
+
+    def routes(self) -> list[dict[str, Any]]:
+        listening = {r.port for r in self.sampler.snapshot.values() if r.proto == "tcp"}
+        rates = self._rates()
+        out = []
+        for r in self.gateway.routes():
+            svc = self.store.service(r.service_id) if r.service_id else None
+            url = self.app.config.route_url(r.name)
+            out.append(route_view(r, url, listening, svc, rates.get(r.name, 0)))
+        return out
+
+    def services(self) -> list[dict[str, Any]]:
+        import os
+
+        me = os.getpid()
+        urls = {r.service_id: r.name for r in self.gateway.routes() if r.service_id}
+        out = []
+        for svc in reversed(self.store.services()[-50:]):
+            route = urls.get(svc.id)
+            out.append(
+                {
+                    **svc.to_json(),
+                    "route": route,
+                    "url": self.app.config.route_url(route) if route else None,
+                    "started_by": "dashboard" if svc.owner_pid == me else "homeport run",
+                }
+            )
+        return out
+
+    def hello(self) -> dict[str, Any]:
+        return {
+            "listeners": self.rows(),
+            "samples": self.sampler.samples,
+            "routes": self.routes(),
+            "services": self.services(),
+            "events": [e.to_json() for e in self.events],
+            "access": [e.to_json() for e in self.store.access(limit=RECENT_ACCESS)],
+            "status": self.app.status(),
+        }
+
+    def hello_chunks(self) -> list[bytes]:
+        return [sse("hello", self.hello(), self._last_event)]
