@@ -81,7 +81,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
 
 
 def _run(opts: RunOptions, client: Client, env: Env, as_json: bool) -> int:
-    from homeport.services.runner import Runner, Stop, exit_status, stop_signals
+    from homeport.services.runner import ExitedEarly, Runner, Stop, exit_status, stop_signals
 
     lock = threading.Lock()
 
@@ -104,6 +104,9 @@ def _run(opts: RunOptions, client: Client, env: Env, as_json: bool) -> int:
             code = runner.wait()
     except (KeyboardInterrupt, Stop):
         runner.interrupted = True
+    except ExitedEarly as exc:
+        env.err(f"homeport: {exc.message}")
+        code = exc.code
     finally:
         closed = runner.close()
         code = closed if code is None else code

@@ -41,6 +41,9 @@ from homeport.store import AccessWriter, Store
 log = logging.getLogger("homeport.daemon")
 
 START_TIMEOUT = 15.0
+#: Daemons this process started: kept referenced so that ``Popen.__del__`` does not warn
+#: about a child that is meant to outlive its handle (the daemon runs in its own session).
+_STARTED: list[subprocess.Popen[bytes]] = []
 
 
 class AlreadyRunning(HomeportError):
@@ -105,12 +108,14 @@ def run_foreground(config: DaemonConfig, *, ready_fd: int | None = None) -> int:
 
 
 def _run_loop(main: Any) -> None:
-    try:
-        import uvloop
+    # uvloop is opt-in (HOMEPORT_UVLOOP=1) until the proxy accepts uvloop's transports
+    # (gateway/proxy.py asserts isinstance(transport, asyncio.Transport), which they are not).
+    runner = asyncio.Runner()
+    if os.environ.get("HOMEPORT_UVLOOP") == "1":
+        with contextlib.suppress(ImportError):
+            import uvloop
 
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
+            runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     with runner:
         runner.run(main)
 
@@ -288,6 +293,7 @@ def start_background(config: DaemonConfig, timeout: float = START_TIMEOUT) -> di
             cwd="/",
         )
     os.close(w)
+    _STARTED.append(proc)
     try:
         line = _read_line(r, timeout)
     finally:

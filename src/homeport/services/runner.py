@@ -53,6 +53,14 @@ class Ready:
     token: str | None
 
 
+class ExitedEarly(NotReady):
+    """The command ended before it listened; ``code`` is its exit status."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"the command exited with code {code} before it listened")
+        self.code = code
+
+
 class Output:
     """Pumps the child's output to ``emit`` and keeps lines for the daemon (a thread)."""
 
@@ -121,7 +129,7 @@ def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> 
         if addr is not None:
             return addr
         if proc.poll() is not None:
-            raise NotReady(f"the command exited with code {proc.returncode} before it listened")
+            raise ExitedEarly(proc.returncode)
         if time.monotonic() > deadline:
             raise NotReady(
                 f"nothing listens on port {port} after {timeout:g}s",

@@ -1,0 +1,202 @@
+"""``homeport run`` end to end: a real ``python -m http.server`` reachable by name through the
+gateway; Ctrl-C, the command exiting, and ``kill -9`` of the CLI each leave no process behind."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from homeport.daemon.client import Client, lock_held
+from homeport.daemon.config import DaemonConfig
+from homeport.daemon.main import start_background
+from homeport.inventory import listeners
+
+READY = re.compile(r"homeport: (\S+) is at (\S+)\s+\(port (\d+), pid (\d+)\)")
+
+
+@pytest.fixture
+def gateway(state_dir: Path, free_port: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    monkeypatch.setenv("HOMEPORT_PORT", str(free_port))
+    config = DaemonConfig.build()
+    pid = int(start_background(config)["pid"])
+    try:
+        yield Client.for_config(config)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while lock_held(config) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the lock frees when the daemon is gone
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+class Run:
+    """``python -m homeport run ...`` as a child in its own session, output on a pipe."""
+
+    def __init__(self, *argv: str, cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "homeport", "run", *argv],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.output = ""
+
+    def wait_ready(self, timeout: float = 30.0) -> tuple[str, int, int]:
+        """Read output until the URL line; returns (url, port, service pid)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while (m := READY.search(self.output)) is None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise AssertionError(f"no ready line; output so far:\n{self.output}")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise AssertionError(f"run exited early:\n{self.output}")
+            self.output += chunk.decode(errors="replace")
+        return m.group(2), int(m.group(3)), int(m.group(4))
+
+    def finish(self, timeout: float = 30.0) -> int:
+        out, _ = self.proc.communicate(timeout=timeout)
+        self.output += out.decode(errors="replace")
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.communicate(timeout=10)
+
+
+def gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2] == "Z"  # a zombie holds nothing
+
+
+def wait_until(cond: Any, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return bool(cond())
+
+
+def get(gateway_port: int, host: str, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", gateway_port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def routes(client: Client) -> list[str]:
+    return [r["name"] for r in client.call("GET", "/api/routes")["routes"]]
+
+
+def test_http_server_by_name_and_ctrl_c_leaves_nothing(gateway: Client, tmp_path: Path) -> None:
+    (tmp_path / "index.txt").write_text("served by http.server\n")
+    run = Run("--name", "files", "--", sys.executable, "-m", "http.server", cwd=tmp_path)
+    try:
+        url, port, pid = run.wait_ready()
+        assert url == f"http://files.localhost:{gateway.port}"
+        status, body = get(gateway.port, f"files.localhost:{gateway.port}", "/index.txt")
+        assert (status, body) == (200, b"served by http.server\n")
+        assert [ls.port for ls in listeners(port=port, udp=False)] == [port]
+        os.kill(run.proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
+        assert run.finish() == 130
+    finally:
+        run.kill()
+    assert gone(pid), f"http.server (pid {pid}) outlived homeport run"
+    assert listeners(port=port, udp=False) == []
+    assert routes(gateway) == []
+    assert "files | " in run.output  # the child's output was streamed with its prefix
+
+
+SERVE_ONCE_THEN_EXIT = """
+import os, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((os.environ["HOST"], int(os.environ["PORT"])))
+s.listen()
+print("listening", flush=True)
+c, _ = s.accept()  # the readiness probe
+c.close()
+c, _ = s.accept()  # the test's connection: then exit with a status of our own
+c.close()
+sys.exit(3)
+"""
+
+
+def test_command_exit_status_is_passed_on_and_route_removed(
+    gateway: Client, tmp_path: Path
+) -> None:
+    run = Run("--name", "once", "--", sys.executable, "-c", SERVE_ONCE_THEN_EXIT, cwd=tmp_path)
+    try:
+        _, port, pid = run.wait_ready()
+        assert routes(gateway) == ["once.localhost"]
+        import socket
+
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        assert run.finish() == 3
+    finally:
+        run.kill()
+    assert gone(pid)
+    assert routes(gateway) == []
+
+
+def test_kill_9_of_the_cli_lets_the_daemon_stop_the_group(gateway: Client, tmp_path: Path) -> None:
+    run = Run("--name", "orphan", "--", sys.executable, "-m", "http.server", cwd=tmp_path)
+    try:
+        _, port, pid = run.wait_ready()
+        os.kill(run.proc.pid, signal.SIGKILL)  # the CLI only: its child is in another group
+        run.proc.communicate(timeout=10)
+        assert wait_until(lambda: gone(pid)), "the daemon did not stop the orphaned server"
+        assert wait_until(lambda: routes(gateway) == [])
+        assert listeners(port=port, udp=False) == []
+    finally:
+        run.kill()
+        if not gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_command_not_listening_times_out_and_is_stopped(gateway: Client, tmp_path: Path) -> None:
+    run = Run(
+        "--name",
+        "mute",
+        "--timeout",
+        "1",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; print('up', flush=True); time.sleep(60)",
+        cwd=tmp_path,
+    )
+    assert run.finish() == 1
+    assert "nothing listens on port" in run.output
+    assert routes(gateway) == []
+    services = gateway.call("GET", "/api/services", all="1")["services"]
+    assert [s["state"] for s in services] == ["exited"]
+    assert all(gone(s["pid"]) for s in services)
