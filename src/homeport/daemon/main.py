@@ -141,52 +141,78 @@ class _Ready:
         self._send("error " + message.replace("\n", " "))
 
 
+class _Parts:
+    """Everything one daemon run owns, built in order and closed in reverse."""
+
+    def __init__(self, config: DaemonConfig, token: str, stop: asyncio.Event) -> None:
+        self.store = Store(config.db_path, access_capacity=config.access_capacity)
+        self.writer = AccessWriter(config.db_path, capacity=config.access_capacity)
+        self._targets: list[Callable[[RouteTable], None]] = []
+        self.gateway = Gateway(self.store, self._publish, _default_auth(config, token))
+        self.app = ControlApp(
+            config, self.gateway, token, on_shutdown=stop.set, status_extra=self._status
+        )
+        self.server, self.kind = _make_server(config, self.app, self.gateway, self.writer)
+        if hasattr(self.server, "set_routes"):
+            self._targets.append(self.server.set_routes)
+        self.dashboard = _mount_dashboard(self.app)
+
+    def _publish(self, table: RouteTable) -> None:
+        for set_routes in self._targets:
+            set_routes(table)
+
+    def _status(self) -> dict[str, Any]:
+        return {
+            "proxy": self.kind,
+            "access_dropped": self.writer.dropped,
+            "dashboard": self.dashboard is not None,
+        }
+
+    async def close(self) -> None:
+        await self.server.close()
+        if self.dashboard is not None:
+            await self.dashboard.close()
+        await self.gateway.close()
+        self.writer.close()
+        self.store.close()
+
+
 async def _serve(config: DaemonConfig, token: str, ready: _Ready) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    store = Store(config.db_path, access_capacity=config.access_capacity)
-    writer = AccessWriter(config.db_path, capacity=config.access_capacity)
-    holder: list[Callable[[RouteTable], None]] = []
-
-    def publish(table: RouteTable) -> None:
-        for set_routes in holder:
-            set_routes(table)
-
-    gateway = Gateway(store, publish, _default_auth(config, token))
-    app = ControlApp(
-        config,
-        gateway,
-        token,
-        on_shutdown=stop.set,
-        status_extra=lambda: {"proxy": kind, "access_dropped": writer.dropped},
-    )
-    server, kind = _make_server(config, app, gateway, writer)
-    if hasattr(server, "set_routes"):
-        holder.append(server.set_routes)
-    writer.start()
+    parts = _Parts(config, token, stop)
+    parts.writer.start()
     try:
-        await gateway.restore()
-        bound = await _start(server, config)
+        await parts.gateway.restore()
+        bound = await _start(parts.server, config)
+        if parts.dashboard is not None:
+            parts.dashboard.start()
         info = {
             "pid": os.getpid(),
             "port": config.port,
             "url": config.url,
             "version": __version__,
             "listen": [list(b) for b in bound],
-            "started": gateway.started,
-            "proxy": kind,
+            "started": parts.gateway.started,
+            "proxy": parts.kind,
         }
         _write_info(config.info_path, info)
-        log.info("homeport gateway at %s (pid %d, %s)", config.url, os.getpid(), kind)
+        log.info("homeport gateway at %s (pid %d, %s)", config.url, os.getpid(), parts.kind)
         ready.ok(info)
         await stop.wait()
     finally:
-        await server.close()
-        await gateway.close()
-        writer.close()
-        store.close()
+        await parts.close()
+
+
+def _mount_dashboard(app: ControlApp) -> Any:
+    """The dashboard (issue 5) on the control app, when its package is installed."""
+    try:
+        from homeport import web
+    except ImportError:
+        return None
+    return web.install(app)
 
 
 def _default_auth(config: DaemonConfig, token: str) -> AuthSpec:
