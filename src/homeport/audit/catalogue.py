@@ -311,7 +311,7 @@ SIGNATURES: tuple[Signature, ...] = (
     S(
         "etcd",
         "http-etcd-auth",
-        r'^HTTP 200 [\s\S]*"header"(?![\s\S]*"enabled"\s*:\s*true)',
+        r'^HTTP 200 [\s\S]*"header"\s*:\s*\{[^}]*"cluster_id"(?![\s\S]*"enabled"\s*:\s*true)',
         "open",
         "POST /v3/auth/status: authentication is not enabled",
     ),
@@ -362,7 +362,7 @@ SIGNATURES: tuple[Signature, ...] = (
     S(
         "node-inspector",
         "http-json-list",
-        r'"webSocketDebuggerUrl"\s*:\s*"ws://[\s\S]*node',
+        r'(?=[\s\S]*"type"\s*:\s*"node")[\s\S]*"webSocketDebuggerUrl"\s*:\s*"ws://',
         "open",
         "GET /json/list returned a webSocketDebuggerUrl",
         status=200,

@@ -218,7 +218,11 @@ def rules(
     f = _auth_finding(listener, ident, exp)
     if f is not None:
         out.append(f)
-    out += [_web_finding(listener, ident, issue) for issue in web]
+    for issue in web:
+        # Behind a password, a rebinding page gets only what any anonymous client gets.
+        if issue.kind in ("foreign-host", "host-bypass") and ident and ident.auth == "protected":
+            continue
+        out.append(_web_finding(listener, ident, issue))
     return out
 
 
