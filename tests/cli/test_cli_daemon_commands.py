@@ -1,0 +1,212 @@
+"""The daemon's commands in-process through the ``cli`` fixture: up, down, status, route, logs,
+open, against a real daemon on a free port with a private state dir."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from homeport.daemon.client import lock_held
+from homeport.daemon.config import DaemonConfig
+from homeport.daemon.main import read_info
+from homeport.gateway.contract import AccessRecord
+from homeport.store import Store
+
+Cli = Callable[..., Any]
+
+
+def stop(config: DaemonConfig) -> None:
+    info = read_info(config) or {}
+    pid = info.get("pid")
+    if not isinstance(pid, int):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while lock_held(config) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the lock frees when the daemon is gone
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+@pytest.fixture
+def config(
+    state_dir: Path, free_port: int, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DaemonConfig]:
+    """Where a daemon started by these tests lives; stopped by PID afterwards."""
+    monkeypatch.setenv("HOMEPORT_PORT", str(free_port))
+    cfg = DaemonConfig.build()
+    try:
+        yield cfg
+    finally:
+        stop(cfg)
+
+
+@pytest.fixture
+def up(cli: Cli, config: DaemonConfig) -> DaemonConfig:
+    result = cli("up", "-d", "--json")
+    assert result.status == 0, result.stderr
+    return config
+
+
+def test_up_detached_then_again_says_where(cli: Cli, config: DaemonConfig) -> None:
+    first = cli("up", "-d", "--json")
+    assert first.status == 0, first.stderr
+    info = json.loads(first.stdout)
+    assert info["port"] == config.port
+    assert info["url"] == f"http://homeport.localhost:{config.port}"
+    again = cli("up", "-d")
+    assert again.status == 1
+    assert (
+        f"already running at http://homeport.localhost:{config.port} (pid {info['pid']})"
+        in again.stderr
+    )
+
+
+def test_status_and_down(cli: Cli, up: DaemonConfig) -> None:
+    st = cli("status", "--json")
+    assert st.status == 0
+    data = json.loads(st.stdout)
+    assert data["running"] is True
+    assert data["status"]["port"] == up.port
+    assert set(data) == {"running", "status", "routes", "services"}
+    human = cli("status")
+    assert f"at http://homeport.localhost:{up.port}" in human.stdout
+    down = cli("down", "--json")
+    assert (down.status, json.loads(down.stdout)["stopped"]) == (0, True)
+    assert not lock_held(up)
+    after = cli("status", "--json")
+    assert after.status == 1
+    assert json.loads(after.stdout) == {
+        "running": False,
+        "status": None,
+        "routes": [],
+        "services": [],
+    }
+    assert cli("down").status == 1
+
+
+def test_route_add_ls_rm(cli: Cli, up: DaemonConfig) -> None:
+    added = cli("route", "add", "api", "3000", "--json")
+    assert added.status == 0, added.stderr
+    assert json.loads(added.stdout)["route"]["target"] == "http://127.0.0.1:3000"
+    tok = cli("route", "add", "admin", "[::1]:9000", "--auth", "token", "--same-origin")
+    assert tok.status == 0
+    assert "token: " in tok.stdout
+    listed = cli("route", "ls", "--json")
+    rows = json.loads(listed.stdout)["routes"]
+    assert [(r["name"], r["auth"], r["same_origin"]) for r in rows] == [
+        ("admin.localhost", "token", True),
+        ("api.localhost", "none", False),
+    ]
+    table = cli("route", "ls")
+    assert f"http://api.localhost:{up.port}" in table.stdout
+    assert cli("route", "rm", "api").status == 0
+    missing = cli("route", "rm", "api")
+    assert missing.status == 1
+    assert "no route named api.localhost" in missing.stderr
+
+
+def test_route_add_starts_the_daemon_when_needed(cli: Cli, config: DaemonConfig) -> None:
+    assert read_info(config) is None
+    result = cli("route", "add", "auto", "4000")
+    assert result.status == 0, result.stderr
+    assert f"http://auto.localhost:{config.port} -> http://127.0.0.1:4000" in result.stdout
+    assert read_info(config) is not None
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (("route", "add", "api", "10.1.2.3:80"), "not on loopback"),
+        (("route", "add", "bad name", "80"), "bad route name"),
+        (("route", "add", "api", "80", "--auth", "magic"), "bad auth"),
+        (("up", "-d", "--expose", "192.168.1.9"), "without authentication"),
+        (("run",), "nothing to run"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_starts_nothing(
+    cli: Cli, config: DaemonConfig, argv: tuple[str, ...], fragment: str
+) -> None:
+    result = cli(*argv)
+    assert result.status == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert read_info(config) is None
+
+
+def test_logs_access_reads_the_ring(cli: Cli, up: DaemonConfig) -> None:
+    store = Store(up.db_path)
+    store.append_access(
+        [
+            AccessRecord(
+                1.0e9 + i,
+                "127.0.0.1" if i else "192.168.1.7",
+                5000 + i,
+                f"r{i % 2}.localhost",
+                "GET",
+                f"/{i}",
+                200 if i else 502,
+                0,
+                10,
+                0.5,
+                f"r{i % 2}.localhost",
+                None if i else "upstream-refused",
+                external=not i,
+            )
+            for i in range(4)
+        ]
+    )
+    store.close()
+    data = json.loads(cli("logs", "--access", "--json").stdout)
+    assert [r["path"] for r in data["records"]] == ["/0", "/1", "/2", "/3"]
+    only = json.loads(cli("logs", "--access", "--route", "r1", "--json").stdout)
+    assert [r["path"] for r in only["records"]] == ["/1", "/3"]
+    human = cli("logs", "--access", "-n", "4").stdout.splitlines()
+    assert "EXTERNAL" in human[0]
+    assert "(upstream-refused)" in human[0]
+    assert "EXTERNAL" not in human[1]
+
+
+def test_logs_access_without_a_daemon_reads_the_database(cli: Cli, config: DaemonConfig) -> None:
+    store = Store(config.db_path)
+    store.append_access(
+        [
+            AccessRecord(
+                1.0e9, "127.0.0.1", 1, "a.localhost", "GET", "/x", 200, 0, 1, 0.1, "a.localhost"
+            )
+        ]
+    )
+    store.close()
+    data = json.loads(cli("logs", "--access", "--json").stdout)
+    assert [r["path"] for r in data["records"]] == ["/x"]
+    assert read_info(config) is None  # reading the log started nothing
+
+
+def test_open_prints_a_one_time_link(cli: Cli, up: DaemonConfig) -> None:
+    result = cli("open", "--json")
+    assert result.status == 0
+    data = json.loads(result.stdout)
+    assert data["url"].startswith(f"http://homeport.localhost:{up.port}/login?token=")
+    assert data["opened"] is False
+    second = json.loads(cli("open", "--json").stdout)
+    assert second["url"] != data["url"]
+
+
+def test_help_teaches_with_examples(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("up", "down", "status", "run", "route", "logs", "open"):
+        result = cli(command, "--help")
+        assert result.status == 0
+        text = result.stdout + capsys.readouterr().out  # argparse prints help to sys.stdout
+        assert "examples:" in text, command
+        assert "--json" in text, command
