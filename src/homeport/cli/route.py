@@ -68,6 +68,8 @@ def run(args: argparse.Namespace, env: Env) -> int:
         normalize_name(args.name)
         normalize_target(args.target)
         parse_auth(args.auth)
+    if cmd == "ls":
+        return _ls(env, args.json)
     client = connect(start=cmd == "add")
     if cmd == "add":
         body = {
@@ -92,14 +94,32 @@ def run(args: argparse.Namespace, env: Env) -> int:
         data = client.call("DELETE", f"/api/routes/{normalize_name(args.name)}")
         dump_json(env, data) if args.json else env.out(f"removed {data['removed']}")
         return 0
-    if cmd != "ls":
-        raise UsageError(f"unknown route command {cmd!r}; use add, rm or ls")
-    data = client.call("GET", "/api/routes")
-    if args.json:
-        dump_json(env, data)
+    raise UsageError(f"unknown route command {cmd!r}; use add, rm or ls")
+
+
+def _ls(env: Env, as_json: bool) -> int:
+    """Routes from the running gateway, else straight from the state database."""
+    from homeport.cli.render import dump_json
+    from homeport.daemon.client import Client
+    from homeport.daemon.config import DaemonConfig
+
+    config = DaemonConfig.build()
+    client = Client.for_config(config)
+    if client.health() is not None:
+        routes = client.call("GET", "/api/routes")["routes"]
     else:
-        _render(env, data["routes"], client.port)
-    return 0 if data["routes"] else 1
+        from homeport.store import Store
+
+        store = Store(config.db_path)
+        routes = [r.to_json() for r in store.routes()]
+        store.close()
+        if not as_json:
+            env.err("homeport: the gateway is not running; these routes return with homeport up")
+    if as_json:
+        dump_json(env, {"routes": routes})
+    else:
+        _render(env, routes, client.port)
+    return 0 if routes else 1
 
 
 def _render(env: Env, routes: list[dict[str, object]], port: int) -> None:
