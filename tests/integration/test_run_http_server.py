@@ -200,3 +200,37 @@ def test_command_not_listening_times_out_and_is_stopped(gateway: Client, tmp_pat
     services = gateway.call("GET", "/api/services", all="1")["services"]
     assert [s["state"] for s in services] == ["exited"]
     assert all(gone(s["pid"]) for s in services)
+
+
+GO_DEAF = """
+import os, socket, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((os.environ["HOST"], int(os.environ["PORT"])))
+s.listen()
+c, _ = s.accept()  # the readiness probe
+c.close()
+s.close()
+print("worker crashed: database is locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_502_page_tells_what_happened_to_the_service(gateway: Client, tmp_path: Path) -> None:
+    run = Run("--name", "deaf", "--", sys.executable, "-c", GO_DEAF, cwd=tmp_path)
+    try:
+        run.wait_ready()
+        host = f"deaf.localhost:{gateway.port}"
+
+        def page() -> tuple[int, bytes]:
+            return get(gateway.port, host, "/")
+
+        # The output reaches the daemon in batches (every 0.5 s): wait for the line to arrive.
+        assert wait_until(lambda: b"database is locked" in page()[1]), page()
+        status, body = page()
+        assert status == 502
+        assert b"does not answer" in body
+        os.kill(run.proc.pid, signal.SIGINT)
+        assert run.finish() == 130
+    finally:
+        run.kill()
