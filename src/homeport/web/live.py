@@ -80,8 +80,10 @@ def route_view(
         health = "starting"
     elif port is None:
         health = "unknown"  # a unix socket: the inventory lists TCP/UDP only
+    elif port in listening or (svc is not None and svc.state == "running"):
+        health = "up"  # a running service was seen listening before its route went live
     else:
-        health = "up" if port in listening else "down"
+        health = "down"
     return {**route.to_json(), "url": url, "health": health, "requests_per_min": rate}
 
 
