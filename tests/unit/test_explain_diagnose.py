@@ -336,3 +336,51 @@ def test_serves(listener: Listener, dest: str, expected: bool) -> None:
 )
 def test_bind_conflicts(listener: Listener, bind: str | None, expected: bool) -> None:
     assert conflicts(listener, bind) is expected
+
+
+NOTE_CASES = [
+    (
+        "vite-moved",
+        "connect ECONNREFUSED 127.0.0.1:5173",
+        Facts(port=5173, nearby=(lst("127.0.0.1", 5174),)),
+        ["note.nearby"],
+        "127.0.0.1:5174",
+    ),
+    (
+        "v6-not-from-here",
+        "connect ECONNREFUSED ::1:3000",
+        Facts(port=3000, listeners=(lst("127.0.0.1", 3000),), localhost=V4_ONLY),
+        ["note.v6-elsewhere"],
+        "a container",
+    ),
+    (
+        "v6-from-here",
+        "connect ECONNREFUSED ::1:3000",
+        Facts(port=3000, listeners=(lst("127.0.0.1", 3000),), localhost=BOTH_V6_FIRST),
+        [],
+        "",
+    ),
+    (
+        "in-use-ephemeral",
+        "Error: listen EADDRINUSE: address already in use 127.0.0.1:40000",
+        Facts(port=40000),
+        ["note.ephemeral"],
+        "source port",
+    ),
+    (
+        "in-use-fixed",
+        "Error: listen EADDRINUSE: address already in use 127.0.0.1:8000",
+        Facts(port=8000),
+        [],
+        "",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "f", "ids", "says"), [c[1:] for c in NOTE_CASES], ids=[c[0] for c in NOTE_CASES]
+)
+def test_notes(text: str, f: Facts, ids: list[str], says: str) -> None:
+    e = diagnose(parse_input(text), f)
+    assert [d.id for d in e.diagnosis[1:]] == ids
+    assert says in "\n".join(d.summary + "\n" + "\n".join(d.detail) for d in e.diagnosis)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from homeport.addr import address_class, ip, unmap
+from homeport.addr import address_class, in_range, ip, unmap
 from homeport.explain import sections as sec
 from homeport.explain.facts import Facts
 from homeport.explain.parse import Parsed
@@ -90,7 +90,10 @@ def diagnose(p: Parsed, f: Facts) -> Explanation:
     sid = situation(p, f, dests, serving)
     variables = template_vars(p, f, dests)
     t = DIAGNOSES[sid]
-    finding = Finding(sid, t.summary.format_map(variables), _fmt(t.detail, variables))
+    findings = [Finding(sid, t.summary.format_map(variables), _fmt(t.detail, variables))]
+    for nid in notes(p, f, dests, sid):
+        n = DIAGNOSES[nid]
+        findings.append(Finding(nid, n.summary.format_map(variables), _fmt(n.detail, variables)))
     meaning = MEANING[p.kind].format_map(variables) if p.kind else None
     return Explanation(
         parsed=p,
@@ -101,7 +104,7 @@ def diagnose(p: Parsed, f: Facts) -> Explanation:
         live=sec.live_lines(p, f, dests),
         destinations=dests,
         serving=serving,
-        diagnosis=(finding,),
+        diagnosis=tuple(findings),
         next_steps=_fmt(t.steps, variables),
     )
 
@@ -205,6 +208,23 @@ _CHOOSERS: dict[Kind, Chooser] = {
 }
 
 
+def notes(p: Parsed, f: Facts, dests: tuple[str, ...], sid: str) -> tuple[str, ...]:
+    """The ``note.*`` ids whose condition holds beside the main situation ``sid``."""
+    out: list[str] = []
+    if f.nearby and sid in ("refused.nothing", "address.not-listening", "refused.udp-only"):
+        out.append("note.nearby")
+    if (
+        sid in ("refused.family", "refused.nothing")
+        and "::1" in dests
+        and p.host == "::1"
+        and "::1" not in f.localhost.addresses
+    ):
+        out.append("note.v6-elsewhere")
+    if p.kind == "in-use" and p.port is not None and in_range(p.port, f.ephemeral):
+        out.append("note.ephemeral")
+    return tuple(out)
+
+
 def conflicts(x: Listener, bind_host: str | None) -> bool:
     """Whether a listening socket makes ``bind(bind_host, same port)`` fail with EADDRINUSE.
 
@@ -265,6 +285,10 @@ def template_vars(p: Parsed, f: Facts, dests: tuple[str, ...]) -> dict[str, str]
         "time_wait": str(f.time_wait),
         "alt_port": str(_alt_port(port, f.unprivileged_start)),
         "firewall": "; ".join(f.firewall_lo) or f.firewall_note or "none found",
+        "nearby": "; ".join(
+            f"{sec.host_port(x.address, x.port)} ({sec.owners_text(x)})" for x in f.nearby
+        )
+        or "none",
     }
 
 

@@ -54,6 +54,8 @@ class Facts:
     firewall_lo: tuple[str, ...] = ()
     #: Why the firewall could not be read (None when it was, or was not asked).
     firewall_note: str | None = None
+    #: TCP listeners on ports just around ``port`` (gathered when nothing listens on it).
+    nearby: tuple[Listener, ...] = ()
 
 
 def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
@@ -62,7 +64,11 @@ def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
 
     listeners, time_wait = _port_facts(p.port)
     name = p.host if p.host and ip(p.host) is None else None
-    fw, fw_note = _firewall(p) if p.kind in ("timeout", "refused") else ((), None)
+    # A REJECT rule only explains a refusal while something listens; a DROP, a timeout.
+    wants_fw = p.kind == "timeout" or (p.kind == "refused" and bool(listeners))
+    fw, fw_note = _firewall(p) if wants_fw else ((), None)
+    no_tcp = not any(x.proto == "tcp" for x in listeners)
+    nearby = _nearby(p.port) if no_tcp and p.kind in (None, "refused") else ()
     return Facts(
         port=p.port,
         listeners=listeners,
@@ -76,6 +82,7 @@ def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
         ipv6_lo=ipv6_on_lo(proc),
         firewall_lo=fw,
         firewall_note=fw_note,
+        nearby=nearby,
     )
 
 
@@ -87,6 +94,26 @@ def _port_facts(port: int | None) -> tuple[tuple[Listener, ...], int]:
     found = tuple(listeners(port=port))
     tw = sum(1 for s in sockets(udp=False, all_states=True, port=port) if s.state == "TIME-WAIT")
     return found, tw
+
+
+_NEAR_BELOW, _NEAR_ABOVE, _NEAR_MAX = 3, 10, 3
+
+
+def _nearby(port: int | None) -> tuple[Listener, ...]:
+    """Listeners a few ports around ``port``: one kernel dump, owners for at most 3 ports."""
+    if port is None:
+        return ()
+    from homeport.inventory import listeners, sockets
+
+    near = sorted(
+        {
+            s.local_port
+            for s in sockets(udp=False)
+            if port - _NEAR_BELOW <= s.local_port <= port + _NEAR_ABOVE and s.local_port != port
+        },
+        key=lambda q: (abs(q - port), q),
+    )[:_NEAR_MAX]
+    return tuple(x for q in sorted(near) for x in listeners(port=q, udp=False))
 
 
 def resolve(name: str) -> Resolution:

@@ -434,6 +434,7 @@ TEMPLATE_FIELDS: frozenset[str] = frozenset(
         "time_wait",
         "alt_port",  # a suggested unprivileged port
         "firewall",  # firewall rules on lo that drop or reject, "; "-joined
+        "nearby",  # listeners on ports near the one asked about
     }
 )
 
@@ -691,6 +692,22 @@ DIAGNOSES: dict[str, Template] = {
         "A JVM still listens on {where} ({listening}): the debugger detached, the JVM runs on.",
         (),
         ("attach again; JDWP accepts one debugger at a time",),
+    ),
+    # ----- notes added beside the main finding when their condition holds (diagnose.NOTES)
+    "note.nearby": Template(
+        "Ports near {port} listen: {nearby}.",
+        (
+            "Dev servers move to the next free port when theirs is busy (Vite 5173 -> 5174,"
+            " Create React App 3000 -> 3001): the server you want may be there.",
+        ),
+    ),
+    "note.v6-elsewhere": Template(
+        "Here `localhost` does not resolve to ::1 ({resolves}), so the client used ::1"
+        " itself, or resolved `localhost` elsewhere (a container, WSL, another hosts file).",
+    ),
+    "note.ephemeral": Template(
+        "Port {port} lies in the ephemeral range {eph_lo}-{eph_hi}: an outgoing connection may"
+        " hold it as its source port. Fixed server ports belong outside it (`homeport port`).",
     ),
     # ----- a plain address, no error
     "address.listening": Template(
