@@ -194,11 +194,11 @@ def wait_for(
     pending = [_Pending(t, TargetReport(t.text, False)) for t in parsed]
     while True:
         now = clock()
-        for p in pending:
-            if not p.done and now >= p.next_at:
-                _attempt(p, probe, start, clock, min(attempt_timeout, _left(start, timeout, clock)))
+        due = [p for p in pending if not p.done and now >= p.next_at]
+        for p in due:
+            _attempt(p, probe, start, clock, min(attempt_timeout, _left(start, timeout, clock)))
         report = _report(pending, start, clock(), any_)
-        if on_attempt is not None:
+        if on_attempt is not None and due:
             on_attempt(report)
         if report.ready:
             return report
