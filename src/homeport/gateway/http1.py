@@ -307,21 +307,21 @@ def split_host(host: str) -> tuple[str, int | None]:
     if host.startswith("["):
         end = host.find("]")
         if end < 0:
-            raise ValueError(host)
+            raise ValueError(f"not a host[:port]: {host!r}")
         name, rest = host[1:end], host[end + 1 :]
         if rest and not rest.startswith(":"):
-            raise ValueError(host)
+            raise ValueError(f"not a host[:port]: {host!r}")
         port_text = rest[1:] if rest else ""
     else:
         name, _, port_text = host.partition(":")
         if ":" in port_text:
-            raise ValueError(host)
+            raise ValueError(f"not a host[:port]: {host!r}")
     port: int | None = None
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(host)
+            raise ValueError(f"not a host[:port]: {host!r}")
         port = int(port_text)
     name = name.lower().rstrip(".")
     if not name:
-        raise ValueError(host)
+        raise ValueError(f"not a host[:port]: {host!r}")
     return name, port

@@ -645,6 +645,7 @@ class ClientConnection(asyncio.Protocol):
         out.append(b"\r\n")
         data = b"".join(out)
         ex.status, ex.tunnel, ex.resp_started = 101, True, True
+        ex.keep_alive = False  # when the tunnel ends, so does the connection
         ex.upstream.tunnel = True
         ex.bytes_out += len(data) + len(rest)
         self.deadline = 0.0

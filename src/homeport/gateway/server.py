@@ -22,6 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from homeport.gateway.config import ProxyConfig
 from homeport.gateway.contract import AccessSink, ControlApp, RouteTable, ServiceStatusLookup
@@ -68,7 +69,8 @@ class ProxyServer:
         self._cache: dict[tuple[bytes, int], Decision] = {}
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
-        self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop_policy().get_event_loop()
+        #: Set by ``start`` (protocol tests without sockets assign a loop themselves).
+        self.loop: asyncio.AbstractEventLoop = cast(asyncio.AbstractEventLoop, None)
 
     def _router(self, table: RouteTable) -> Router:
         return Router(
