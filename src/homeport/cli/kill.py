@@ -6,8 +6,8 @@ listener on 127.0.0.1, 0.0.0.0 or a dual-stack ::, but not one on 127.0.0.2. Eve
 owner of a forked server (a parent and its workers share one socket) is included.
 
 The sequence: show the processes, ask on a terminal (unless --yes), send SIGTERM (or
---signal), wait until the port is released or the processes exit, and send SIGKILL to
-what still holds the port after --timeout seconds. --tree adds each owner's
+--signal), wait up to --timeout seconds for the processes to exit, and if the port is
+still held then, send SIGKILL to those still running. --tree adds each owner's
 descendants. PID 1 and homeport itself are refused. Permission errors say whose process
 it is and what to run instead.
 

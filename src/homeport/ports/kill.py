@@ -7,8 +7,10 @@ forked server is found, not just the first.
 
 The sequence: SIGTERM (or the signal asked for) to every owner, then wait — on pidfds
 (pidfd_open(2), Linux >= 5.3), which wake the moment a process exits and cannot be
-fooled by PID reuse — until the owners are gone or the port is released; after the
-timeout, SIGKILL what is left. PID 1 and homeport itself are never signalled.
+fooled by PID reuse — until they have exited or the timeout passes; then, if the port
+is still held, SIGKILL what is left. A process that released the port and is still
+draining connections is left alone and reported as still running. PID 1 and homeport
+itself are never signalled.
 
 The plan (who would be signalled, and why) is separate from the execution, so the CLI
 can show it and ask before anything happens, and ``--dry-run`` stops after it.
@@ -208,14 +210,14 @@ def execute(
     try:
         outcomes = {v.pid: _send(v, sig, watch) for v in plan.victims}
         live = [pid for pid, o in outcomes.items() if o.result == "still-running"]
-        _wait(watch, live, plan, timeout)
+        _wait(watch, live, timeout)
         # Escalate only when the port is still held: a server that closed its listener
         # and is draining connections is doing what SIGTERM asked.
         if sig != signal.SIGKILL and not _released(plan):
             for pid in live:
                 if watch.alive(pid):
                     outcomes[pid] = _send_more(outcomes[pid], signal.SIGKILL, watch)
-            _wait(watch, live, plan, 2.0)
+            _wait(watch, live, 2.0)
         final = tuple(_settle(outcomes[v.pid], watch) for v in plan.victims)
     finally:
         watch.close()
@@ -259,11 +261,14 @@ class _Watch:
         return not dead
 
     def wait_any(self, pids: list[int], timeout: float) -> None:
-        fds = [self.fds[p] for p in pids if p in self.fds and p not in self.gone]
+        waiting = [p for p in pids if p not in self.gone]
+        fds = [self.fds[p] for p in waiting if p in self.fds]
+        if len(fds) < len(waiting):  # some without a pidfd: poll /proc for those
+            timeout = min(timeout, 0.05)
         if fds:
             select.select(fds, [], [], max(0.0, timeout))
         else:
-            time.sleep(max(0.0, min(timeout, 0.05)))  # no pidfd: poll /proc
+            time.sleep(max(0.0, timeout))
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -314,16 +319,14 @@ def _denied(pid: int) -> str:
     return f"not allowed to signal a process of {user}: run as {user} or with sudo"
 
 
-def _wait(watch: _Watch, pids: list[int], plan: KillPlan, timeout: float) -> None:
-    """Until every PID has exited, or the port is free, or ``timeout`` passes."""
+def _wait(watch: _Watch, pids: list[int], timeout: float) -> None:
+    """Until every PID has exited or ``timeout`` passes (pidfd wake-ups, no fixed sleep)."""
     deadline = time.monotonic() + timeout
-    while True:
-        if not any(watch.alive(p) for p in pids):
-            return
+    while any(watch.alive(p) for p in pids):
         left = deadline - time.monotonic()
-        if left <= 0 or _released(plan):
+        if left <= 0:
             return
-        watch.wait_any(pids, min(left, 0.1))
+        watch.wait_any(pids, left)
 
 
 def _released(plan: KillPlan) -> bool:
