@@ -30,6 +30,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -204,8 +206,6 @@ def namespace(rng: random.Random | None = None) -> Iterator[Namespace]:
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """While the namespace exists, SIGTERM unwinds through ``finally`` like Ctrl-C."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -224,9 +224,16 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_probe(
-    ports: Sequence[int], addresses: Sequence[str] | None = None, timeout: float = 1.0
+    ports: Sequence[int],
+    addresses: Sequence[str] | None = None,
+    timeout: float = 1.0,
+    cancel: threading.Event | None = None,
 ) -> OutsideReport:
-    """Try every TCP ``port`` on every address from a fresh namespace."""
+    """Try every TCP ``port`` on every address from a fresh namespace.
+
+    ``cancel`` (set by the caller on Ctrl-C) stops the wait early; the namespace is
+    removed either way.
+    """
     reason = missing_privilege()
     if reason is not None:
         return OutsideReport(False, reason)
@@ -246,19 +253,34 @@ def run_probe(
             str(timeout),
             *pairs,
         ]
-        proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env()
-        )
-        try:
-            out, err = proc.communicate(timeout=timeout + 20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if proc.returncode != 0:
-            raise EnvironmentProblem(f"outside-in probe failed: {err.strip()[-300:]}")
+        out = _run_child(argv, timeout + 20, cancel)
+        if out is None:
+            return OutsideReport(False, "interrupted")
         attempts = tuple(parse_attempts(out))
     return OutsideReport(True, None, tuple(targets), attempts, f"{ns.source4} in netns {ns.name}")
+
+
+def _run_child(argv: list[str], limit: float, cancel: threading.Event | None) -> str | None:
+    """Run the in-namespace prober; its stdout, or None when cancelled."""
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env()
+    )
+    deadline = time.monotonic() + limit
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                if (cancel is not None and cancel.is_set()) or time.monotonic() > deadline:
+                    return None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    if proc.returncode != 0:
+        raise EnvironmentProblem(f"outside-in probe failed: {err.strip()[-300:]}")
+    return out
 
 
 def _child_env() -> dict[str, str]:

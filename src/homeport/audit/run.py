@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -130,7 +131,8 @@ async def audit_async(
     t0 = time.monotonic()
     prober = Prober(timeout=cfg.probe_timeout, concurrency=cfg.concurrency)
     ports = sorted({x.port for x in listeners if x.proto == "tcp"})
-    out_task = asyncio.create_task(asyncio.to_thread(_outside, cfg, ports))
+    cancel = threading.Event()
+    out_task = asyncio.create_task(asyncio.to_thread(_outside, cfg, ports, cancel))
     done = 0
 
     async def one(x: Listener) -> tuple[Any, ...]:
@@ -143,8 +145,12 @@ async def audit_async(
 
     try:
         results = await asyncio.gather(*(one(x) for x in listeners))
-    finally:
-        out_report, fw = await out_task  # never leave the namespace thread unowned
+        out_report, fw = await asyncio.shield(out_task)
+    except BaseException:
+        # Ctrl-C/SIGTERM: stop the outside probe early. Its thread still runs the namespace
+        # removal, and asyncio.run joins executor threads before returning.
+        cancel.set()
+        raise
     audits: list[ListenerAudit] = []
     found: list[Finding] = []
     for x, (fp, issues, target, error) in zip(listeners, results, strict=True):
@@ -165,12 +171,12 @@ async def audit_async(
 
 
 def _outside(
-    cfg: AuditConfig, ports: list[int]
+    cfg: AuditConfig, ports: list[int], cancel: threading.Event
 ) -> tuple[outside.OutsideReport, firewall.FirewallView | None]:
     if not cfg.outside:
         report = outside.OutsideReport(False, "outside-in probe turned off")
     else:
-        report = outside.run_probe(ports, cfg.probe_addresses or None, cfg.probe_timeout)
+        report = outside.run_probe(ports, cfg.probe_addresses or None, cfg.probe_timeout, cancel)
     fw = None if report.verified else firewall.read_firewall()
     return report, fw
 
