@@ -1,0 +1,301 @@
+"""The gateway with real sockets: a proxy process, Python backends, real clients (httpx, curl,
+websockets). Names resolve nowhere: clients connect to 127.0.0.1 and send ``Host`` themselves."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from gateway_support import BackendState, Gateway, backend, dead_port, gateway
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[tuple[Gateway, BackendState]]:
+    with backend() as (port, state):
+        target = f"http://127.0.0.1:{port}"
+        routes = [
+            {"name": "app.localhost", "target": target},
+            {"name": "tok.localhost", "target": target, "auth": "token", "secret": "t0k"},
+            {"name": "basic.localhost", "target": target, "auth": "basic", "secret": "ann:pw"},
+            {"name": "strict.localhost", "target": target, "same_origin": True},
+            {"name": "down.localhost", "target": f"http://127.0.0.1:{dead_port()}"},
+            {"name": "svc.localhost", "target": f"http://127.0.0.1:{dead_port()}",
+             "service_id": "svc-1"},
+            {"name": "shop.localhost", "target": target, "wildcard": True},
+        ]  # fmt: skip
+        with gateway(tmp_path, routes) as gw:
+            yield gw, state
+
+
+def get(gw: Gateway, host: str, path: str = "/", **kw: object) -> httpx.Response:
+    return httpx.get(gw.url + path, headers={"Host": host, **kw.pop("headers", {})}, **kw)  # type: ignore[arg-type]
+
+
+def test_keep_alive_is_reused_on_both_sides(app: tuple[Gateway, BackendState]) -> None:
+    gw, state = app
+    with httpx.Client(base_url=gw.url, headers={"Host": "app.localhost"}) as client:
+        for i in range(20):
+            r = client.get(f"/n{i}")
+            assert r.status_code == 200
+            assert r.text == f"hello from /n{i}"
+    assert state.connections == 1  # one pooled upstream connection served all 20
+    records = gw.records()
+    assert len(records) == 20
+    assert len({r["client_port"] for r in records}) == 1  # and one client connection
+
+
+def test_wildcard_route_and_forwarding_headers(app: tuple[Gateway, BackendState]) -> None:
+    gw, state = app
+    r = get(gw, "deep.x.shop.localhost:62893", "/w", headers={"X-Forwarded-For": "10.1.1.1"})
+    assert r.status_code == 200
+    seen = state.headers[-1]
+    assert seen["host"] == "deep.x.shop.localhost:62893"
+    assert seen["x-forwarded-for"] == "10.1.1.1, 127.0.0.1"  # loopback peer: appended
+    assert seen["x-forwarded-host"] == "deep.x.shop.localhost:62893"
+    assert seen["forwarded"].startswith("for=127.0.0.1;")
+    assert r.headers["via"].startswith("1.1 homeport-")
+
+
+def test_large_bodies_both_ways_keep_memory_flat(app: tuple[Gateway, BackendState]) -> None:
+    gw, _ = app
+    size = 256 * MIB
+    get(gw, "app.localhost", "/warm")
+    before = gw.rss_kib()
+
+    def body() -> Iterator[bytes]:
+        block = b"u" * MIB
+        for _ in range(size // MIB):
+            yield block
+
+    with httpx.Client(timeout=120) as client:
+        r = client.post(
+            gw.url + "/upload",
+            content=body(),
+            headers={"Host": "app.localhost", "Content-Length": str(size)},
+        )
+        assert r.json() == {"received": size}
+        got = 0
+        with client.stream(
+            "GET", gw.url + f"/download?n={size}", headers={"Host": "app.localhost"}
+        ) as resp:
+            for piece in resp.iter_raw():
+                got += len(piece)
+        assert got == size
+    peak = gw.rss_kib("VmHWM")
+    # 512 MiB went through; the proxy's peak RSS grew by a few socket buffers at most.
+    assert peak - before < 48 * 1024, f"RSS {before} KiB -> peak {peak} KiB"
+
+
+def test_chunked_upload_through_curl_with_100_continue(
+    app: tuple[Gateway, BackendState], tmp_path: Path
+) -> None:
+    gw, _ = app
+    data = tmp_path / "up.bin"
+    data.write_bytes(b"c" * (2 * MIB))
+    out = subprocess.run(
+        ["curl", "-sv", "--data-binary", f"@{data}", "-H", "Host: app.localhost",
+         "-H", "Expect: 100-continue", gw.url + "/put"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "< HTTP/1.1 100 Continue" in out.stderr
+    assert json.loads(out.stdout) == {"received": 2 * MIB}
+
+
+def test_sse_events_arrive_as_they_are_sent(app: tuple[Gateway, BackendState]) -> None:
+    gw, state = app
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("GET", gw.url + "/sse", headers={"Host": "app.localhost"}) as resp,
+    ):
+        lines = resp.iter_lines()
+        assert next(lines) == "data: first"
+        # Only now may the backend send the second event: the first one was not held back.
+        state.sse_go.set()
+        rest = [line for line in lines if line]
+    assert rest == ["data: second"]
+
+
+def test_websocket_echo_through_the_gateway(tmp_path: Path) -> None:
+    from websockets.sync.client import connect
+    from websockets.sync.server import serve
+
+    def echo(ws: object) -> None:
+        for message in ws:  # type: ignore[attr-defined]
+            ws.send(message)  # type: ignore[attr-defined]
+
+    with serve(echo, "127.0.0.1", 0) as server:
+        port = server.socket.getsockname()[1]
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        routes = [{"name": "ws.localhost", "target": f"http://127.0.0.1:{port}"}]
+        with gateway(tmp_path, routes) as gw:
+            sock = socket.create_connection(("127.0.0.1", gw.port))
+            with connect(f"ws://ws.localhost:{gw.port}/chat", sock=sock) as ws:
+                for text in ("hello", "x" * 100_000):
+                    ws.send(text)
+                    assert ws.recv(timeout=10) == text
+                ws.send(b"\x00\x01binary")
+                assert ws.recv(timeout=10) == b"\x00\x01binary"
+            deadline = time.monotonic() + 10
+            while not gw.records():  # the record is written when the tunnel closes
+                assert time.monotonic() < deadline, "no access record for the tunnel"
+                time.sleep(0.02)
+            assert gw.records()[-1]["status"] == 101
+        server.shutdown()
+        thread.join(5)
+
+
+def test_unknown_host_lists_routes(app: tuple[Gateway, BackendState]) -> None:
+    gw, _ = app
+    r = get(gw, "nothing.localhost", headers={"Accept": "text/html"})
+    assert r.status_code == 404
+    assert "app.localhost" in r.text
+    assert "<a href=" in r.text
+    assert gw.records()[-1]["reason"] == "unknown-host"
+
+
+def test_foreign_host_is_refused(app: tuple[Gateway, BackendState]) -> None:
+    gw, state = app
+    r = get(gw, "rebind.attacker.example")
+    assert r.status_code == 403
+    assert "DNS-rebinding" in r.text
+    assert state.requests == []
+
+
+def test_backend_down_is_a_plain_502(app: tuple[Gateway, BackendState]) -> None:
+    gw, _ = app
+    r = get(gw, "down.localhost")
+    assert r.status_code == 502
+    assert "nothing listens there" in r.text
+    assert gw.records()[-1]["reason"] == "upstream-refused"
+    svc = get(gw, "svc.localhost")
+    assert svc.status_code == 502
+    assert "exited with code 3" in svc.text  # from ServiceStatusLookup
+    assert "Traceback: boom" in svc.text
+
+
+def test_backend_dying_mid_response_cuts_the_client(app: tuple[Gateway, BackendState]) -> None:
+    gw, _ = app
+    with pytest.raises(httpx.RemoteProtocolError):
+        get(gw, "app.localhost", "/die")
+    assert gw.records()[-1]["reason"] == "upstream-died"
+    assert get(gw, "app.localhost", "/after").status_code == 200  # and the gateway goes on
+
+
+def test_token_auth(app: tuple[Gateway, BackendState]) -> None:
+    gw, state = app
+    assert get(gw, "tok.localhost").status_code == 401
+    r = get(gw, "tok.localhost", "/p?homeport_token=t0k")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/p"
+    cookie = r.headers["set-cookie"].split(";")[0]
+    ok = get(gw, "tok.localhost", "/p", headers={"Cookie": cookie + "; mine=1"})
+    assert ok.status_code == 200
+    assert state.headers[-1]["cookie"] == "mine=1"  # the app never sees homeport's cookie
+    bearer = get(gw, "tok.localhost", "/b", headers={"Authorization": "Bearer t0k"})
+    assert bearer.status_code == 200
+    assert "authorization" not in state.headers[-1]
+
+
+def test_basic_auth(app: tuple[Gateway, BackendState]) -> None:
+    gw, _ = app
+    assert get(gw, "basic.localhost").status_code == 401
+    assert get(gw, "basic.localhost", auth=("ann", "pw")).status_code == 200
+    bad = base64.b64encode(b"ann:x").decode()
+    r = get(gw, "basic.localhost", headers={"Authorization": f"Basic {bad}"})
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Basic")
+
+
+def test_same_origin_refuses_cross_site_post_and_websocket(
+    app: tuple[Gateway, BackendState],
+) -> None:
+    gw, state = app
+    headers = {"Host": "strict.localhost", "Origin": "http://evil.example"}
+    assert httpx.post(gw.url + "/x", headers=headers, content=b"{}").status_code == 403
+    ok = {"Host": "strict.localhost", "Origin": "http://strict.localhost"}
+    assert httpx.post(gw.url + "/x", headers=ok, content=b"{}").status_code == 200
+    ws = {
+        "Host": "strict.localhost",
+        "Origin": "http://evil.localhost",
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    assert httpx.get(gw.url + "/ws", headers=ws).status_code == 403
+    assert state.requests == ["/x"]
+
+
+def test_a_smuggled_request_on_a_real_socket_is_refused(app: tuple[Gateway, BackendState]) -> None:
+    gw, state = app
+    raw = (
+        b"POST / HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 6\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        b"GET /smuggled HTTP/1.1\r\nHost: app.localhost\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+        s.sendall(raw)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400 ")
+    assert data.count(b"HTTP/1.1") == 1
+    assert "/smuggled" not in state.requests
+
+
+def test_slow_headers_are_dropped_and_do_not_starve_others(tmp_path: Path) -> None:
+    with backend() as (port, _):
+        routes = [{"name": "app.localhost", "target": f"http://127.0.0.1:{port}"}]
+        with gateway(tmp_path, routes, config={"header_timeout": 1.0}) as gw:
+            slow = []
+            for _ in range(1000):
+                s = socket.create_connection(("127.0.0.1", gw.port))
+                s.sendall(b"GET / HTTP/1.1\r\nHost: app.localhost\r\nX-Slow: ")
+                slow.append(s)
+            try:
+                t0 = time.monotonic()
+                assert get(gw, "app.localhost", "/normal").status_code == 200
+                assert time.monotonic() - t0 < 5
+                for s in slow[:50]:  # each slowloris connection is answered 408 and closed
+                    s.settimeout(10)
+                    data = s.recv(4096)
+                    assert data.startswith(b"HTTP/1.1 408 ") or data == b""
+            finally:
+                for s in slow:
+                    s.close()
+
+
+def test_accept_loop_survives_emfile(tmp_path: Path) -> None:
+    with backend() as (port, _):
+        routes = [{"name": "app.localhost", "target": f"http://127.0.0.1:{port}"}]
+        with gateway(tmp_path, routes, rlimit_nofile=64) as gw:
+            held = []
+            try:
+                for _ in range(120):  # more than the proxy can accept: it hits EMFILE
+                    s = socket.socket()
+                    s.settimeout(5)
+                    s.connect(("127.0.0.1", gw.port))
+                    held.append(s)
+            finally:
+                for s in held:
+                    s.close()
+            deadline = time.monotonic() + 20
+            while True:  # once descriptors are free again, it serves (bounded wait)
+                try:
+                    r = get(gw, "app.localhost", "/after", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the gateway did not recover from EMFILE"
+            assert r.status_code == 200
+            assert gw.proc.poll() is None
