@@ -41,6 +41,7 @@ __all__ = [
     "parse_hosts",
     "parse_port_list",
     "parse_sockstat_tw",
+    "unreachable_by_name",
 ]
 
 
@@ -157,7 +158,7 @@ def check_hosts(f: DoctorFacts) -> Check:
     return Check("localhost.hosts", t, "ok", "localhost maps to loopback", tuple(detail))
 
 
-_MAX_LISTED = 8
+MAX_LISTED = 8
 
 
 def check_resolution(f: DoctorFacts) -> Check:
@@ -186,15 +187,15 @@ def check_resolution(f: DoctorFacts) -> Check:
         f"order: {order}; clients that try only the first address (Node 17-19, many"
         f" scripts) reach {first} only"
     ]
-    unreachable = _unreachable_by_name(f.listeners, first)
+    unreachable = unreachable_by_name(f.listeners, first)
     if unreachable:
         detail += [
             f"port {x.port} listens on {x.address} only ({x.owner or 'owner unknown'}):"
             f" http://localhost:{x.port} goes to {first} first and is refused there"
-            for x in unreachable[:_MAX_LISTED]
+            for x in unreachable[:MAX_LISTED]
         ]
-        if len(unreachable) > _MAX_LISTED:
-            detail.append(f"… and {len(unreachable) - _MAX_LISTED} more (`homeport ls`)")
+        if len(unreachable) > MAX_LISTED:
+            detail.append(f"… and {len(unreachable) - MAX_LISTED} more (`homeport ls`)")
         return Check(
             "localhost.resolution",
             t,
@@ -208,7 +209,7 @@ def check_resolution(f: DoctorFacts) -> Check:
     return Check("localhost.resolution", t, "ok", f"localhost resolves to {order}", tuple(detail))
 
 
-def _unreachable_by_name(
+def unreachable_by_name(
     listeners: tuple[LoopbackListener, ...], first: str
 ) -> list[LoopbackListener]:
     """Listeners whose port has no socket receiving ``first`` (localhost's first address)."""

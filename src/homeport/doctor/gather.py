@@ -11,11 +11,13 @@ import logging
 import os
 import socket
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 from homeport.doctor.checks import HOME_PORT, DoctorFacts, LoopbackFacts, LoopbackListener
 from homeport.doctor.firewall import FirewallReading, read_firewall
-from homeport.explain.facts import resolve
+from homeport.explain.facts import Resolution, resolve
+from homeport.model import Socket
 
 log = logging.getLogger("homeport.doctor")
 
@@ -29,11 +31,13 @@ _CAP_NET_BIND_SERVICE = 10  # include/uapi/linux/capability.h
 def gather(proc: Path = PROC, sys_root: Path = SYS, etc: Path = Path("/etc")) -> DoctorFacts:
     from homeport import system
 
-    listeners, home_owner = _listeners()
+    localhost = resolve("localhost")
+    socks = _tcp_sockets()
+    listeners, home_owner = _listeners(socks, localhost)
     return DoctorFacts(
         loopback=loopback(proc, sys_root),
         hosts_text=_read(etc / "hosts"),
-        localhost=resolve("localhost"),
+        localhost=localhost,
         subdomain=resolve("homeport-doctor.localhost"),
         ephemeral=system.ephemeral_range(proc),
         reserved_ports=_read(proc / "sys/net/ipv4/ip_local_reserved_ports") or "",
@@ -41,7 +45,7 @@ def gather(proc: Path = PROC, sys_root: Path = SYS, etc: Path = Path("/etc")) ->
         can_bind_privileged=can_bind_privileged(_read(proc / "self/status") or ""),
         firewall=_firewall(),
         time_wait=_time_wait(proc),
-        time_wait_top=_time_wait_top(),
+        time_wait_top=_time_wait_top(socks) if socks is not None else None,
         listeners=listeners,
         home_owner=home_owner,
     )
@@ -124,32 +128,56 @@ def _time_wait(proc: Path) -> int | None:
     return total
 
 
-def _listeners() -> tuple[tuple[LoopbackListener, ...], str | None]:
-    from homeport.addr import address_class
-    from homeport.inventory import listeners
-
-    found: list[LoopbackListener] = []
-    home: str | None = None
-    for x in listeners(udp=False):
-        owner = f"{x.owners[0].name}, pid {x.owners[0].pid}" if x.owners else None
-        if x.port == HOME_PORT and home is None:
-            cmd = " ".join(x.owners[0].cmdline) if x.owners else ""
-            home = f"{owner or 'unknown owner'}{' homeport' if 'homeport' in cmd else ''}"
-        if address_class(x.address) in ("loopback", "unspecified"):
-            found.append(LoopbackListener(x.port, x.address, owner, x.socket.v6only))
-    return tuple(found), home
-
-
-def _time_wait_top() -> tuple[str, int] | None:
-    from collections import Counter
-
+def _tcp_sockets() -> list[Socket] | None:
+    """One kernel dump of every TCP socket: listeners and TIME-WAIT both come from it."""
     from homeport.inventory import sockets
 
     try:
-        socks = sockets(udp=False, all_states=True)
+        return sockets(udp=False, all_states=True)
     except OSError as exc:
         log.debug("socket dump failed: %s", exc)
         return None
+
+
+def _listeners(
+    socks: list[Socket] | None, localhost: Resolution
+) -> tuple[tuple[LoopbackListener, ...], str | None]:
+    """Loopback and wildcard TCP listeners; owners only where a check will name them (the
+    walk over /proc/*/fd is the expensive part, DESIGN.md), and for the home port."""
+    from homeport.addr import address_class
+    from homeport.doctor.checks import MAX_LISTED, unreachable_by_name
+
+    found = [
+        LoopbackListener(s.local_port, s.local_addr, None, s.v6only)
+        for s in socks or ()
+        if s.state == "LISTEN" and address_class(s.local_addr) in ("loopback", "unspecified")
+    ]
+    named: set[int] = set()
+    if localhost.addresses:
+        shown = unreachable_by_name(tuple(found), localhost.addresses[0])[:MAX_LISTED]
+        named = {x.port for x in shown}
+    owners = {q: _owner(q) for q in sorted(named)}
+    out = tuple(replace(x, owner=owners.get(x.port)) if x.port in owners else x for x in found)
+    held = any(s.state == "LISTEN" and s.local_port == HOME_PORT for s in socks or ())
+    return out, (_owner(HOME_PORT, with_command=True) or "unknown owner") if held else None
+
+
+def _owner(port: int, with_command: bool = False) -> str | None:
+    from homeport.inventory import listeners
+
+    for x in listeners(port=port, udp=False):
+        if x.owners:
+            o = x.owners[0]
+            cmd = " ".join(o.cmdline)
+            return f"{o.name}, pid {o.pid}" + (
+                " homeport" if with_command and "homeport" in cmd else ""
+            )
+    return None
+
+
+def _time_wait_top(socks: list[Socket]) -> tuple[str, int] | None:
+    from collections import Counter
+
     counts = Counter((s.remote_addr, s.remote_port) for s in socks if s.state == "TIME-WAIT")
     if not counts:
         return None

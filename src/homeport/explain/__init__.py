@@ -24,6 +24,7 @@ __all__ = [
     "Resolution",
     "diagnose",
     "explain",
+    "explain_text",
     "gather",
     "parse_input",
 ]
@@ -36,3 +37,8 @@ def explain(text: str, at: str | None = None) -> Explanation:
     """
     parsed = parse_input(text, at)
     return diagnose(parsed, gather(parsed))
+
+
+#: The name ``homeport.__all__`` can export: ``homeport.explain`` is this package, so a
+#: function of the same name there would be shadowed once the package is imported.
+explain_text = explain

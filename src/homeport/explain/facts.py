@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from homeport.addr import ip
@@ -64,12 +64,8 @@ def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
 
     listeners, time_wait = _port_facts(p.port)
     name = p.host if p.host and ip(p.host) is None else None
-    # A REJECT rule only explains a refusal while something listens; a DROP, a timeout.
-    wants_fw = p.kind == "timeout" or (p.kind == "refused" and bool(listeners))
-    fw, fw_note = _firewall(p) if wants_fw else ((), None)
     no_tcp = not any(x.proto == "tcp" for x in listeners)
-    nearby = _nearby(p.port) if no_tcp and p.kind in (None, "refused") else ()
-    return Facts(
+    facts = Facts(
         port=p.port,
         listeners=listeners,
         time_wait=time_wait,
@@ -80,10 +76,25 @@ def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
         service=system.service_name(p.port) if p.port else None,
         bindable=can_bind(p.host) if p.kind == "not-available" and p.host else None,
         ipv6_lo=ipv6_on_lo(proc),
-        firewall_lo=fw,
-        firewall_note=fw_note,
-        nearby=nearby,
+        nearby=_nearby(p.port) if no_tcp and p.kind in (None, "refused") else (),
     )
+    if _firewall_matters(p, facts):
+        fw, note = _firewall()
+        facts = replace(facts, firewall_lo=fw, firewall_note=note)
+    return facts
+
+
+def _firewall_matters(p: Parsed, f: Facts) -> bool:
+    """A DROP rule explains a loopback timeout; a REJECT rule explains a refusal only while a
+    socket that should receive the connection listens. Otherwise spare the nft/iptables run."""
+    if p.kind == "timeout":
+        return True
+    if p.kind != "refused":
+        return False
+    from homeport.explain.sections import destinations, serves
+
+    tcp = [x for x in f.listeners if x.proto == "tcp"]
+    return any(serves(x.socket, d) for d in destinations(p, f) for x in tcp)
 
 
 def _port_facts(port: int | None) -> tuple[tuple[Listener, ...], int]:
@@ -153,7 +164,7 @@ def ipv6_on_lo(proc: Path = Path("/proc")) -> bool:
     return present and not disabled
 
 
-def _firewall(p: Parsed) -> tuple[tuple[str, ...], str | None]:
+def _firewall() -> tuple[tuple[str, ...], str | None]:
     from homeport.doctor.firewall import describe, lo_effects, read_firewall
 
     reading = read_firewall()

@@ -1,0 +1,184 @@
+"""explain and doctor benchmark: homeport against the shell commands a person runs instead.
+
+There is no single tool that explains a loopback error or checks a machine for local
+development; the peer is the set of commands that gather the same facts by hand, run as one
+``sh -c`` process (so both sides pay one process start):
+
+    homeport explain --json "connect ECONNREFUSED ::1:P"
+        vs  ss -Htlnp 'sport = :P'; getent ahosts localhost; cat the two port sysctls
+    homeport doctor --json
+        vs  ip -j addr show lo; getent ahosts localhost; getent ahosts x.localhost;
+            cat /etc/hosts; sysctl (3 keys); nft -j list ruleset; ss -s; ss -Htan state time-wait
+    parse_input over every error text in tests/fixtures/errors   (in-process, absolute)
+
+P is a TCP listener on 127.0.0.1 held by this process. Pairs run interleaved, the order
+flipping every round; each line shows the median (and min) of every side and the ratio of
+medians. ``--readme`` writes the table and machine facts into this benchmark's section of
+bench/README.md.
+
+    .venv/bin/python bench/bench_explain.py [--rounds 7] [--readme]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+HOMEPORT = str(Path(sys.executable).parent / "homeport")
+README = HERE / "README.md"
+SECTION = "## explain and doctor (issue 2)"
+BEGIN, END = "<!-- explain-bench:begin -->", "<!-- explain-bench:end -->"
+
+
+#: As an installed homeport runs: bytecode cached. A session may export
+#: PYTHONDONTWRITEBYTECODE=1, which recompiles every module at each start; the cache goes
+#: to a private prefix so the work tree stays clean, and the warm-up round fills it.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+ENV["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="hp-bench-pyc-")
+
+
+def run_once(argv: Sequence[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(
+        list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=ENV
+    )
+    return time.perf_counter() - t
+
+
+def pair(a: Sequence[str], b: Sequence[str], rounds: int) -> tuple[list[float], list[float]]:
+    ta: list[float] = []
+    tb: list[float] = []
+    run_once(a)  # warm caches (bytecode, page cache) for both sides before timing
+    run_once(b)
+    for i in range(rounds):
+        if i % 2:
+            tb.append(run_once(b))
+            ta.append(run_once(a))
+        else:
+            ta.append(run_once(a))
+            tb.append(run_once(b))
+    return ta, tb
+
+
+def parse_all(rounds: int) -> float:
+    """Median microseconds to parse one real error text (rule table scan included)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from homeport.explain.parse import parse_input
+
+    d = ROOT / "tests" / "fixtures" / "errors"
+    cases = tomllib.loads((d / "cases.toml").read_text())["case"]
+    texts = [(d / c["file"]).read_text() if "file" in c else c["text"] for c in cases]
+    samples = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(20):
+            for text in texts:
+                parse_input(text)
+        samples.append((time.perf_counter() - t) / (20 * len(texts)) * 1e6)
+    return statistics.median(samples)
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"nproc {os.cpu_count()}, kernel {platform.release()}, CPU {cpu}"
+
+
+def fmt(xs: list[float]) -> str:
+    return f"{statistics.median(xs) * 1e3:7.1f} ms (min {min(xs) * 1e3:6.1f})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--readme", action="store_true")
+    args = ap.parse_args()
+    missing = [t for t in ("ss", "getent", "ip", "sysctl") if shutil.which(t) is None]
+    if missing:
+        sys.exit(f"missing peer tools: {', '.join(missing)}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = "/proc/sys/net/ipv4"
+        explain_hp = [HOMEPORT, "explain", "--json", f"connect ECONNREFUSED ::1:{port}"]
+        explain_sh = [
+            "sh", "-c",
+            f"ss -Htlnp 'sport = :{port}'; getent ahosts localhost;"
+            f" cat {proc}/ip_local_port_range {proc}/ip_unprivileged_port_start",
+        ]  # fmt: skip
+        doctor_hp = [HOMEPORT, "doctor", "--json"]
+        nft = "nft -j list ruleset;" if shutil.which("nft") else ""
+        doctor_sh = [
+            "sh", "-c",
+            "ip -j addr show lo; getent ahosts localhost; getent ahosts x.localhost;"
+            " cat /etc/hosts; sysctl net.ipv4.ip_local_port_range"
+            " net.ipv4.ip_unprivileged_port_start net.ipv6.conf.lo.disable_ipv6;"
+            f" {nft} ss -s; ss -Htan state time-wait",
+        ]  # fmt: skip
+        e_hp, e_sh = pair(explain_hp, explain_sh, args.rounds)
+        d_hp, d_sh = pair(doctor_hp, doctor_sh, args.rounds)
+    parse_us = parse_all(args.rounds)
+    rows = [
+        ("homeport explain --json (refused, v4-only server)", e_hp, "ss + getent + cat", e_sh),
+        ("homeport doctor --json", d_hp, "ip + getent + sysctl + nft + ss", d_sh),
+    ]
+    lines = [
+        f"date {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {machine()};"
+        f" rounds {args.rounds}, interleaved; medians",
+        "",
+        "| homeport | median | peer | median | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for name, a, peer, b in rows:
+        ratio = statistics.median(a) / statistics.median(b)
+        lines.append(f"| {name} | {fmt(a)} | {peer} | {fmt(b)} | {ratio:.2f} |")
+    lines.append("")
+    lines.append(
+        f"parse_input on the real error texts in tests/fixtures/errors:"
+        f" {parse_us:.1f} µs per text (median)"
+    )
+    out = "\n".join(lines)
+    print(out)
+    if args.readme:
+        write_readme(out)
+
+
+def write_readme(body: str) -> None:
+    text = README.read_text() if README.exists() else "# Benchmarks\n"
+    block = f"{BEGIN}\n{body}\n{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        intro = (
+            f"\n{SECTION}\n\n`.venv/bin/python bench/bench_explain.py --readme` — homeport explain"
+            " and doctor against the shell commands that gather the same facts by hand"
+            " (no single peer tool exists). Whole processes, interleaved.\n\n"
+        )
+        text = text.rstrip("\n") + "\n" + intro + block + "\n"
+    README.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
