@@ -16,7 +16,7 @@ import pytest
 
 from homeport.daemon.client import lock_held
 from homeport.daemon.config import DaemonConfig
-from homeport.daemon.main import read_info
+from homeport.daemon.process import read_info
 from homeport.gateway.contract import AccessRecord
 from homeport.store import Store
 

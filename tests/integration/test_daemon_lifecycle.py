@@ -21,7 +21,7 @@ import pytest
 
 from homeport.daemon.client import Client, lock_held
 from homeport.daemon.config import DaemonConfig
-from homeport.daemon.main import start_background
+from homeport.daemon.process import start_background
 from homeport.errors import DaemonError
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from homeport.daemon.client import Client, lock_held
 from homeport.daemon.config import DaemonConfig
-from homeport.daemon.main import start_background
+from homeport.daemon.process import start_background
 from homeport.inventory import listeners
 
 READY = re.compile(r"homeport: (\S+) is at (\S+)\s+\(port (\d+), pid (\d+)\)")

@@ -96,6 +96,7 @@ def _run(opts: RunOptions, client: Client, env: Env, as_json: bool) -> int:
 
     runner = Runner(opts, client, emit)
     code: int | None = None
+    said = False
     try:
         with stop_signals():
             port = opts.port or _pick(opts.name)
@@ -105,15 +106,15 @@ def _run(opts: RunOptions, client: Client, env: Env, as_json: bool) -> int:
     except (KeyboardInterrupt, Stop):
         runner.interrupted = True
     except ExitedEarly as exc:
-        env.err(f"homeport: {exc.message}")
-        code = exc.code
+        env.err(f"homeport: {opts.name}: {exc.message}")
+        code, said = exc.code, True
     finally:
         closed = runner.close()
         code = closed if code is None else code
     status = 130 if runner.interrupted else exit_status(code)
     if as_json:
         env.out(json.dumps({"event": "exit", "code": code, "status": status}))
-    elif not runner.interrupted:
+    elif not runner.interrupted and not said:
         env.err(f"homeport: {opts.name} exited with code {code}")
     return status
 

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.cli.render import dump_json
-    from homeport.daemon import main as daemon
+    from homeport.daemon import process
     from homeport.daemon.client import Client
     from homeport.daemon.config import DaemonConfig
 
@@ -57,16 +57,18 @@ def run(args: argparse.Namespace, env: Env) -> int:
         port=args.port, expose=tuple(args.expose), auth=args.auth, access_log=not args.no_access_log
     )
     if not args.detach:
+        from homeport.daemon import main as daemon
+
         daemon.setup_logging(args.verbose)
         return daemon.run_foreground(config, ready_fd=args.ready_fd)
     running = Client.for_config(config)
     if running.health() is not None:
-        info = daemon.read_info(config) or {}
-        raise daemon.AlreadyRunning(
+        info = process.read_info(config) or {}
+        raise process.AlreadyRunning(
             f"already running at {running.url} (pid {info.get('pid', '?')})",
             hint="homeport down stops it",
         )
-    info = daemon.start_background(config)
+    info = process.start_background(config)
     if args.json:
         dump_json(env, info)
     else:

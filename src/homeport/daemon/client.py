@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from homeport.daemon.config import DaemonConfig
-from homeport.daemon.main import read_info, start_background
+from homeport.daemon.process import read_info, start_background
 from homeport.errors import DaemonError, HomeportError, NotFound, NotReady, UsageError
 
 STARTED_BY_OTHER_WAIT = 10.0

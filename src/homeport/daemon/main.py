@@ -1,12 +1,9 @@
-"""The daemon's lifecycle: ``homeport up`` in the foreground, ``-d`` in the background.
+"""The daemon itself: ``homeport up`` runs ``run_foreground`` (also what ``-d`` starts).
 
-One daemon per state directory (so one per user): ``daemon.lock`` is held with ``flock`` for the
-daemon's whole life, and the kernel drops it when the process dies, even by ``kill -9``, so a
-stale lock never blocks a restart. ``daemon.json`` says where the running daemon listens.
-
-Background start: the parent spawns ``python -m homeport up --ready-fd N`` in a new session and
-waits on a pipe for one line, ``ready {json}`` or ``error MESSAGE``; EOF without a line means the
-child died early, and the tail of ``daemon.log`` says why.
+It takes the lock, makes sure of the token, opens the store, builds the gateway state, the
+control app, the proxy and the dashboard, restores routes and supervision, listens, reports
+readiness, and on SIGTERM/SIGINT or ``POST /api/shutdown`` closes everything in reverse.
+Finding, starting and stopping a daemon from outside lives in ``homeport.daemon.process``.
 """
 
 from __future__ import annotations
@@ -14,76 +11,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import os
-import secrets
-import select
 import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from homeport import __version__
 from homeport.daemon.config import DaemonConfig
 from homeport.daemon.control import ControlApp
+from homeport.daemon.process import acquire_lock, ensure_token
 from homeport.daemon.routes import AuthSpec, parse_auth
 from homeport.daemon.state import Gateway
-from homeport.errors import DaemonError, ExitStatus, HomeportError
+from homeport.errors import DaemonError, HomeportError
 from homeport.gateway.contract import RouteTable
 from homeport.store import AccessWriter, Store
 
 log = logging.getLogger("homeport.daemon")
-
-START_TIMEOUT = 15.0
-#: Daemons this process started: kept referenced so that ``Popen.__del__`` does not warn
-#: about a child that is meant to outlive its handle (the daemon runs in its own session).
-_STARTED: list[subprocess.Popen[bytes]] = []
-
-
-class AlreadyRunning(HomeportError):
-    exit_status = ExitStatus.NOT_FOUND
-
-
-def read_info(config: DaemonConfig) -> dict[str, Any] | None:
-    """What ``daemon.json`` says about the running daemon, or None."""
-    try:
-        data = json.loads(config.info_path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def ensure_token(path: Path) -> str:
-    """The control API token: created once, mode 0600, kept across restarts."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        if path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)  # someone loosened it: a token readable by others is no token
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_urlsafe(32) + "\n")
-    return path.read_text().strip()
-
-
-def acquire_lock(config: DaemonConfig) -> int:
-    fd = os.open(config.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        info = read_info(config) or {}
-        raise AlreadyRunning(
-            f"already running at {info.get('url', config.url)} (pid {info.get('pid', '?')})",
-            hint="homeport status shows it; homeport down stops it",
-        ) from None
-    return fd
 
 
 def run_foreground(config: DaemonConfig, *, ready_fd: int | None = None) -> int:
@@ -278,95 +226,6 @@ def _write_info(path: Path, info: dict[str, Any]) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(info, f)
     os.replace(tmp, path)  # atomic: a reader never sees half a file
-
-
-# -- background start -----------------------------------------------------------------------
-
-
-def daemon_argv(config: DaemonConfig, ready_fd: int) -> list[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "homeport",
-        "up",
-        "--port",
-        str(config.port),
-        "--ready-fd",
-        str(ready_fd),
-    ]
-    for addr in config.expose:
-        argv += ["--expose", addr]
-    if config.auth != "none":
-        argv += ["--auth", config.auth]
-    if not config.access_log:
-        argv.append("--no-access-log")
-    return argv
-
-
-def start_background(config: DaemonConfig, timeout: float = START_TIMEOUT) -> dict[str, Any]:
-    """Start a daemon in a new session; return its ``daemon.json`` once it listens."""
-    r, w = os.pipe()
-    env = {**os.environ, "HOMEPORT_STATE_DIR": str(config.state_dir)}
-    with _open_log(config.log_path) as logf:
-        proc = subprocess.Popen(
-            daemon_argv(config, w),
-            stdin=subprocess.DEVNULL,
-            stdout=logf,
-            stderr=logf,
-            pass_fds=(w,),
-            start_new_session=True,
-            env=env,
-            cwd="/",
-        )
-    os.close(w)
-    _STARTED.append(proc)
-    try:
-        line = _read_line(r, timeout)
-    finally:
-        os.close(r)
-    if line.startswith("ready "):
-        info: dict[str, Any] = json.loads(line[6:])
-        return info
-    if line.startswith("error "):
-        proc.wait(timeout=5)
-        raise DaemonError(line[6:])
-    if proc.poll() is None:
-        proc.kill()  # it neither came up nor said why within the time: do not leave it half-up
-    raise DaemonError(
-        f"the daemon did not start within {timeout:g}s",
-        hint=f"its log says: {_tail(config.log_path)}",
-    )
-
-
-def _open_log(path: Path) -> IO[bytes]:
-    # Keep the log from growing without end across many restarts.
-    with contextlib.suppress(OSError):
-        if path.stat().st_size > 1 << 20:
-            path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    return os.fdopen(fd, "ab")
-
-
-def _read_line(fd: int, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while b"\n" not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        buf += chunk
-    return buf.split(b"\n", 1)[0].decode(errors="replace")
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "(no log)"
-    return " | ".join(text[-lines:]) or "(empty)"
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from homeport.daemon.client import Client
+from homeport.daemon.procs import pidfd
 from homeport.errors import HomeportError, NotReady, UsageError
 from homeport.services.flags import Plan, plan_command
 
@@ -135,27 +137,41 @@ def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> 
                 f"nothing listens on port {port} after {timeout:g}s",
                 hint="does the command read $PORT? give its port with --port P",
             )
+        exited_within(proc, 0.01)
+
+
+def exited_within(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to ``timeout`` for ``proc`` to exit, on its pidfd where there is one.
+
+    Not ``Popen.wait(timeout)``: on Ctrl-C it keeps waiting 0.25 s more for the child
+    (CPython bpo-25942), which our child, in its own group, never got.
+    """
+    fd = pidfd(proc.pid)
+    if fd is None:
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(0.05)  # wakes at once if the child exits
+            proc.wait(timeout)
+        return proc.poll() is not None
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return proc.poll() is not None
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     """SIGTERM the group, SIGKILL it after ``grace`` seconds, and reap the leader."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    if exited_within(proc, grace):
+        proc.wait()
+        # The leader left; workers of its group may linger a little.
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)  # no event tells when a group empties
+    if proc.returncode is None or _group_alive(proc.pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(grace if sig == signal.SIGTERM else 5.0)
-        except subprocess.TimeoutExpired:
-            continue
-        if sig == signal.SIGTERM and _group_alive(proc.pid):
-            deadline = time.monotonic() + grace  # the leader left; its workers may linger
-            while _group_alive(proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.05)  # no event tells when a group empties
-            if not _group_alive(proc.pid):
-                return
-            continue
-        return
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(5.0)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -233,13 +249,9 @@ class Runner:
 
     def wait(self) -> int:
         assert self.proc is not None
-        while True:
-            try:
-                code = self.proc.wait(0.5)
-            except subprocess.TimeoutExpired:
-                self._ship_lines()
-                continue
-            return code
+        while not exited_within(self.proc, 0.5):
+            self._ship_lines()
+        return self.proc.wait()
 
     def _ship_lines(self) -> None:
         if self.output is None or self.service_id is None:
