@@ -437,7 +437,7 @@ SIGNATURES: tuple[Signature, ...] = (
     S(
         "werkzeug-debugger",
         "http-werkzeug-console",
-        r"^HTTP 200 [\s\S]*(?:Werkzeug|__debugger__)[\s\S]*[Cc]onsole",
+        r"^HTTP 200 (?=[\s\S]*(?:werkzeug|__debugger__))[\s\S]*console",
         "open",
         "GET /console served the Werkzeug interactive debugger",
         status=200,

@@ -137,9 +137,7 @@ def parse_iptables_save(text: str) -> FirewallView:
             seen_input = True
         docker |= line.startswith(":DOCKER")
         if line.startswith("-A INPUT "):
-            rule = _ipt_rule(line.split())
-            if rule is not None:
-                rules.append(rule)
+            rules += _ipt_rule(line.split())
     has_filter = seen_input and (default_drop or bool(rules))
     return FirewallView("iptables-save", has_filter, default_drop, tuple(rules), docker)
 
@@ -148,15 +146,18 @@ _IPT_VERDICTS: dict[str, RuleVerdict] = {"ACCEPT": "accept", "DROP": "drop", "RE
 _NFT_VERDICTS: tuple[RuleVerdict, ...] = ("accept", "drop", "reject")
 
 
-def _ipt_rule(words: list[str]) -> PortRule | None:
+def _ipt_rule(words: list[str]) -> list[PortRule]:
     opts = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("-")}
     verdict = _IPT_VERDICTS.get(opts.get("-j", ""))
     dport = opts.get("--dport") or opts.get("--dports")
     if verdict is None or dport is None or opts.get("-p", "tcp") != "tcp":
-        return None
-    lo_s, _, hi_s = dport.replace(",", ":").partition(":")
+        return []
     conditional = any(k in opts for k in ("-s", "-i", "-d", "--state", "--ctstate"))
-    return PortRule(int(lo_s), int(hi_s or lo_s), verdict, conditional, "iptables")
+    out = []
+    for part in dport.split(","):  # multiport: "22,80,8000:8100"
+        lo_s, _, hi_s = part.partition(":")
+        out.append(PortRule(int(lo_s), int(hi_s or lo_s), verdict, conditional, "iptables"))
+    return out
 
 
 def read_firewall(timeout: float = 3.0) -> FirewallView | None:
