@@ -192,6 +192,8 @@ def _vm(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[str, ...]) -
 
 
 def _address(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[str, ...]) -> str:
+    if f.resolution is not None and not f.resolution.addresses:
+        return _not_found(p, f, dests, serving)  # a name that does not resolve here
     if serving and set(serving) != set(dests):
         return "refused.partial"
     return "address.listening" if serving else "address.not-listening"

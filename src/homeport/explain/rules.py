@@ -659,6 +659,8 @@ DIAGNOSES: dict[str, Template] = {
             "add `127.0.0.1 {host}` and `::1 {host}` to /etc/hosts",
             "or install nss-myhostname (`myhostname` in the hosts: line of /etc/nsswitch.conf),"
             " which answers every *.localhost name",
+            "browsers need none of this; with homeport's gateway (`homeport up`, `homeport"
+            " route`) a browser reaches the service as http://{host}:62893",
         ),
     ),
     "not-found.localhost": Template(

@@ -30,7 +30,12 @@ def destinations(p: Parsed, f: Facts) -> tuple[str, ...]:
         return ("127.0.0.1", "::1")  # no address in the text: loopback is the likely place
     a = ip(p.host)
     if a is None:
-        return f.resolution.addresses if f.resolution else ()
+        if f.resolution and f.resolution.addresses:
+            return f.resolution.addresses
+        name = p.host.lower().rstrip(".")
+        if name == "localhost" or name.endswith(".localhost"):
+            return ("127.0.0.1", "::1")  # where browsers send it (RFC 6761 §6.3)
+        return ()
     if a.is_unspecified:  # Linux delivers a connect() to 0.0.0.0 / :: to this machine
         return ("127.0.0.1",) if a.version == 4 else ("::1",)
     return (str(unmap(a)),)
