@@ -109,3 +109,11 @@ def test_each_kind_has_situations() -> None:
 def test_more_forms(text: str, kind: str, tool: str) -> None:
     p = parse_input(text)
     assert (p.kind, p.tool) == (kind, tool)
+
+
+def test_old_libpq_form_gives_the_address_it_tried() -> None:
+    p = parse_input(
+        "psql: could not connect to server: Connection refused\n\tIs the server running on"
+        ' host "localhost" (::1) and accepting\n\tTCP/IP connections on port 5432?'
+    )
+    assert (p.host, p.name, p.port) == ("::1", "localhost", 5432)

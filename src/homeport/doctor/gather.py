@@ -98,9 +98,11 @@ def _lo_ipv4() -> tuple[str, ...]:
     return (socket.inet_ntoa(res[20:24]),)  # struct ifreq: name[16], sockaddr_in at 16
 
 
-def can_bind_privileged(status_text: str) -> bool:
+def can_bind_privileged(status_text: str, euid: int | None = None) -> bool:
     """Root, or CAP_NET_BIND_SERVICE in the effective set (``CapEff:`` in /proc/self/status)."""
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
+    if euid is None:
+        euid = os.geteuid() if hasattr(os, "geteuid") else -1
+    if euid == 0:
         return True
     for line in status_text.splitlines():
         if line.startswith("CapEff:"):
