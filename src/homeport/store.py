@@ -257,11 +257,20 @@ class Store:
             c.execute("DELETE FROM access WHERE id <= ?", (last - self.access_capacity,))
 
     def access(
-        self, *, limit: int = 100, route: str | None = None, after: int | None = None
+        self,
+        *,
+        limit: int = 100,
+        route: str | None = None,
+        after: int | None = None,
+        skip_reason: str | None = None,
     ) -> list[AccessEntry]:
-        """The newest ``limit`` rows (oldest first), or with ``after`` the rows past that id."""
+        """The newest ``limit`` rows (oldest first), or with ``after`` the rows past that id.
+        ``skip_reason`` leaves out rows with that reason (``control``: the gateway's own API)."""
         where: list[str] = []
         params: list[Any] = []
+        if skip_reason is not None:
+            where.append("(reason IS NULL OR reason != ?)")
+            params.append(skip_reason)
         if route is not None:
             where.append("route = ?")
             params.append(route)

@@ -168,8 +168,18 @@ def test_logs_access_reads_the_ring(cli: Cli, up: DaemonConfig) -> None:
         ]
     )
     store.close()
+    # The daemon logs the API calls the CLI itself makes: hidden unless asked for.
     data = json.loads(cli("logs", "--access", "--json").stdout)
     assert [r["path"] for r in data["records"]] == ["/0", "/1", "/2", "/3"]
+
+    def api_calls_logged() -> bool:  # the daemon writes its log in batches (every 0.2 s)
+        rows = json.loads(cli("logs", "--access", "--control", "--json").stdout)["records"]
+        return any(r["reason"] == "control" and r["path"].startswith("/api/") for r in rows)
+
+    deadline = time.monotonic() + 10
+    while not api_calls_logged() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert api_calls_logged()
     only = json.loads(cli("logs", "--access", "--route", "r1", "--json").stdout)
     assert [r["path"] for r in only["records"]] == ["/1", "/3"]
     human = cli("logs", "--access", "-n", "4").stdout.splitlines()
@@ -210,3 +220,44 @@ def test_help_teaches_with_examples(cli: Cli, capsys: pytest.CaptureFixture[str]
         text = result.stdout + capsys.readouterr().out  # argparse prints help to sys.stdout
         assert "examples:" in text, command
         assert "--json" in text, command
+
+
+def test_logs_follow_prints_new_requests_as_json_lines(up: DaemonConfig) -> None:
+    import select
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "homeport",
+            "logs",
+            "--access",
+            "-f",
+            "--json",
+            "--interval",
+            "0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HOMEPORT_PORT": str(up.port)},
+    )
+    try:
+        store = Store(up.db_path)
+        rec = AccessRecord(
+            2.0e9, "127.0.0.1", 1, "f.localhost", "POST", "/followed", 201, 3, 4, 0.2, "f.localhost"
+        )
+        assert proc.stdout is not None
+        line = b""
+        deadline = time.monotonic() + 20
+        while b"/followed" not in line and time.monotonic() < deadline:
+            store.append_access([rec])  # until the follower has started and sees one
+            if select.select([proc.stdout], [], [], 0.5)[0]:
+                line = proc.stdout.readline()
+        store.close()
+        got = json.loads(line)
+        assert (got["path"], got["status"], got["method"]) == ("/followed", 201, "POST")
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)

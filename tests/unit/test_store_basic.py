@@ -190,3 +190,14 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
     assert len(s.routes()) == 200
     assert s._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     s.close()
+
+
+def test_access_can_skip_a_reason(store: Store) -> None:
+    from dataclasses import replace
+
+    store.append_access(
+        [record(1), replace(record(2), reason="control"), replace(record(3), reason="unknown-host")]
+    )
+    kept = store.access(limit=10, skip_reason="control")
+    assert [e.record.path for e in kept] == ["/p/1", "/p/3"]
+    assert len(store.access(limit=10)) == 3

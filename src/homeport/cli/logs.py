@@ -11,6 +11,7 @@ examples:
   homeport logs --access --route api -n 200
   homeport logs --access --json          {"records": [...]}
   homeport logs --access -f --json       one JSON record per line
+  homeport logs --access --control       also requests to the gateway's own API
   homeport logs web                      the last output lines of the service named web
 
 --json record: {"id", "time", "client_addr", "client_port", "host", "method", "path", "status",
@@ -40,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new requests")
     parser.add_argument("--route", help="only requests for this route (api or api.localhost)")
     parser.add_argument("-n", "--lines", type=int, default=50, help="how many (50)")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="include requests to the gateway's own API (hidden by default)",
+    )
     parser.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
 
 
@@ -52,7 +58,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
         raise UsageError("say what to show: --access, or a service name")
     if not 1 <= args.lines <= 10_000:
         raise UsageError("-n must be 1-10000")
-    fetch = _source()
+    fetch = _source(include_control=args.control)
     route = args.route
     if route:
         from homeport.daemon.routes import normalize_name
@@ -82,7 +88,7 @@ def _newest_id(fetch: Fetch, route: str | None) -> int:
     return int(newest[-1]["id"]) if newest else 0
 
 
-def _source() -> Fetch:
+def _source(include_control: bool) -> Fetch:
     from homeport.daemon.client import Client
     from homeport.daemon.config import DaemonConfig
 
@@ -91,7 +97,14 @@ def _source() -> Fetch:
     if client.health() is not None:
 
         def via_api(after: int | None, limit: int, route: str | None) -> list[dict[str, Any]]:
-            data = client.call("GET", "/api/access", limit=limit, after=after, route=route)
+            data = client.call(
+                "GET",
+                "/api/access",
+                limit=limit,
+                after=after,
+                route=route,
+                control=None if include_control else "0",
+            )
             return list(data["records"])
 
         return via_api
@@ -100,7 +113,9 @@ def _source() -> Fetch:
     store = Store(config.db_path)
 
     def via_store(after: int | None, limit: int, route: str | None) -> list[dict[str, Any]]:
-        return [e.to_json() for e in store.access(limit=limit, route=route, after=after)]
+        skip = None if include_control else "control"
+        entries = store.access(limit=limit, route=route, after=after, skip_reason=skip)
+        return [e.to_json() for e in entries]
 
     return via_store
 

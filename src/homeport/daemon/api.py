@@ -24,6 +24,7 @@ POST     /api/services/{id}/log          body {"lines": [str]} -> {"ok": true}
 POST     /api/services/{id}/exit         body {"state": "exited"|"stopped",
                                           "exit_code"} -> {"service"}
 GET      /api/access?limit&route&after   {"records": [AccessEntry.to_json()], "last_id"}
+         &control=0 (skip the API's own)
 GET      /api/events?after&limit         {"events": [{"id","time","kind","data"}]}
 POST     /api/login-links                {"url", "expires"}
 POST     /api/shutdown                   {"ok": true}
@@ -164,7 +165,10 @@ class _Handlers:
         after = call.int_arg("after", None)
         route = call.arg("route")
         entries = self.g.store.access(
-            limit=limit, route=normalize_name(route) if route else None, after=after
+            limit=limit,
+            route=normalize_name(route) if route else None,
+            after=after,
+            skip_reason="control" if call.arg("control") == "0" else None,
         )
         last = entries[-1].id if entries else after
         return json_response(200, {"records": [e.to_json() for e in entries], "last_id": last})
