@@ -350,15 +350,15 @@ NOTE_CASES = [
         "v6-not-from-here",
         "connect ECONNREFUSED ::1:3000",
         Facts(port=3000, listeners=(lst("127.0.0.1", 3000),), localhost=V4_ONLY),
-        ["note.v6-elsewhere"],
+        ["note.v6-elsewhere", "note.node-order"],
         "a container",
     ),
     (
         "v6-from-here",
         "connect ECONNREFUSED ::1:3000",
         Facts(port=3000, listeners=(lst("127.0.0.1", 3000),), localhost=BOTH_V6_FIRST),
-        [],
-        "",
+        ["note.node-order"],
+        "no longer puts IPv4 first",
     ),
     (
         "in-use-ephemeral",

@@ -183,30 +183,36 @@ def check_resolution(f: DoctorFacts) -> Check:
         )
     first = r.addresses[0]
     order = ", ".join(r.addresses)
-    detail = [
+    detail = (
         f"order: {order}; clients that try only the first address (Node 17-19, many"
-        f" scripts) reach {first} only"
-    ]
+        f" scripts) reach {first} only",
+    )
     unreachable = unreachable_by_name(f.listeners, first)
     if unreachable:
-        detail += [
-            f"port {x.port} listens on {x.address} only ({x.owner or 'owner unknown'}):"
-            f" http://localhost:{x.port} goes to {first} first and is refused there"
-            for x in unreachable[:MAX_LISTED]
-        ]
-        if len(unreachable) > MAX_LISTED:
-            detail.append(f"… and {len(unreachable) - MAX_LISTED} more (`homeport ls`)")
-        return Check(
-            "localhost.resolution",
-            t,
-            "warn",
-            f"localhost goes to {first} first, but {len(unreachable)} loopback"
-            " listener(s) do not listen there",
-            tuple(detail),
-            fix="bind those servers to both families (`::` dual-stack, or 127.0.0.1"
-            " and ::1), or use 127.0.0.1 / [::1] in URLs",
-        )
-    return Check("localhost.resolution", t, "ok", f"localhost resolves to {order}", tuple(detail))
+        return _unreachable_check(t, first, detail, unreachable)
+    return Check("localhost.resolution", t, "ok", f"localhost resolves to {order}", detail)
+
+
+def _unreachable_check(
+    title: str, first: str, detail: tuple[str, ...], unreachable: list[LoopbackListener]
+) -> Check:
+    lines = [
+        f"port {x.port} listens on {x.address} only ({x.owner or 'owner unknown'}):"
+        f" http://localhost:{x.port} goes to {first} first and is refused there"
+        for x in unreachable[:MAX_LISTED]
+    ]
+    if len(unreachable) > MAX_LISTED:
+        lines.append(f"… and {len(unreachable) - MAX_LISTED} more (`homeport ls`)")
+    return Check(
+        "localhost.resolution",
+        title,
+        "warn",
+        f"localhost goes to {first} first, but {len(unreachable)} loopback"
+        " listener(s) do not listen there",
+        (*detail, *lines),
+        fix="bind those servers to both families (`::` dual-stack, or 127.0.0.1"
+        " and ::1), or use 127.0.0.1 / [::1] in URLs",
+    )
 
 
 def unreachable_by_name(

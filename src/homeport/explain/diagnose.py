@@ -222,6 +222,8 @@ def notes(p: Parsed, f: Facts, dests: tuple[str, ...], sid: str) -> tuple[str, .
         and "::1" not in f.localhost.addresses
     ):
         out.append("note.v6-elsewhere")
+    if p.tool == "node" and sid in ("refused.family", "refused.partial") and "::1" in dests:
+        out.append("note.node-order")
     if p.kind == "in-use" and p.port is not None and in_range(p.port, f.ephemeral):
         out.append("note.ephemeral")
     return tuple(out)

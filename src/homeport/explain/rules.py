@@ -455,9 +455,8 @@ DIAGNOSES: dict[str, Template] = {
         (
             "A socket bound to one loopback family does not receive the other: 127.0.0.1"
             " is not ::1.",
-            "Clients that resolve `localhost` try the resolver's order; Node >= 17 keeps that"
-            " order (no IPv4-first reordering), so where ::1 comes first it connects to ::1.",
-            "Here `localhost` resolves to: {resolves}.",
+            "A client given `localhost` tries the addresses in the resolver's order;"
+            " here `localhost` resolves to: {resolves}.",
         ),
         (
             "make the server listen on both families: {bind_hint}",
@@ -706,6 +705,11 @@ DIAGNOSES: dict[str, Template] = {
     "note.v6-elsewhere": Template(
         "Here `localhost` does not resolve to ::1 ({resolves}), so the client used ::1"
         " itself, or resolved `localhost` elsewhere (a container, WSL, another hosts file).",
+    ),
+    "note.node-order": Template(
+        "Node >= 17 no longer puts IPv4 first: it keeps the resolver's order"
+        " (dns.setDefaultResultOrder 'verbatim'), so where ::1 comes first for `localhost`,"
+        " it connects to ::1.",
     ),
     "note.ephemeral": Template(
         "Port {port} lies in the ephemeral range {eph_lo}-{eph_hi}: an outgoing connection may"
