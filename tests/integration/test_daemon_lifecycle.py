@@ -299,3 +299,33 @@ def test_shutdown_endpoint_stops_the_daemon_cleanly(daemon: Daemon) -> None:
     daemon.client.call("POST", "/api/shutdown")
     assert wait_until(lambda: not lock_held(daemon.config))
     assert not daemon.config.info_path.exists()
+
+
+def test_expose_listens_there_and_puts_auth_on_every_route(
+    state_dir: Path, free_port: int, backend: int
+) -> None:
+    # 127.0.0.2 stands in for a LAN address: a real one would need a namespace, and the
+    # mechanism (one more listen address, gateway-wide auth) is the same.
+    config = DaemonConfig.build(port=free_port, expose=("127.0.0.2",), auth="token")
+    d = Daemon(config, int(start_background(config)["pid"]))
+    try:
+        token = config.token_path.read_text().strip()
+        d.client.call("POST", "/api/routes", {"name": "api", "target": str(backend)})
+        host = f"api.localhost:{free_port}"
+        conn = http.client.HTTPConnection("127.0.0.2", free_port, timeout=10)
+        conn.request("GET", "/hello.txt", headers={"Host": host})
+        refused = conn.getresponse()
+        refused.read()
+        conn.close()
+        assert refused.status == 401
+        conn = http.client.HTTPConnection("127.0.0.2", free_port, timeout=10)
+        conn.request(
+            "GET", "/hello.txt", headers={"Host": host, "Authorization": f"Bearer {token}"}
+        )
+        ok = conn.getresponse()
+        assert (ok.status, ok.read()) == (200, b"hello from the backend\n")
+        conn.close()
+        listen = d.client.call("GET", "/api/status")["listen"]
+        assert ["127.0.0.2", free_port] in listen
+    finally:
+        d.stop()
