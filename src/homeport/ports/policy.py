@@ -16,6 +16,7 @@ A port is a candidate when it is
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -123,18 +124,24 @@ class PortPolicy:
 
     def spans(self) -> tuple[tuple[int, int], ...]:
         """The allowed ranges (inclusive) around the ephemeral range, ignoring ``avoid``."""
-        lo, hi = self.ephemeral
-        out = []
-        if self.low < lo:
-            out.append((self.low, min(self.high, lo - 1)))
-        if hi < self.high:
-            out.append((max(self.low, hi + 1), self.high))
-        if lo > self.high or hi < self.low:
-            out = [(self.low, self.high)]
-        return tuple((a, b) for a, b in out if a <= b)
+        return _spans(self.low, self.high, self.ephemeral)
 
     def size(self) -> int:
         return sum(b - a + 1 for a, b in self.spans())
+
+
+@functools.lru_cache(maxsize=256)
+def _spans(low: int, high: int, ephemeral: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """Cached: the picker asks several times per candidate."""
+    lo, hi = ephemeral
+    out = []
+    if low < lo:
+        out.append((low, min(high, lo - 1)))
+    if hi < high:
+        out.append((max(low, hi + 1), high))
+    if lo > high or hi < low:
+        out = [(low, high)]
+    return tuple((a, b) for a, b in out if a <= b)
 
 
 def parse_range(text: str) -> tuple[int, int]:
