@@ -52,7 +52,9 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], limit: float = 15.0) ->
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
+        # SIGINT is PostgreSQL's "fast" shutdown (SIGTERM waits for sessions); the other
+        # servers treat it like SIGTERM.
+        os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
