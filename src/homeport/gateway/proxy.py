@@ -24,7 +24,7 @@ from homeport.addr import is_loopback
 from homeport.gateway import guard, http1, pages
 from homeport.gateway.contract import AccessRecord, ControlRequest, ControlResponse
 from homeport.gateway.http1 import LAST_CHUNK, ProtocolError, RequestHead
-from homeport.gateway.routing import Decision, Target, points_at
+from homeport.gateway.routing import Decision, Target
 from homeport.gateway.upstream import Upstream, connect
 
 if TYPE_CHECKING:
@@ -50,58 +50,36 @@ class _TooLarge(Exception):
 
 
 class Exchange:
-    """One request and its response on a client connection."""
+    """One request and its response on a client connection.
 
-    __slots__ = (
-        "body",
-        "bytes_in",
-        "bytes_out",
-        "head",
-        "keep_alive",
-        "kind",
-        "logged",
-        "pending",
-        "reason",
-        "req_done",
-        "resp_chunked",
-        "resp_done",
-        "resp_started",
-        "retried",
-        "route",
-        "start",
-        "status",
-        "t0",
-        "target",
-        "tunnel",
-        "up_head",
-        "upgrade_101",
-        "upstream",
-    )
+    Defaults live on the class, so starting an exchange sets two attributes, not twenty
+    (this runs once per request)."""
+
+    kind = "local"
+    head: RequestHead | None = None
+    route: str | None = None
+    target: Target | None = None
+    status = 0
+    reason: str | None = None
+    bytes_in = 0
+    bytes_out = 0
+    keep_alive = False
+    req_done = False
+    resp_started = False
+    resp_done = False
+    resp_chunked = False
+    upstream: Upstream | None = None
+    pending: list[bytes] | None = None
+    up_head = b""
+    retried = False
+    tunnel = False
+    upgrade_101: tuple[bytes, list[tuple[bytes, bytes]]] | None = None
+    body: bytearray | None = None
+    logged = False
 
     def __init__(self, t0: float) -> None:
         self.t0 = t0
         self.start = time.time()
-        self.kind = "local"
-        self.head: RequestHead | None = None
-        self.route: str | None = None
-        self.target: Target | None = None
-        self.status = 0
-        self.reason: str | None = None
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.keep_alive = False
-        self.req_done = False
-        self.resp_started = False
-        self.resp_done = False
-        self.resp_chunked = False
-        self.upstream: Upstream | None = None
-        self.pending: list[bytes] | None = None
-        self.up_head = b""
-        self.retried = False
-        self.tunnel = False
-        self.upgrade_101: tuple[bytes, list[tuple[bytes, bytes]]] | None = None
-        self.body: bytearray | None = None
-        self.logged = False
 
 
 class ClientConnection(asyncio.Protocol):
@@ -231,7 +209,10 @@ class ClientConnection(asyncio.Protocol):
         if self.queue is None and self.ex is not None:
             self.queue = []
             self._pause(_P_QUEUE)
-        self._event(self._begin)
+        if self.queue is None:
+            self._begin()
+        else:
+            self.queue.append((self._begin, ()))
 
     def on_url(self, url: bytes) -> None:
         self.head_size += len(url)
@@ -255,7 +236,10 @@ class ClientConnection(asyncio.Protocol):
         self.in_head = False
         p = self.parser
         args = (p.get_method(), p.get_http_version(), p.should_keep_alive(), p.should_upgrade())
-        self._event(self._head, *args)
+        if self.queue is None:
+            self._head(*args)
+        else:
+            self.queue.append((self._head, args))
 
     def on_body(self, body: bytes) -> None:
         if self.queue is not None:
@@ -264,7 +248,10 @@ class ClientConnection(asyncio.Protocol):
             self._body(body)
 
     def on_message_complete(self) -> None:
-        self._event(self._complete)
+        if self.queue is None:
+            self._complete()
+        else:
+            self.queue.append((self._complete, ()))
 
     def _event(self, fn: Callable[..., None], *args: Any) -> None:
         if self.queue is not None:
@@ -384,7 +371,7 @@ class ClientConnection(asyncio.Protocol):
         assert target is not None
         ex.route = route.name
         ex.target = target
-        if points_at(target, self.server.bound) or (
+        if decision.loops or (
             head.via is not None and head.via.count(self.server.via) >= self.config.max_hops
         ):
             body = pages.loop_detected(decision.hostname, html=self._html(head))
@@ -798,20 +785,20 @@ class ClientConnection(asyncio.Protocol):
         path = head.target.decode("latin-1") if head is not None else ""
         if guard.QUERY_PARAM in path:
             path = path.partition("?")[0]  # never log a token
-        record = AccessRecord(
-            time=ex.start,
-            client_addr=self.client_ip,
-            client_port=self.client_port,
-            host=head.host.decode("latin-1") if head is not None else "",
-            method=head.method.decode("latin-1") if head is not None else "",
-            path=path,
-            status=ex.status,
-            bytes_in=ex.bytes_in,
-            bytes_out=ex.bytes_out,
-            duration_ms=(self.loop.time() - ex.t0) * 1000.0,
-            route=ex.route,
-            reason=ex.reason,
-            external=not self.trusted,
+        record = AccessRecord(  # positional: this runs once per request
+            ex.start,
+            self.client_ip,
+            self.client_port,
+            head.host.decode("latin-1") if head is not None else "",
+            head.method.decode("latin-1") if head is not None else "",
+            path,
+            ex.status,
+            ex.bytes_in,
+            ex.bytes_out,
+            (self.loop.time() - ex.t0) * 1000.0,
+            ex.route,
+            ex.reason,
+            not self.trusted,
         )
         try:
             sink(record)

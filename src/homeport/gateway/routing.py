@@ -20,6 +20,7 @@ from homeport.gateway.contract import Route, RouteTable
 from homeport.gateway.http1 import split_host
 
 DecisionKind = Literal["route", "control", "unknown", "foreign", "bad-host", "bad-target"]
+
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_~:[]%")
 
 
@@ -40,6 +41,8 @@ class Decision:
     hostname: str = ""
     route: Route | None = None
     target: Target | None = None
+    #: The target is the gateway's own address (set by the server, which knows it).
+    loops: bool = False
 
 
 def parse_target(text: str) -> Target:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import secrets
@@ -27,7 +28,7 @@ from typing import cast
 from homeport.gateway.config import ProxyConfig
 from homeport.gateway.contract import AccessSink, ControlApp, RouteTable, ServiceStatusLookup
 from homeport.gateway.proxy import ClientConnection
-from homeport.gateway.routing import Decision, Router
+from homeport.gateway.routing import Decision, Router, points_at
 from homeport.gateway.upstream import Pool
 
 log = logging.getLogger("homeport.gateway.server")
@@ -127,6 +128,8 @@ class ProxyServer:
         decision = self._cache.get(key)
         if decision is None:
             decision = self.router.decide(host.decode("latin-1"), local_port)
+            if decision.target is not None and points_at(decision.target, self.bound):
+                decision = dataclasses.replace(decision, loops=True)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache = {}
             self._cache[key] = decision

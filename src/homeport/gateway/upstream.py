@@ -151,7 +151,10 @@ class Upstream(asyncio.Protocol):
     def start(self, sink: ResponseSink, head: bytes, *, head_only: bool) -> None:
         """Begin an exchange: send the request head; the response goes to ``sink``."""
         self.sink = sink
-        self.parser = httptools.HttpResponseParser(self)
+        if self.head_only or head_only:
+            # llhttp cannot be told a response has no body: a HEAD exchange gets its own
+            # parser, and the next exchange after it a clean one.
+            self.parser = httptools.HttpResponseParser(self)
         self.got_response = self.framed = self.chunked = self.in_body = False
         self.head_only = head_only
         self.headers = []
