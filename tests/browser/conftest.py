@@ -65,6 +65,14 @@ class Daemon:
         headers.update(kw.pop("headers", {}))
         return httpx.request(method, self.base + path, headers=headers, timeout=30, **kw)
 
+    def wait_sampled(self, timeout: float = 20.0) -> None:
+        """Until the sampler has its baseline: a listener opened before it is no event."""
+        deadline = time.monotonic() + timeout
+        while self.api("GET", "/api/listeners").json()["samples"] < 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no inventory sample within {timeout}s")
+            time.sleep(0.05)  # the daemon offers no push for "first sample done"
+
     def login_url(self) -> str:
         code = self.api("POST", "/api/login-links").json()["url"].split("token=", 1)[1]
         return f"{self.base}/login?token={code}"

@@ -15,6 +15,7 @@ from homeport.web.sampler import (
     diff,
     listener_row,
     snapshot,
+    summarize,
     widened,
 )
 
@@ -170,3 +171,20 @@ def test_sampler_first_sample_is_a_baseline_then_diffs() -> None:
 
     asyncio.run(go())
     assert len(seen) == 3
+
+
+def test_a_flood_is_summarized_but_every_alert_is_kept() -> None:
+    rows = [row(port=1000 + i, inode=i) for i in range(150)]
+    rows.append(row("0.0.0.0", port=5000, inode=999))
+    records = summarize(diff({}, snapshot(rows), EPHEMERAL).events, limit=100)
+    assert [k for k, _ in records] == ["listener-appeared", "listeners-changed"]
+    assert records[0][1]["port"] == 5000
+    assert records[0][1]["alert"] is True
+    summary = records[1][1]
+    assert summary["counts"]["listener-appeared"] == 151
+    assert summary["message"].startswith("151 listeners appeared, 0 went away")
+
+
+def test_few_events_are_recorded_one_by_one() -> None:
+    events = diff({}, snapshot([row(), row(port=9000, inode=2)]), EPHEMERAL).events
+    assert [d["port"] for _, d in summarize(events, limit=100)] == [8000, 9000]

@@ -15,7 +15,9 @@ examples:
 
 kinds: listener-appeared, listener-disappeared, listener-exposure-changed (data: "proto",
 "address", "port", "exposure", "previous_exposure", "pids", "process", "user", "command",
-"alert", "message"), service-reaped, service-exited, service-stopped (data: "id", "pid" ...).
+"alert", "message"), listeners-changed (a burst of more than 100 in one sample, summarized:
+"counts", "message"; alerts in a burst are still listed one by one), service-reaped,
+service-exited, service-stopped (data: "id", "pid" ...).
 
 Without a running daemon the recorded history is read from the state database; following
 needs the daemon (homeport up -d).
@@ -167,8 +169,8 @@ def follow(after: int) -> Iterator[dict[str, Any]]:
             raise DaemonError(f"the daemon refused the event stream ({resp.status})")
         lines = (raw.decode("utf-8", "replace") for raw in iter(resp.readline, b""))
         for kind, data in parse_sse(lines):
-            if kind == "event":
-                yield json.loads(data)
+            if kind == "events":
+                yield from json.loads(data)["events"]
     except OSError as exc:
         raise DaemonError(f"lost the daemon's event stream: {exc}") from exc
     finally:

@@ -70,7 +70,7 @@ SSE_HEADERS = [
     ("x-accel-buffering", "no"),
     ("x-content-type-options", "nosniff"),
 ]
-STREAM_TOPICS = frozenset({"listeners", "event", "access", "routes", "services", "output"})
+STREAM_TOPICS = frozenset({"listeners", "events", "access", "routes", "services", "output"})
 
 
 def static_file(name: str) -> bytes | None:
@@ -172,11 +172,13 @@ class Handlers:
         store = self.dash.store
 
         def first() -> list[bytes]:
+            stored = [e.to_json() for e in store.events(after=after, limit=10_000)]
             return [
-                sse("event", e.to_json(), e.id) for e in store.events(after=after, limit=10_000)
+                sse("events", {"events": stored[i : i + 500]}, stored[i : i + 500][-1]["id"])
+                for i in range(0, len(stored), 500)
             ]
 
-        chunks = self.dash.hub.stream(first, frozenset({"event"}))
+        chunks = self.dash.hub.stream(first, frozenset({"events"}))
         return ControlResponse(200, list(SSE_HEADERS), stream=chunks)
 
     async def start(self, call: Call) -> ControlResponse:

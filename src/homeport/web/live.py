@@ -15,7 +15,7 @@ Messages on the stream (``event:`` names; ``data:`` is JSON):
 hello      first message: {"listeners": [row], "routes", "services", "events",
            "access", "status", "samples"} (see ``api`` for row shapes)
 listeners  {"added": [row], "removed": [key], "changed": [row]}
-event      {"id", "time", "kind", "data"} (a stored event; ``data.alert`` marks alerts)
+events     {"events": [{"id", "time", "kind", "data"}]} (stored events; ``data.alert``)
 access     {"records": [AccessEntry.to_json()]}
 routes     {"routes": [route view]}
 services   {"services": [service view]}
@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from homeport.web.hub import Hub, sse
 from homeport.web.launch import Launcher
-from homeport.web.sampler import Diff, ListenerRow, Sampler, sample_inventory
+from homeport.web.sampler import Diff, ListenerRow, Sampler, sample_inventory, summarize
 
 if TYPE_CHECKING:
     from homeport.daemon.control import ControlApp
@@ -140,12 +140,13 @@ class Dashboard:
 
     def _on_diff(self, diff: Diff) -> None:
         self.hub.publish("listeners", diff.to_json())
-        for ev in diff.events:
+        records = summarize(diff.events)
+        for kind, data in records:
             try:
-                self.store.add_event(ev.kind, ev.data())
+                self.store.add_event(kind, data)
             except Exception:  # a busy or full disk must not stop sampling: log and go on
-                log.exception("could not record %s", ev.kind)
-        if diff.events:
+                log.exception("could not record %s", kind)
+        if records:
             self._poll_events()  # publish at once: alerts should not wait for the watcher
 
     def rows(self) -> list[dict[str, Any]]:
@@ -180,10 +181,11 @@ class Dashboard:
             self._publish_if_changed(f"output:{sid}", {"id": sid, "lines": list(lines)}, "output")
 
     def _poll_events(self) -> None:
-        for ev in self.store.events(after=self._last_event, limit=1000):
-            self._last_event = ev.id
-            self.events.append(ev)
-            self.hub.publish("event", ev.to_json(), ev.id)
+        # One message per batch: a burst of events must not overflow a reader's queue.
+        while batch := self.store.events(after=self._last_event, limit=1000):
+            self._last_event = batch[-1].id
+            self.events.extend(batch)
+            self.hub.publish("events", {"events": [e.to_json() for e in batch]}, batch[-1].id)
 
     def _poll_access(self) -> None:
         entries = self.store.access(after=self._last_access, limit=2000)

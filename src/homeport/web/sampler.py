@@ -38,6 +38,8 @@ EVENT_KINDS: tuple[EventKind, ...] = (
     "listener-disappeared",
     "listener-exposure-changed",
 )
+#: More events than this in one sample are recorded as a summary (plus every alert).
+FLOOD_LIMIT = 100
 #: How far a bind address reaches, for "did the exposure widen?".
 _REACH: dict[str, int] = {"loopback": 0, "lan": 1, "all-interfaces": 2, "public": 2}
 
@@ -216,6 +218,25 @@ def diff(
         changed=tuple(sorted(changed, key=_order)),
         events=tuple(sorted(events, key=lambda e: _order(e.row))),
     )
+
+
+def summarize(
+    events: tuple[ListenerEvent, ...], limit: int = FLOOD_LIMIT
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(kind, data)`` to record: every event, or past ``limit`` in one sample (a benchmark
+    opening 2,000 sockets) every alert plus one ``listeners-changed`` summary, so a burst
+    neither floods the 10,000-row event ring nor hides an exposure."""
+    if len(events) <= limit:
+        return [(e.kind, e.data()) for e in events]
+    counts = {k: sum(1 for e in events if e.kind == k) for k in EVENT_KINDS}
+    alerts = [(e.kind, e.data()) for e in events if e.alert]
+    message = (
+        f"{counts['listener-appeared']} listeners appeared, "
+        f"{counts['listener-disappeared']} went away, "
+        f"{counts['listener-exposure-changed']} changed exposure"
+    )
+    summary = {"alert": False, "counts": counts, "message": message}
+    return [*alerts, ("listeners-changed", summary)]
 
 
 def _order(row: ListenerRow) -> tuple[int, str, str, int]:

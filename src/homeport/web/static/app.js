@@ -509,7 +509,7 @@
       $("login").hidden = true;
     },
     listeners: applyListeners,
-    event: addEvent,
+    events: (d) => d.events.forEach(addEvent),
     access: (d) => addAccess(d.records),
     routes: (d) => { S.routes = d.routes; renderRoutes(); },
     services: (d) => { S.services = d.services; renderServices(); },
