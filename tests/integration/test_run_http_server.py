@@ -234,3 +234,24 @@ def test_502_page_tells_what_happened_to_the_service(gateway: Client, tmp_path: 
         assert run.finish() == 130
     finally:
         run.kill()
+
+
+def test_run_outliving_the_gateway_still_removes_its_route(gateway: Client, tmp_path: Path) -> None:
+    from homeport.daemon.client import stop_daemon
+    from homeport.store import Store
+
+    run = Run("--name", "late", "--", sys.executable, "-m", "http.server", cwd=tmp_path)
+    try:
+        _, _, pid = run.wait_ready()
+        assert stop_daemon(gateway) is not None
+        os.kill(run.proc.pid, signal.SIGINT)
+        assert run.finish() == 130
+    finally:
+        run.kill()
+    assert gone(pid)
+    store = Store(gateway.config.db_path)
+    try:
+        assert store.routes() == []
+        assert [s.state for s in store.services()] == ["stopped"]
+    finally:
+        store.close()

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from homeport.daemon.client import Client
 from homeport.daemon.procs import pidfd
@@ -274,14 +274,23 @@ class Runner:
                 self.output.join()
         self._ship_lines()
         if self.service_id is not None:
-            state = "stopped" if self.interrupted else "exited"
-            with contextlib.suppress(HomeportError):
-                self.client.call(
-                    "POST",
-                    f"/api/services/{self.service_id}/exit",
-                    {"state": state, "exit_code": code},
-                )
+            self._report_exit("stopped" if self.interrupted else "exited", code)
         return code
+
+    def _report_exit(self, state: Literal["stopped", "exited"], code: int | None) -> None:
+        assert self.service_id is not None
+        body = {"state": state, "exit_code": code}
+        try:
+            self.client.call("POST", f"/api/services/{self.service_id}/exit", body)
+        except HomeportError:
+            # The gateway went away meanwhile: record the end ourselves, so that no stale
+            # route outlives the service (the next gateway would reap it, but later).
+            from homeport.store import Store
+
+            with contextlib.suppress(HomeportError):
+                store = Store(self.client.config.db_path)
+                store.finish_service(self.service_id, state, code)
+                store.close()
 
 
 def exit_status(code: int | None) -> int:
