@@ -59,17 +59,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, env: Env) -> int:
-    from homeport.doctor import Report, run_checks
+    from homeport.doctor import DoctorFacts, Report, evaluate, run_checks
     from homeport.errors import UsageError
 
-    report = run_checks()
-    if args.only:
-        ids = {c.id for c in report.checks}
+    if args.only:  # check the ids before reading the machine: the checks are pure
+        ids = {c.id for c in evaluate(DoctorFacts()).checks}
         unknown = [i for i in args.only if i not in ids]
         if unknown:
             raise UsageError(
                 f"unknown check {', '.join(unknown)} (accepted: {', '.join(sorted(ids))})"
             )
+    report = run_checks()
+    if args.only:
         report = Report(tuple(c for c in report.checks if c.id in args.only))
     if args.json:
         render.dump_json(env, report.to_json())
