@@ -69,7 +69,8 @@ def serve(port: int, backend: int, features: str) -> None:
     from homeport.gateway.server import ProxyServer, loop_factory
 
     on = features == "on"
-    ring: deque[AccessRecord] = deque(maxlen=100_000)  # stands in for the daemon's batcher
+    # Stands in for the daemon's batcher, which hands a batch to SQLite every ~1,000 records.
+    ring: deque[AccessRecord] = deque(maxlen=1000)
 
     async def main() -> None:
         cfg = ProxyConfig(access_log=on, host_check=on)

@@ -13,6 +13,7 @@ responses never interleave. Every request ends in exactly one ``AccessRecord``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -125,7 +126,7 @@ class ClientConnection(asyncio.Protocol):
         if sock:
             self.local_port = int(sock[1])
         # Never trust X-Forwarded-* from a peer that is not on this machine.
-        self.trusted = is_loopback(self.client_ip)
+        self.trusted = _loopback(self.client_ip)
         self.server.conns.add(self)
         self.deadline = self.loop.time() + self.config.header_timeout
 
@@ -841,6 +842,12 @@ class ClientConnection(asyncio.Protocol):
         self.paused &= ~bit
         if not self.paused and self.transport is not None and not self.dead:
             self.transport.resume_reading()
+
+
+@functools.lru_cache(maxsize=256)
+def _loopback(client_ip: str) -> bool:
+    # Parsing an address costs microseconds; a new connection arrives from a handful of them.
+    return is_loopback(client_ip)
 
 
 def _guard_request(head: RequestHead) -> guard.GuardRequest:
