@@ -502,3 +502,27 @@ def test_streamed_control_response_is_chunked() -> None:
         out = t.take()
         assert b"transfer-encoding: chunked\r\n" in out
         assert out.endswith(b"9\r\ndata: 1\n\n\r\n9\r\ndata: 2\n\n\r\n0\r\n\r\n")
+
+
+def test_control_body_limit_and_100_continue() -> None:
+    class App:
+        async def handle(self, request: ControlRequest) -> ControlResponse:
+            return ControlResponse(204)
+
+    for gw in make_gateway(ProxyConfig(max_control_body=2048), control=App()):
+        conn, t = gw.client()
+        conn.data_received(
+            b"POST /api HTTP/1.1\r\nHost: homeport.localhost\r\nContent-Length: 10\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        assert t.take() == b"HTTP/1.1 100 Continue\r\n\r\n"
+        conn.data_received(b"0123456789")
+        assert conn.task is not None
+        gw.loop.run_until_complete(conn.task)
+        assert status_of(t.take()) == 204
+        conn.data_received(
+            b"POST /api HTTP/1.1\r\nHost: homeport.localhost\r\nContent-Length: 4096\r\n\r\n"
+            + b"x" * 4096
+        )
+        assert status_of(t.take()) == 413
+        assert t.closed

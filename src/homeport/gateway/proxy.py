@@ -451,6 +451,8 @@ class ClientConnection(asyncio.Protocol):
         ex.reason = "control"
         ex.body = bytearray()
         self.deadline = 0.0
+        if head.expect_continue and head.content_length <= self.config.max_control_body:
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")  # RFC 9110 §10.1.1
 
     # -- answers of our own -----------------------------------------------------------------
 
