@@ -144,8 +144,8 @@ def _tcp_sockets() -> list[Socket] | None:
 def _listeners(
     socks: list[Socket] | None, localhost: Resolution
 ) -> tuple[tuple[LoopbackListener, ...], str | None]:
-    """Loopback and wildcard TCP listeners; owners only where a check will name them (the
-    walk over /proc/*/fd is the expensive part, DESIGN.md), and for the home port."""
+    """Loopback and wildcard TCP listeners from the dump; owners only where a check will name
+    them and for the home port, all found in one /proc/*/fd walk (the expensive part)."""
     from homeport.addr import address_class
     from homeport.doctor.checks import MAX_LISTED, unreachable_by_name
 
@@ -158,23 +158,31 @@ def _listeners(
     if localhost.addresses:
         shown = unreachable_by_name(tuple(found), localhost.addresses[0])[:MAX_LISTED]
         named = {x.port for x in shown}
-    owners = {q: _owner(q) for q in sorted(named)}
-    out = tuple(replace(x, owner=owners.get(x.port)) if x.port in owners else x for x in found)
     held = any(s.state == "LISTEN" and s.local_port == HOME_PORT for s in socks or ())
-    return out, (_owner(HOME_PORT, with_command=True) or "unknown owner") if held else None
+    owners = _owners(named | ({HOME_PORT} if held else set()))
+    out = tuple(replace(x, owner=owners[x.port][0]) if x.port in owners else x for x in found)
+    if not held:
+        return out, None
+    name, cmd = owners.get(HOME_PORT, ("unknown owner", ""))
+    return out, name + (" homeport" if "homeport" in cmd else "")
 
 
-def _owner(port: int, with_command: bool = False) -> str | None:
+def _owners(ports: set[int]) -> dict[int, tuple[str, str]]:
+    """port -> ("name, pid N", command line) of its first owner, for a handful of ports."""
+    if not ports:
+        return {}
     from homeport.inventory import listeners
 
-    for x in listeners(port=port, udp=False):
-        if x.owners:
+    out: dict[int, tuple[str, str]] = {}
+    if len(ports) == 1:  # one port: the walk can stop as soon as it finds the socket
+        found = listeners(port=next(iter(ports)), udp=False)
+    else:
+        found = [x for x in listeners(udp=False) if x.port in ports]
+    for x in found:
+        if x.owners and x.port not in out:
             o = x.owners[0]
-            cmd = " ".join(o.cmdline)
-            return f"{o.name}, pid {o.pid}" + (
-                " homeport" if with_command and "homeport" in cmd else ""
-            )
-    return None
+            out[x.port] = (f"{o.name}, pid {o.pid}", " ".join(o.cmdline))
+    return out
 
 
 def _time_wait_top(socks: list[Socket]) -> tuple[str, int] | None:
