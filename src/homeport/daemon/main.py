@@ -56,15 +56,14 @@ def run_foreground(config: DaemonConfig, *, ready_fd: int | None = None) -> int:
 
 
 def _run_loop(main: Any) -> None:
-    # uvloop is opt-in (HOMEPORT_UVLOOP=1) until the proxy accepts uvloop's transports
-    # (gateway/proxy.py asserts isinstance(transport, asyncio.Transport), which they are not).
-    runner = asyncio.Runner()
-    if os.environ.get("HOMEPORT_UVLOOP") == "1":
+    """On the proxy's choice of loop (uvloop when installed); ``HOMEPORT_UVLOOP=0`` opts out."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if os.environ.get("HOMEPORT_UVLOOP") != "0":
         with contextlib.suppress(ImportError):
-            import uvloop
+            from homeport.gateway.server import loop_factory
 
-            runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    with runner:
+            factory = loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main)
 
 
