@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,10 +111,12 @@ def process_timer(argv: Sequence[str], env: dict[str, str] | None = None) -> Tim
 
     def run() -> float:
         t0 = time.perf_counter()
-        subprocess.run(
-            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env
-        )
-        return time.perf_counter() - t0
+        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        took = time.perf_counter() - t0
+        if proc.returncode:
+            err = proc.stderr.decode(errors="replace").strip()
+            raise SystemExit(f"bench_inventory: {' '.join(argv)} exited {proc.returncode}: {err}")
+        return took
 
     return run
 
@@ -140,35 +142,85 @@ def homeport_listeners() -> list[object]:
     return list(homeport.listeners())
 
 
-def build_cases(port: int, pycache: str) -> list[Case]:
+_SERVE_LISTENERS = """
+import sys, time, homeport
+homeport.listeners()
+for _ in sys.stdin:
+    t0 = time.perf_counter(); homeport.listeners()
+    print(time.perf_counter() - t0, flush=True)
+"""
+
+
+@contextlib.contextmanager
+def remote_listeners(env: dict[str, str]) -> Iterator[Timer]:
+    """``homeport.listeners()`` timed inside a child that imports another source tree."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE_LISTENERS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    def run() -> float:
+        stdin.write("\n")
+        stdin.flush()
+        return float(stdout.readline())
+
+    try:
+        yield run
+    finally:
+        stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stdout.close()
+
+
+def build_cases(
+    port: int, pycache: str, src: str | None = None, stack: contextlib.ExitStack | None = None
+) -> list[Case]:
+    """The five comparisons; with ``src``, homeport's side runs from that source tree."""
     ss = shutil.which("ss")
     if ss is None:
         raise SystemExit("bench_inventory: ss is not installed (Debian package iproute2)")
     env = user_environ(pycache)
+    tag = ""
+    listeners_timer = call_timer(homeport_listeners)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (src, env.get("PYTHONPATH"))))
+        tag = " [candidate]"
+        assert stack is not None
+        listeners_timer = stack.enter_context(remote_listeners(env))
 
     def hp(*args: str) -> Timer:
         return process_timer([HOMEPORT, *args], env)
 
     ss_all = process_timer([ss, "-tlnp"])
     return [
-        Case("ls --json", hp("ls", "--json"), ss_all, "ss -tlnp", 1.0),
-        Case("ls (table)", hp("ls"), ss_all, "ss -tlnp", 1.2),
+        Case("ls --json" + tag, hp("ls", "--json"), ss_all, "ss -tlnp", 1.0),
+        Case("ls (table)" + tag, hp("ls"), ss_all, "ss -tlnp", 1.2),
         Case(
-            f"who {port}",
+            f"who {port}{tag}",
             hp("who", str(port)),
             process_timer([ss, "-tlnp", f"sport = :{port}"]),
             "ss -tlnp 'sport = :P'",
             0.5,
         ),
         Case(
-            "listeners() in-process",
-            call_timer(homeport_listeners),
+            "listeners() in-process" + tag,
+            listeners_timer,
             call_timer(psutil_listeners),
             "psutil.net_connections",
             0.5,
         ),
         Case(
-            "--version",
+            "--version" + tag,
             hp("--version"),
             process_timer([sys.executable, "-c", "pass"], env),
             "python -c pass (reference)",
@@ -345,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=11, help="timed rounds (>= 5; default 11)")
     ap.add_argument("--readme", action="store_true", help="write results into bench/README.md")
     ap.add_argument("--profile", action="store_true", help="also report where time goes")
+    ap.add_argument(
+        "--candidate",
+        metavar="SRC",
+        help="also time homeport from this source tree (e.g. a checkout with a patch "
+        "applied, its src/ folder), interleaved with the installed one",
+    )
     args = ap.parse_args(argv)
     rounds = max(5, args.rounds)
     t0 = time.perf_counter()
@@ -353,8 +411,14 @@ def main(argv: list[str] | None = None) -> int:
         note = sanity(fx)
         print(note, flush=True)
         port = fx.targets[len(fx.targets) // 2][1]
-        with tempfile.TemporaryDirectory(prefix="homeport-bench-pycache-") as pycache:
-            results = measure(build_cases(port, pycache), rounds)
+        with (
+            tempfile.TemporaryDirectory(prefix="homeport-bench-pycache-") as pycache,
+            contextlib.ExitStack() as stack,
+        ):
+            cases = build_cases(port, pycache)
+            if args.candidate:
+                cases += build_cases(port, pycache, os.path.abspath(args.candidate), stack)
+            results = measure(cases, rounds)
             prof = profile(pycache) if args.profile else ""
     text = report(results, rounds, machine(), note)
     print(text)
