@@ -210,6 +210,19 @@ def etcd(safe: bool, port: int) -> App:
     return app
 
 
+def weak_allowlist(safe: bool, port: int) -> App:
+    """A dev server whose Host check is a prefix test (the kind CVE write-ups show):
+    ``startswith("127.0.0.1")`` or ``startswith("localhost")``."""
+
+    def app(method: str, path: str, h: dict[str, str], body: bytes) -> Reply:
+        host = h.get("host", "")
+        if not host.startswith(("127.0.0.1", "localhost")):
+            return 403, [], b"Invalid Host header"
+        return 200, [("Content-Type", "text/html")], b"<title>dev</title>"
+
+    return app
+
+
 class _Handler(BaseHTTPRequestHandler):
     app: App
     protocol_version = "HTTP/1.1"

@@ -111,6 +111,14 @@ CASES: list[tuple[str, Callable[[bool, int], fakes.App], bool, str, str, Expecte
         {("unauthenticated", "medium"), ("dns-rebinding", "high")},
     ),
     ("etcd-safe", fakes.etcd, True, "etcd", "protected", set()),
+    (
+        "prefix-allowlist",
+        fakes.weak_allowlist,
+        False,
+        "http",
+        "unknown",
+        {("host-allowlist-bypass", "medium")},
+    ),
 ]
 
 
@@ -150,12 +158,20 @@ def test_jdwp_handshake_is_unauthenticated() -> None:
     assert ev.answer == "JDWP-Handshake"
 
 
+def test_bypass_names_the_forms_that_got_through() -> None:
+    with fakes.serve_http(fakes.weak_allowlist, False) as port:
+        report = _run(port)
+    (f,) = report.findings
+    assert f.title.endswith(
+        f"refuses rebind.homeport.invalid but accepts 127.0.0.1.nip.io:{port}, localhost6:{port}"
+    )
+
+
 def test_rebinding_evidence_names_the_foreign_host() -> None:
     with fakes.serve_http(fakes.jupyter, False) as port:
         report = _run(port)
     (f,) = [f for f in report.findings if f.rule == "dns-rebinding"]
-    assert "rebind.homeport.invalid" in f.title
-    assert "127.0.0.1.nip.io" in f.title
-    assert "localhost6" in f.title
+    assert f"rebind.homeport.invalid:{port}" in f.title
     assert f"Host: rebind.homeport.invalid:{port}" in f.evidence[1].probe
+    assert f.evidence[1].probe.startswith("GET /api/kernels HTTP/1.1")
     assert f.evidence[1].answer.startswith("HTTP/1.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import ssl
 from dataclasses import dataclass, field
 
@@ -198,7 +199,7 @@ async def _settle(
     """Run the identified service's remaining probes, for its auth verdict."""
     ident = identify(done)
     if ident is not None:
-        tried = {ex.probe for ex in done}
+        tried = {ex.probe for ex in done if ex.tls == tls}
         wanted = {
             s.probe
             for s in catalogue.SIGNATURES
@@ -212,10 +213,20 @@ async def _settle(
 async def _http_phase(
     prober: Prober, target: Target, done: list[Exchange], *, tls: bool
 ) -> Fingerprint:
+    """Discovery probes gated by the ``GET /`` answer, then the identified service's own."""
+    root = next(ex for ex in reversed(done) if ex.tls == tls and ex.response is not None)
+    text = root.text()
     tried = {ex.probe for ex in done if ex.tls == tls and ex.response is not None}
-    more = [p for p in catalogue.PROBES if p.kind == "http" and p.id not in tried]
+    more = [
+        p
+        for p in catalogue.PROBES
+        if p.kind == "http"
+        and p.id not in tried
+        and (target.port in p.ports or p.when is None or re.search(p.when, text, re.IGNORECASE))
+    ]
     done = done + list(await asyncio.gather(*(prober.run(target, p, tls=tls) for p in more)))
-    return Fingerprint(identify(done), tuple(done), http=True, tls=tls)
+    settled = await _settle(prober, target, done, tls=tls)
+    return Fingerprint(settled.identity, settled.exchanges, http=True, tls=tls)
 
 
 def _tls_identity(ex: Exchange) -> Identity:

@@ -4,10 +4,12 @@ Each check sends what a hostile page would make the browser send, over loopback:
 
 - **DNS rebinding** (foreign ``Host``): after rebinding, the browser sends the attacker's
   name as ``Host``. Names are only ever *sent as a header*, never resolved or contacted:
-  ``rebind.homeport.invalid`` (RFC 2606 reserves ``.invalid``), the same with a trailing
-  dot, ``127.0.0.1.nip.io`` (a public name for 127.0.0.1 that defeats prefix checks) and
+  ``rebind.homeport.invalid`` (RFC 2606 reserves ``.invalid``); when a service refuses
+  it, the forms that slip past weak allowlists: the same with a trailing dot,
+  ``127.0.0.1.nip.io`` (a public name for 127.0.0.1 that defeats prefix checks) and
   ``localhost6`` (not reserved by RFC 6761: it may resolve through DNS where /etc/hosts
-  lacks it). A service accepts one when it answers it like its own name.
+  lacks it). A service accepts one when it answers it like its own name (for a service
+  whose open access was proved: when the answer still proves it).
 - **CORS** (Fetch standard, CORS protocol): ``Access-Control-Allow-Origin: *`` or a
   reflected foreign Origin lets any page read answers; with
   ``Access-Control-Allow-Credentials: true`` it reads them with the user's cookies.
@@ -25,6 +27,7 @@ Each check sends what a hostile page would make the browser send, over loopback:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -259,11 +262,12 @@ async def check(
         return prober.send(target, probe_id, data, http=True, tls=tls)
 
     paths = ws_paths(service, exchanges)
+    (plain_label, plain_host), *bypass = HOST_VARIANTS
     calls = [
         send(pid, base),
         send("web-cors", rewrite(base, headers=origin)),
         send("web-preflight", rewrite(base, headers=preflight, method="OPTIONS")),
-        *(send(pid, rewrite(base, host=f"{h}:{target.port}")) for _, h in HOST_VARIANTS),
+        send(pid, rewrite(base, host=f"{plain_host}:{target.port}")),
         *(
             send("web-websocket", httpmsg.build_request("GET", p, target.netloc, upgrade))
             for p in paths
@@ -280,14 +284,20 @@ async def check(
             )
         )
     got = await asyncio.gather(*calls)
-    n = len(HOST_VARIANTS)
     result = WebExchanges(
         baseline=got[0],
         cors=got[1],
         preflight=got[2],
-        hosts=tuple(zip((label for label, _ in HOST_VARIANTS), got[3 : 3 + n], strict=True)),
-        websockets=tuple(got[3 + n : 3 + n + len(paths)]),
-        rpc=got[3 + n + len(paths)] if service.jsonrpc_path else None,
+        hosts=((plain_label, got[3]),),
+        websockets=tuple(got[4 : 4 + len(paths)]),
+        rpc=got[4 + len(paths)] if service.jsonrpc_path else None,
         service=service.id if pid != "web-baseline" else None,
     )
+    if not _accepted(result, got[3]):
+        # Only a service that refuses the plain foreign name needs the bypass forms.
+        more = await asyncio.gather(
+            *(send(pid, rewrite(base, host=f"{h}:{target.port}")) for _, h in bypass)
+        )
+        hosts = result.hosts + tuple(zip((label for label, _ in bypass), more, strict=True))
+        result = dataclasses.replace(result, hosts=hosts)
     return result, judge(result)
