@@ -13,7 +13,8 @@ GET      /  (open)                      index.html
 GET      /static/{file}  (open)         app.js, app.css, favicon.svg
 GET      /api/dashboard                 the ``hello`` snapshot (see ``homeport.web.live``)
 GET      /api/stream?topics=a,b         Server-Sent Events: hello, then live messages
-GET      /api/listeners                 {"listeners": [row], "samples": N}
+GET      /api/listeners                 {"listeners": [row], "samples", "sample_ms",
+                                         "interval_s"}
 GET      /api/who?target=T              ``homeport who T --json``
 GET      /api/explain?q=TEXT            ``homeport explain TEXT --json``
 GET      /api/doctor                    {"available", "status", "counts", "checks": [...]}
@@ -135,8 +136,15 @@ class Handlers:
         return ControlResponse(200, list(SSE_HEADERS), stream=chunks)
 
     async def listeners(self, call: Call) -> ControlResponse:
+        s = self.dash.sampler
         return json_response(
-            200, {"listeners": self.dash.rows(), "samples": self.dash.sampler.samples}
+            200,
+            {
+                "listeners": self.dash.rows(),
+                "samples": s.samples,
+                "sample_ms": round(s.last_duration * 1000, 1),
+                "interval_s": s.interval,
+            },
         )
 
     async def who(self, call: Call) -> ControlResponse:

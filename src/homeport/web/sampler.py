@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -275,6 +276,9 @@ class Sampler:
         self.interval = interval
         self.snapshot: Snapshot = {}
         self.samples = 0
+        #: How long the last sample took (seconds): the lag a new listener may see on top
+        #: of ``interval``.
+        self.last_duration = 0.0
         self.ready = asyncio.Event()
         if ephemeral is None:
             from homeport.system import ephemeral_range
@@ -284,7 +288,9 @@ class Sampler:
 
     async def tick(self) -> Diff:
         """One sample; the first one only sets the baseline."""
+        started = time.monotonic()
         rows = await asyncio.to_thread(self._sample)
+        self.last_duration = time.monotonic() - started
         current = snapshot(rows)
         first = self.samples == 0
         if first:  # the baseline: rows for the pages, no events

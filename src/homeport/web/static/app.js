@@ -462,9 +462,9 @@
     const banner = $("alert-banner");
     $("n-alerts").textContent = list.length ? String(list.length) : "";
     if (!list.length) { banner.hidden = true; return; }
-    const last = list[list.length - 1];
+    const recent = list.slice(-3).reverse();
     banner.replaceChildren(el("strong", { text: `⚠ ${list.length} alert${list.length > 1 ? "s" : ""}:` }),
-      el("span", { text: eventText(last) }),
+      el("ul", null, ...recent.map((e) => el("li", { text: eventText(e) }))),
       el("button", { type: "button", id: "alert-ack", text: "Dismiss" }));
     banner.hidden = false;
   }
@@ -515,6 +515,8 @@
     services: (d) => { S.services = d.services; renderServices(); },
     output: (d) => { S.outputs.set(d.id, d.lines); if (d.id === S.outputId) renderOutput(); },
   };
+  // For bench/bench_dashboard.py: feed a message as if it came from the stream.
+  perf.apply = (kind, data) => handlers[kind](data);
   function connect() {
     const es = (S.es = new EventSource("/api/stream"));
     for (const [name, fn] of Object.entries(handlers)) {
