@@ -336,3 +336,58 @@ def test_nginx(
     report = _audit(port)
     assert _identity(report) == ("http", "unknown")
     assert _found(report) == expected
+
+
+def test_nginx_over_tls(server: list[subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    nginx, openssl = _need("nginx"), _need("openssl")
+    t = tmp_path
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(t / "k.pem"),
+            "-out",
+            str(t / "c.pem"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    port = portpicker.pick_unused_port()
+    text = (
+        f"error_log {t}/error.log;\nevents {{}}\nhttp {{\n access_log off;\n"
+        f" client_body_temp_path {t}/b; proxy_temp_path {t}/p; fastcgi_temp_path {t}/f;\n"
+        f" uwsgi_temp_path {t}/u; scgi_temp_path {t}/s;\n"
+        f" server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {t}/c.pem;\n"
+        f"  ssl_certificate_key {t}/k.pem; location / {{ return 200 'tls hello'; }} }}\n}}\n"
+    )
+    (t / "nginx.conf").write_text(text)
+    proc = _start(
+        server,
+        [
+            nginx,
+            "-e",
+            f"{t}/error.log",
+            "-c",
+            str(t / "nginx.conf"),
+            "-g",
+            f"daemon off; pid {t}/nginx.pid;",
+        ],
+    )
+    _wait_port(port, proc)
+    report = _audit(port)
+    ident = report.listeners[0].identity
+    assert ident is not None
+    assert (ident.service, ident.tls, ident.http) == ("http", True, True)
+    assert ident.server is not None
+    assert ident.server.startswith("nginx")
+    assert _found(report) == {("dns-rebinding", "medium")}

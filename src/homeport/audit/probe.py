@@ -173,6 +173,10 @@ async def fingerprint(prober: Prober, target: Target) -> Fingerprint:
     root = await prober.run(target, catalogue.probe("http-root"))
     done.append(root)
     if root.response is not None:
+        if _plain_to_tls_port(root):
+            tls_root = await prober.run(target, catalogue.probe("http-root"), tls=True)
+            if tls_root.response is not None:
+                return await _http_phase(prober, target, [*done, tls_root], tls=True)
         return await _http_phase(prober, target, done, tls=False)
     if not _specific(done):
         tried = {ex.probe for ex in done}
@@ -186,6 +190,16 @@ async def fingerprint(prober: Prober, target: Target) -> Fingerprint:
                 return await _http_phase(prober, target, done, tls=True)
             return Fingerprint(identify(done) or _tls_identity(tls_root), tuple(done), tls=True)
     return await _settle(prober, target, done, tls=False)
+
+
+def _plain_to_tls_port(root: Exchange) -> bool:
+    """nginx and others answer plain HTTP on a TLS port with a 400 that says so."""
+    resp = root.response
+    return (
+        resp is not None
+        and resp.status == 400
+        and re.search(rb"(?i)https|ssl|tls", resp.body) is not None
+    )
 
 
 def _specific(done: list[Exchange]) -> bool:
