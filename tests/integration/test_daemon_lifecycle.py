@@ -329,3 +329,35 @@ def test_expose_listens_there_and_puts_auth_on_every_route(
         assert ["127.0.0.2", free_port] in listen
     finally:
         d.stop()
+
+
+def test_foreground_up_stops_cleanly_on_ctrl_c(
+    state_dir: Path, free_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOMEPORT_PORT", str(free_port))
+    config = DaemonConfig.build()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "homeport", "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = b""
+        deadline = time.monotonic() + 20
+        while b"homeport gateway at" not in seen and time.monotonic() < deadline:
+            line = proc.stdout.readline()  # the readiness line, logged once it listens
+            if not line:
+                break  # it exited: the assertion below shows what it said
+            seen += line
+        assert Client.for_config(config).health() is not None, seen
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0, out
+        assert not lock_held(config)
+        assert not config.info_path.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
