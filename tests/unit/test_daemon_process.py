@@ -1,0 +1,45 @@
+"""The daemon's files: token (0600, kept, re-tightened), lock (one holder, message), daemon.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from homeport.daemon.config import DaemonConfig
+from homeport.daemon.process import AlreadyRunning, acquire_lock, ensure_token, read_info
+
+
+def test_token_is_created_private_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    first = ensure_token(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(first) >= 32
+    assert ensure_token(path) == first
+    os.chmod(path, 0o644)  # someone loosened it
+    assert ensure_token(path) == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_second_lock_holder_is_told_where_the_first_is(tmp_path: Path) -> None:
+    config = DaemonConfig(state_dir=tmp_path, port=5555)
+    config.info_path.write_text(json.dumps({"pid": 4242, "url": "http://homeport.localhost:5555"}))
+    fd = acquire_lock(config)
+    try:
+        with pytest.raises(AlreadyRunning, match=r"at http://homeport.localhost:5555 \(pid 4242\)"):
+            acquire_lock(config)
+    finally:
+        os.close(fd)
+    os.close(acquire_lock(config))  # free again once the holder closed it
+
+
+def test_read_info_tolerates_garbage(tmp_path: Path) -> None:
+    config = DaemonConfig(state_dir=tmp_path)
+    assert read_info(config) is None
+    config.info_path.write_text("{half")
+    assert read_info(config) is None
+    config.info_path.write_text("[1, 2]")
+    assert read_info(config) is None
