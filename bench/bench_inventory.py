@@ -265,7 +265,7 @@ def sanity(fx: Fixture) -> str:
     )
 
 
-def machine() -> dict[str, str]:
+def machine(load_at_start: float) -> dict[str, str]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
         m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
@@ -281,6 +281,8 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "ss": ss_version,
         "psutil": psutil.__version__,
+        # The box is shared: a high load average explains wide min-median gaps.
+        "load avg 1 min (start / end)": f"{load_at_start:.1f} / {os.getloadavg()[0]:.1f}",
     }
 
 
@@ -308,10 +310,11 @@ def table(results: list[Result], rounds: int) -> str:
     return "\n".join(lines)
 
 
-def report(results: list[Result], rounds: int, facts: dict[str, str], note: str) -> str:
+def report(results: list[Result], command: str, facts: dict[str, str], note: str) -> str:
     head = ", ".join(f"{k}: {v}" for k, v in facts.items())
+    rounds = len(results[0].ours)
     return (
-        f"Run: `.venv/bin/python bench/bench_inventory.py --rounds {rounds}`  \n"
+        f"Run: `{command}`  \n"
         f"Machine: {head}  \n"
         f"Fixture: 2,000 listeners (500 on ::1, 1,500 over 127.0.0.1-3), 5,000 established "
         f"connections across 4 processes. Check: {note}.\n\n{table(results, rounds)}\n"
@@ -405,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     rounds = max(5, args.rounds)
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     with socket_fixture(2000, 5000, 4) as fx:
         print(f"fixture up in {time.perf_counter() - t0:.1f} s (pids {fx.pids})", flush=True)
@@ -420,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
                 cases += build_cases(port, pycache, os.path.abspath(args.candidate), stack)
             results = measure(cases, rounds)
             prof = profile(pycache) if args.profile else ""
-    text = report(results, rounds, machine(), note)
+    command = " ".join([".venv/bin/python", "bench/bench_inventory.py", *sys.argv[1:]])
+    text = report(results, command, machine(load), note)
     print(text)
     if prof:
         print(prof)
