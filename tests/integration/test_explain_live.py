@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,10 +23,14 @@ needs_netns = pytest.mark.skipif(
 )
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:  # bind(0) then close: nothing listens there afterwards
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port nothing listens on, and nobody else can take while the test runs: a TCP
+    socket bound without SO_REUSEADDR and never listening holds it, and connect() to it is
+    refused. (A bind(0)-and-close port can be taken by a parallel test meanwhile.)"""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
 @needs_node
@@ -61,10 +65,9 @@ def test_in_use_names_every_owner_of_a_forked_server(sockhost: Callable[..., Any
         assert f"pid {pid}" in e.diagnosis[0].summary
 
 
-def test_curl_refused_on_a_closed_port() -> None:
-    if shutil.which("curl") is None:
-        pytest.skip("curl is not installed")
-    port = _closed_port()
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_refused_on_a_closed_port(closed_port: int) -> None:
+    port = closed_port
     curl = subprocess.run(
         ["curl", "-sS", f"http://127.0.0.1:{port}/"],
         capture_output=True,

@@ -61,7 +61,7 @@ def serves(s: Socket, dest: str) -> bool:
 def owners_text(x: Listener) -> str:
     if not x.owners:
         return f"owner unknown: {x.owner_hint}" if x.owner_hint else "owner unknown"
-    return ", ".join(f"{o.name} (pid {o.pid})" for o in x.owners)
+    return ", ".join(f"{o.name} pid {o.pid}" for o in x.owners)
 
 
 def listener_line(x: Listener) -> str:
