@@ -25,7 +25,10 @@ class ProxyConfig:
         connect_timeout: seconds to open a connection to an upstream.
         upstream_header_timeout: seconds an upstream has to start its response (504 after).
         upstream_idle_timeout: seconds an idle pooled upstream connection is kept.
-        upstream_pool_size: idle connections kept per upstream target.
+        upstream_pool_size: idle connections kept per upstream target. Under 1,000 concurrent
+            clients a cap of 64 or 256 made the pool churn (about 7,500 connects in 15 s,
+            a third of the request rate); 1,024 keeps bursts pooled, and idle ones still go
+            back to the service after ``upstream_idle_timeout``.
         access_log: hand an ``AccessRecord`` to the sink for every request.
         host_check: refuse Host names that are not ``*.localhost``, loopback IPs, route names
             or ``allow_hosts`` (the DNS-rebinding guard).
@@ -42,7 +45,7 @@ class ProxyConfig:
     connect_timeout: float = 5.0
     upstream_header_timeout: float = 120.0
     upstream_idle_timeout: float = 30.0
-    upstream_pool_size: int = 64
+    upstream_pool_size: int = 1024
     access_log: bool = True
     host_check: bool = True
     gateway_names: tuple[str, ...] = ("homeport.localhost",)
