@@ -1,0 +1,1 @@
+"""Test package: gives modules here names distinct from tests/integration/."""
