@@ -157,8 +157,11 @@ def parse_range(text: str) -> tuple[int, int]:
 
 def _nth(policy: PortPolicy, index: int) -> int:
     """The index-th port of the concatenated allowed spans (index taken modulo size)."""
-    index %= policy.size()
-    for a, b in policy.spans():
+    return _nth_in(policy.spans(), index % policy.size())
+
+
+def _nth_in(spans: tuple[tuple[int, int], ...], index: int) -> int:
+    for a, b in spans:
         width = b - a + 1
         if index < width:
             return a + index
@@ -191,9 +194,10 @@ def candidates(
     else:
         r = rng or random.Random()
         first, step = r.randrange(size), _coprime_step(size, r)
+    spans, avoid = policy.spans(), policy.avoid
     for i in range(size):
-        port = _nth(policy, first + i * step)
-        if port not in policy.avoid:
+        port = _nth_in(spans, (first + i * step) % size)
+        if port not in avoid:
             yield port
 
 
@@ -207,7 +211,11 @@ def _index_of(policy: PortPolicy, port: int) -> int:
 
 
 def _coprime_step(size: int, rng: random.Random) -> int:
+    """A stride that visits every index once (gcd 1); the first pick needs no stride,
+    so a batch of single picks never pays for more than one draw."""
+    if size <= 2:
+        return 1
     while True:
-        step = rng.randrange(1, size) if size > 1 else 1
+        step = rng.randrange(1, size)
         if math.gcd(step, size) == 1:
             return step
