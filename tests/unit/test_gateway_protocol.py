@@ -526,3 +526,20 @@ def test_control_body_limit_and_100_continue() -> None:
         )
         assert status_of(t.take()) == 413
         assert t.closed
+
+
+def test_http10_keep_alive_client_is_told_the_connection_persists(gw: Gateway) -> None:
+    up, _ut = gw.upstream()
+    conn, t = gw.client()
+    conn.data_received(b"GET / HTTP/1.0\r\nHost: app.localhost\r\nConnection: keep-alive\r\n\r\n")
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    out = t.take()
+    assert out.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert b"connection: keep-alive\r\n" in out
+    conn.data_received(b"GET / HTTP/1.0\r\nHost: nope.localhost\r\nConnection: keep-alive\r\n\r\n")
+    assert b"connection: keep-alive\r\n" in t.take()
+    assert not t.closed
+    conn.data_received(b"GET / HTTP/1.0\r\nHost: app.localhost\r\n\r\n")  # no keep-alive asked
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert b"connection: close\r\n" in t.take()
+    assert t.closed

@@ -261,6 +261,8 @@ def response_head(
         out.append(b"transfer-encoding: chunked\r\n")
     if not keep_alive:
         out.append(b"connection: close\r\n")
+    elif version == b"1.0":
+        out.append(b"connection: keep-alive\r\n")  # HTTP/1.0 persists only when told so
     out += (b"via: ", via, b"\r\n\r\n")
     return b"".join(out)
 

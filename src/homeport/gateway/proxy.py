@@ -504,6 +504,8 @@ class ClientConnection(asyncio.Protocol):
         ex.status, ex.reason = status, reason
         ex.keep_alive = ex.keep_alive and head is not None and not head.has_body
         content_type, payload = body
+        if ex.keep_alive and head is not None and head.version == b"1.0":
+            headers = [*(headers or ()), (b"connection", b"keep-alive")]
         data = http1.simple_response(
             status,
             payload,
@@ -733,6 +735,8 @@ class ClientConnection(asyncio.Protocol):
             out.append(b"content-length: %d\r\n" % len(resp.body))
         if not ex.keep_alive:
             out.append(b"connection: close\r\n")
+        elif ex.head is not None and ex.head.version == b"1.0":
+            out.append(b"connection: keep-alive\r\n")
         out.append(b"\r\n")
         if not streamed and not head_only:
             out.append(resp.body)
