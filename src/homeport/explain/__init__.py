@@ -8,13 +8,27 @@
 
 The pieces: ``rules`` (patterns and templates, data), ``parse`` (text -> ``Parsed``, pure),
 ``facts`` (the edge that reads the machine), ``sections`` and ``diagnose`` (pure).
+Names load on first use, so ``homeport doctor`` can borrow ``facts.resolve`` cheaply.
 """
 
 from __future__ import annotations
 
-from homeport.explain.diagnose import Explanation, Finding, diagnose
-from homeport.explain.facts import Facts, Resolution, gather
-from homeport.explain.parse import Parsed, parse_input
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from homeport.explain.diagnose import Explanation
+
+_LAZY: dict[str, str] = {
+    "Explanation": "homeport.explain.diagnose",
+    "Facts": "homeport.explain.facts",
+    "Finding": "homeport.explain.diagnose",
+    "Parsed": "homeport.explain.parse",
+    "Resolution": "homeport.explain.facts",
+    "diagnose": "homeport.explain.diagnose",
+    "gather": "homeport.explain.facts",
+    "parse_input": "homeport.explain.parse",
+}
 
 __all__ = [
     "Explanation",
@@ -35,6 +49,10 @@ def explain(text: str, at: str | None = None) -> Explanation:
 
     Raises ``homeport.errors.UsageError`` when the text is neither an address nor a known error.
     """
+    from homeport.explain.diagnose import diagnose
+    from homeport.explain.facts import gather
+    from homeport.explain.parse import parse_input
+
     parsed = parse_input(text, at)
     return diagnose(parsed, gather(parsed))
 
@@ -42,3 +60,10 @@ def explain(text: str, at: str | None = None) -> Explanation:
 #: The name ``homeport.__all__`` can export: ``homeport.explain`` is this package, so a
 #: function of the same name there would be shadowed once the package is imported.
 explain_text = explain
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'homeport.explain' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

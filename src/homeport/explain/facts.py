@@ -13,10 +13,13 @@ import logging
 import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from homeport.addr import ip
-from homeport.explain.parse import Parsed
 from homeport.model import Listener
+
+if TYPE_CHECKING:
+    from homeport.explain.parse import Parsed
 
 log = logging.getLogger("homeport.explain")
 
