@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from homeport.addr import exposure
-from homeport.explain import Facts, Resolution, diagnose, parse_input
-from homeport.explain.diagnose import conflicts
+from homeport.explain import Facts, Resolution, parse_input
+from homeport.explain.diagnose import conflicts, diagnose
 from homeport.explain.sections import serves
 from homeport.model import Listener, Process, Socket
 

@@ -9,6 +9,8 @@
 The pieces: ``rules`` (patterns and templates, data), ``parse`` (text -> ``Parsed``, pure),
 ``facts`` (the edge that reads the machine), ``sections`` and ``diagnose`` (pure).
 Names load on first use, so ``homeport doctor`` can borrow ``facts.resolve`` cheaply.
+(``diagnose`` is not re-exported: it is also a submodule name, and the import system would
+replace the function with the module; import it from ``homeport.explain.diagnose``.)
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ _LAZY: dict[str, str] = {
     "Finding": "homeport.explain.diagnose",
     "Parsed": "homeport.explain.parse",
     "Resolution": "homeport.explain.facts",
-    "diagnose": "homeport.explain.diagnose",
     "gather": "homeport.explain.facts",
     "parse_input": "homeport.explain.parse",
 }
@@ -36,7 +37,6 @@ __all__ = [
     "Finding",
     "Parsed",
     "Resolution",
-    "diagnose",
     "explain",
     "explain_text",
     "gather",
