@@ -340,6 +340,13 @@ def test_bind_conflicts(listener: Listener, bind: str | None, expected: bool) ->
 
 NOTE_CASES = [
     (
+        "docker-holds-it",
+        "Error: listen EADDRINUSE: address already in use :::8080",
+        Facts(port=8080, listeners=(lst("0.0.0.0", 8080, owner="docker-proxy"),)),
+        ["note.docker"],
+        "docker ps --filter publish=8080",
+    ),
+    (
         "vite-moved",
         "connect ECONNREFUSED 127.0.0.1:5173",
         Facts(port=5173, nearby=(lst("127.0.0.1", 5174),)),

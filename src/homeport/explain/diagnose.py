@@ -224,6 +224,10 @@ def notes(p: Parsed, f: Facts, dests: tuple[str, ...], sid: str) -> tuple[str, .
         out.append("note.v6-elsewhere")
     if p.tool == "node" and sid in ("refused.family", "refused.partial") and "::1" in dests:
         out.append("note.node-order")
+    if sid == "in-use.held" and any(
+        o.name in ("docker-proxy", "dockerd") for x in f.listeners for o in x.owners
+    ):
+        out.append("note.docker")
     if p.kind == "in-use" and p.port is not None and in_range(p.port, f.ephemeral):
         out.append("note.ephemeral")
     return tuple(out)

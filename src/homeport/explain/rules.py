@@ -711,6 +711,14 @@ DIAGNOSES: dict[str, Template] = {
         " (dns.setDefaultResultOrder 'verbatim'), so where ::1 comes first for `localhost`,"
         " it connects to ::1.",
     ),
+    "note.docker": Template(
+        "Docker publishes port {port} (docker-proxy holds it for a container).",
+        (
+            "Stop or re-map the container rather than the proxy:"
+            " `docker ps --filter publish={port}`, then `docker stop <container>` or publish"
+            " another host port (`-p 127.0.0.1:NEW:{port}`).",
+        ),
+    ),
     "note.ephemeral": Template(
         "Port {port} lies in the ephemeral range {eph_lo}-{eph_hi}: an outgoing connection may"
         " hold it as its source port. Fixed server ports belong outside it (`homeport port`).",
