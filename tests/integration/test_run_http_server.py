@@ -255,3 +255,38 @@ def test_run_outliving_the_gateway_still_removes_its_route(gateway: Client, tmp_
         assert [s.state for s in store.services()] == ["stopped"]
     finally:
         store.close()
+
+
+IGNORES_PORT = """
+import http.server, socketserver
+# Listens wherever the kernel says, as servers that ignore $PORT do (vite under npm run dev).
+with http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler) as s:
+    print("own port", s.server_address[1], flush=True)
+    s.serve_forever()
+"""
+
+
+def test_command_ignoring_port_is_found_on_its_own_port(gateway: Client, tmp_path: Path) -> None:
+    (tmp_path / "here.txt").write_text("found me\n")
+    run = Run("--name", "stubborn", "--", sys.executable, "-c", IGNORES_PORT, cwd=tmp_path)
+    try:
+        _, port, pid = run.wait_ready()
+        assert f"own port {port}" in run.output
+        assert "ignored PORT=" in run.output or "ignored PORT=" in _more(run)
+        status, body = get(gateway.port, f"stubborn.localhost:{gateway.port}", "/here.txt")
+        assert (status, body) == (200, b"found me\n")
+        svc = gateway.call("GET", "/api/services")["services"][0]
+        assert svc["port"] == port
+        os.kill(run.proc.pid, signal.SIGINT)
+        assert run.finish() == 130
+    finally:
+        run.kill()
+    assert gone(pid)
+
+
+def _more(run: Run) -> str:
+    """Output that arrived after the ready line (the note follows it)."""
+    assert run.proc.stdout is not None
+    if select.select([run.proc.stdout], [], [], 5)[0]:
+        run.output += os.read(run.proc.stdout.fileno(), 65536).decode(errors="replace")
+    return run.output

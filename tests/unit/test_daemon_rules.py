@@ -172,3 +172,13 @@ def test_port_80_urls_leave_the_port_out(tmp_path: Path) -> None:
     cfg = DaemonConfig(state_dir=tmp_path, port=80)
     assert cfg.route_url("api.localhost") == "http://api.localhost"
     assert "homeport.localhost" in cfg.control_hosts
+
+
+def test_discovery_parsers() -> None:
+    from homeport.services.discover import parse_pgrp, socket_inode
+
+    assert parse_pgrp("77 (a) b) S 1 4242 4242 0 -1 4194560") == 4242
+    assert parse_pgrp("garbage") is None
+    assert socket_inode("socket:[123456]") == 123456
+    assert socket_inode("pipe:[5]") is None
+    assert socket_inode("/dev/null") is None

@@ -4,7 +4,8 @@ homeport picks a free port (outside the ephemeral range, leased so parallel runs
 collide), sets PORT, HOST=127.0.0.1 and HOMEPORT_URL, adds the port flags of servers that
 ignore PORT (uvicorn, gunicorn, flask run, manage.py runserver, python -m http.server, vite,
 next dev, astro dev, webpack serve), starts the command in its own process group, waits until
-it listens, and prints its URL. Output streams with a "NAME |" prefix.
+it listens, and prints its URL. Output streams with a "NAME |" prefix. A command that ignores
+PORT (``npm run dev`` on vite) is found on the port its process group listens on instead.
 
 Ctrl-C (or the command exiting) stops the whole group (SIGTERM, then SIGKILL), removes the
 route and exits with the command's status. If this process is killed, the gateway stops the
@@ -18,7 +19,8 @@ examples:
   homeport run --port 8000 -- ./server --listen 127.0.0.1:8000   a command with its own port
 
 --json: one JSON object per line instead of prefixed text:
-  {"event": "ready", "name", "url", "port", "pid", "address", "service_id", "token"}
+  {"event": "ready", "name", "url", "port", "pid", "address", "service_id", "token",
+   "ignored_port": null or the port it was given but did not use}
   {"event": "output", "line"}
   {"event": "exit", "code", "status"}
 """
@@ -139,11 +141,17 @@ def _announce(env: Env, ready: Ready, name: str, as_json: bool, lock: threading.
                         "address": ready.address,
                         "service_id": ready.service_id,
                         "token": ready.token,
+                        "ignored_port": ready.ignored_port,
                     }
                 )
             )
         else:
             env.out(f"homeport: {name} is at {ready.url}  (port {ready.port}, pid {ready.pid})")
+            if ready.ignored_port is not None:
+                env.out(
+                    f"homeport: note: it ignored PORT={ready.ignored_port}; routing to the port"
+                    f" it listens on ({ready.port})"
+                )
             if ready.token:
                 env.out(f"homeport: token {ready.token}  ({ready.url}/?homeport_token=...)")
         env.stdout.flush()

@@ -18,7 +18,7 @@ GET      /api/services                   {"services": [ServiceRecord.to_json()]}
 POST     /api/services                   body {"name","cmd","cwd","port","pid","pgid",
                                           "owner_pid"} -> {"service"}
 GET      /api/services/{id}              {"service", "lines"}
-POST     /api/services/{id}/running      body {"route": {...as POST /api/routes}} ->
+POST     /api/services/{id}/running      body {"route": {...as POST /api/routes}, "port"?} ->
                                           {"service","route","url","token"?}
 POST     /api/services/{id}/log          body {"lines": [str]} -> {"ok": true}
 POST     /api/services/{id}/exit         body {"state": "exited"|"stopped",
@@ -141,7 +141,8 @@ class _Handlers:
         if not isinstance(body, dict):
             raise UsageError("body needs a 'route' object")
         route = route_from_json(body)
-        svc = self.g.mark_running(call.params["id"], route)
+        port = call.json().get("port")
+        svc = self.g.mark_running(call.params["id"], route, port if isinstance(port, int) else None)
         return json_response(200, {"service": svc.to_json(), **self._route_answer(route)})
 
     async def log_lines(self, call: Call) -> ControlResponse:

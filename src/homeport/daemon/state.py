@@ -96,10 +96,11 @@ class Gateway:
             raise NotFound(f"no service {service_id}")
         return svc
 
-    def mark_running(self, service_id: str, route: Route) -> ServiceRecord:
+    def mark_running(self, service_id: str, route: Route, port: int | None = None) -> ServiceRecord:
+        """The service listens (on ``port``, when not the one it was given): route to it."""
         svc = self.service(service_id)
         self.put_route(replace(route, service_id=service_id))
-        running = replace(svc, state="running")
+        running = replace(svc, state="running", port=port or svc.port)
         self.store.put_service(running)
         return running
 

@@ -53,6 +53,8 @@ class Ready:
     pid: int
     address: str
     token: str | None
+    #: The port homeport asked for, when the command listens on another one instead.
+    ignored_port: int | None = None
 
 
 class ExitedEarly(NotReady):
@@ -124,12 +126,20 @@ def answering(port: int) -> str | None:
     return None
 
 
-def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> str:
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> tuple[str, int]:
+    """(loopback address, port) once the command accepts connections: on ``port``, or on
+    whatever port its process group listens on (for commands that ignore ``PORT``)."""
     deadline = time.monotonic() + timeout
+    next_scan = time.monotonic() + 0.25
     while True:
         addr = answering(port)
         if addr is not None:
-            return addr
+            return addr, port
+        if time.monotonic() >= next_scan:
+            found = _group_port(proc.pid, port)
+            if found is not None:
+                return found
+            next_scan = time.monotonic() + 0.25  # a /proc walk of the group: not every 10 ms
         if proc.poll() is not None:
             raise ExitedEarly(proc.returncode)
         if time.monotonic() > deadline:
@@ -138,6 +148,16 @@ def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> 
                 hint="does the command read $PORT? give its port with --port P",
             )
         exited_within(proc, 0.01)
+
+
+def _group_port(pgid: int, expected: int) -> tuple[str, int] | None:
+    """Another port the group listens on and that answers on loopback, if any."""
+    from homeport.services.discover import group_listening
+
+    for _, port in group_listening(pgid):
+        if port != expected and (addr := answering(port)) is not None:
+            return addr, port
+    return None
 
 
 def exited_within(proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -234,18 +254,21 @@ class Runner:
             "owner_pid": os.getpid(),
         }
         self.service_id = self.client.call("POST", "/api/services", body)["service"]["id"]
-        addr = wait_listening(self.proc, port, o.timeout)
+        addr, got = wait_listening(self.proc, port, o.timeout)
         host = f"[{addr}]" if ":" in addr else addr
         route = {
             "name": o.name,
-            "target": f"http://{host}:{port}",
+            "target": f"http://{host}:{got}",
             "auth": o.auth,
             "same_origin": o.same_origin,
         }
         data = self.client.call(
-            "POST", f"/api/services/{self.service_id}/running", {"route": route}
+            "POST", f"/api/services/{self.service_id}/running", {"route": route, "port": got}
         )
-        return Ready(self.service_id, data["url"], port, self.proc.pid, addr, data.get("token"))
+        ignored = port if got != port else None
+        return Ready(
+            self.service_id, data["url"], got, self.proc.pid, addr, data.get("token"), ignored
+        )
 
     def wait(self) -> int:
         assert self.proc is not None
