@@ -273,7 +273,8 @@ def run_nmap(ports: list[int], intensity: int) -> tuple[float, dict[int, str]]:
     found: dict[int, str] = {}
     for port in ET.fromstring(out).iter("port"):
         svc = port.find("service")
-        if svc is not None and svc.get("method") == "probed":
+        # "tcpwrapped" means nmap got no answer it could read: not an identification.
+        if svc is not None and svc.get("method") == "probed" and svc.get("name") != "tcpwrapped":
             name = svc.get("name", "")
             product = svc.get("product")
             found[int(port.get("portid", "0"))] = name + (f" ({product})" if product else "")
