@@ -254,3 +254,13 @@ def test_dashboard_index_needs_a_session(h: Harness) -> None:
     page = h.send("GET", "/")
     assert page.status == 200
     assert "default-src 'none'" in (header(page, "content-security-policy") or "")
+
+
+def test_a_failing_handler_is_a_500_not_a_crash(h: Harness) -> None:
+    async def broken(call: object) -> ControlResponse:
+        raise RuntimeError("bug")
+
+    h.app.add("GET", "/api/broken", broken)  # type: ignore[arg-type]
+    resp = h.send("GET", "/api/broken")
+    assert resp.status == 500
+    assert "daemon.log" in body(resp)["error"]

@@ -195,6 +195,9 @@ class ControlApp:
             return error(404, exc.message, exc.hint)
         except HomeportError as exc:
             return error(409, exc.message, exc.hint)
+        except Exception:  # a bug in one handler must not take the connection or daemon down
+            log.exception("control handler %s %s failed", request.method, request.path)
+            return error(500, "internal error in the homeport daemon; see daemon.log")
 
     def _guard(self, request: ControlRequest) -> ControlResponse | None:
         host = (request.header("host") or "").lower()
