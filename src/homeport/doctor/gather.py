@@ -32,14 +32,15 @@ def gather(proc: Path = PROC, sys_root: Path = SYS, etc: Path = Path("/etc")) ->
     from homeport import system
 
     localhost = resolve("localhost")
+    ephemeral = system.ephemeral_range(proc)
     socks = _tcp_sockets()
-    listeners, home_owner = _listeners(socks, localhost)
+    listeners, home_owner = _listeners(socks, localhost, ephemeral)
     return DoctorFacts(
         loopback=loopback(proc, sys_root),
         hosts_text=_read(etc / "hosts"),
         localhost=localhost,
         subdomain=resolve("homeport-doctor.localhost"),
-        ephemeral=system.ephemeral_range(proc),
+        ephemeral=ephemeral,
         reserved_ports=_read(proc / "sys/net/ipv4/ip_local_reserved_ports") or "",
         unprivileged_start=system.unprivileged_port_start(proc),
         can_bind_privileged=can_bind_privileged(_read(proc / "self/status") or ""),
@@ -142,7 +143,7 @@ def _tcp_sockets() -> list[Socket] | None:
 
 
 def _listeners(
-    socks: list[Socket] | None, localhost: Resolution
+    socks: list[Socket] | None, localhost: Resolution, ephemeral: tuple[int, int]
 ) -> tuple[tuple[LoopbackListener, ...], str | None]:
     """Loopback and wildcard TCP listeners from the dump; owners only where a check will name
     them and for the home port, all found in one /proc/*/fd walk (the expensive part)."""
@@ -156,7 +157,9 @@ def _listeners(
     ]
     named: set[int] = set()
     if localhost.addresses:
-        shown = unreachable_by_name(tuple(found), localhost.addresses[0])[:MAX_LISTED]
+        lo, hi = ephemeral
+        gone = unreachable_by_name(tuple(found), localhost.addresses[0])
+        shown = [x for x in gone if not lo <= x.port <= hi][:MAX_LISTED]
         named = {x.port for x in shown}
     held = any(s.state == "LISTEN" and s.local_port == HOME_PORT for s in socks or ())
     owners = _owners(named | ({HOME_PORT} if held else set()))
