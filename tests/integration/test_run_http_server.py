@@ -165,6 +165,9 @@ def test_command_exit_status_is_passed_on_and_route_removed(
         run.kill()
     assert gone(pid)
     assert routes(gateway) == []
+    events = gateway.call("GET", "/api/events")["events"]
+    services = [e for e in events if e["kind"].startswith("service-")]  # listeners come too
+    assert [(e["kind"], e["data"]["exit_code"]) for e in services] == [("service-exited", 3)]
 
 
 def test_kill_9_of_the_cli_lets_the_daemon_stop_the_group(gateway: Client, tmp_path: Path) -> None:

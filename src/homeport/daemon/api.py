@@ -159,7 +159,19 @@ class _Handlers:
         if state not in ("exited", "stopped") or not (code is None or isinstance(code, int)):
             raise UsageError("body needs state exited|stopped and an integer exit_code")
         self.g.finish(call.params["id"], cast(ServiceState, state), code)
-        return json_response(200, {"service": self.g.service(call.params["id"]).to_json()})
+        svc = self.g.service(call.params["id"])
+        # The same kinds and data as services the dashboard starts (homeport events lists them).
+        self.g.store.add_event(
+            f"service-{state}",
+            {
+                "id": svc.id,
+                "name": svc.name,
+                "pid": svc.pid,
+                "exit_code": code,
+                "message": f"{svc.name} (pid {svc.pid}) {state} with code {code}",
+            },
+        )
+        return json_response(200, {"service": svc.to_json()})
 
     async def access(self, call: Call) -> ControlResponse:
         limit = call.int_arg("limit", 100, 1, 10_000) or 100
