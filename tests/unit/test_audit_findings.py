@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from homeport.audit.findings import Exposure, covers, exposure, rules
+from homeport.audit.findings import Exposure, covers, exposure, rules, scope
 from homeport.audit.firewall import FirewallView, PortRule
 from homeport.audit.identify import Exchange, Identity
 from homeport.audit.outside import Attempt, OutsideReport
@@ -149,3 +149,19 @@ def test_exposure_from_attempts() -> None:
     got = exposure(_listener("0.0.0.0", 3), unverified, None)
     assert got.status == "not-verified"
     assert "needs root" in got.detail
+
+
+@pytest.mark.parametrize(
+    ("addr", "family", "v6only", "expected"),
+    [
+        ("127.0.0.1", 4, None, "loopback"),
+        ("0.0.0.0", 4, None, "all-interfaces"),
+        ("::", 6, False, "all-interfaces+dual-stack"),
+        ("::", 6, True, "all-interfaces"),
+        ("192.168.1.20", 4, None, "lan"),
+        ("100.101.102.103", 4, None, "vpn-tailnet"),
+        ("8.8.8.8", 4, None, "public"),  # classified only, never contacted
+    ],
+)
+def test_scope(addr: str, family: int, v6only: bool | None, expected: str) -> None:
+    assert scope(_listener(addr, family=family, v6only=v6only)) == expected

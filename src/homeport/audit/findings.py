@@ -28,6 +28,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from homeport.addr import address_class
 from homeport.audit import services
 from homeport.audit.catalogue import Service
 from homeport.audit.firewall import FirewallView, blocks, verdict_for
@@ -164,6 +165,19 @@ def exposure(listener: Listener, outside: OutsideReport, fw: FirewallView | None
 
 def _hp(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def scope(listener: Listener) -> str:
+    """Who the bind address admits: loopback, all-interfaces (``+dual-stack`` for a ``::``
+    socket that also takes IPv4), lan, vpn-tailnet (RFC 6598 100.64.0.0/10, which
+    Tailscale uses) or public."""
+    s = listener.socket
+    if listener.exposure == "all-interfaces":
+        dual = s.family == 6 and s.v6only is not True
+        return "all-interfaces+dual-stack" if dual else "all-interfaces"
+    if address_class(s.local_addr) == "cgnat":
+        return "vpn-tailnet"
+    return listener.exposure
 
 
 def owner_text(listener: Listener) -> str | None:

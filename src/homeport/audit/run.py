@@ -63,6 +63,7 @@ class ListenerAudit:
             "address": s.address,
             "port": s.port,
             "exposure": s.exposure,
+            "scope": findings.scope(s),
             "v6only": s.socket.v6only,
             "owner": findings.owner_text(s),
             "pids": list(s.pids),

@@ -35,12 +35,13 @@ finding reaches the threshold; 3 when a requested outside-in probe cannot run.
   "outside": {"verified", "reason", "source", "addresses"},
   "firewall": null | {"tool", "input_filter", "default_drop", "docker"},
   "notes": [str],
-  "listeners": [{"proto", "address", "port", "exposure", "v6only", "owner", "pids",
+  "listeners": [{"proto", "address", "port", "exposure", "scope", "v6only", "owner", "pids",
                  "probed_at", "service": null | {"service", "label", "version",
                  "auth" (open | protected | unknown), "tls", "http", "server", "title",
                  "proves", "evidence"}, "outside": {"status", "detail"}, "error"}],
   "findings": [{"rule", "severity", "title", "listener", "proto", "address", "port",
                 "service", "owner", "pids", "evidence": [{"probe", "answer"}], "fix"}]}
+scope is loopback | all-interfaces | all-interfaces+dual-stack | lan | vpn-tailnet | public;
 outside.status is loopback | reachable | blocked | not-verified | not-covered.
 """
 
