@@ -16,7 +16,7 @@ import pytest
 from homeport.errors import NotFound
 from homeport.ports import pick_ports, reserve_port
 from homeport.ports.lease import LeaseStore
-from homeport.ports.pick import bind_free
+from homeport.ports.pick import bind_free, inventory_holds
 
 
 def only(port: int) -> tuple[int, int]:
@@ -255,3 +255,11 @@ def test_plugin_fixtures_are_distinct_across_xdist_workers(tmp_path: Path) -> No
     ports = [int(p) for f in files for p in f.read_text().split()]
     assert len(ports) == 72
     assert len(set(ports)) == 72
+
+
+def test_inventory_second_opinion_sees_a_listener(free_port: int, tmp_path: Path) -> None:
+    assert not inventory_holds(free_port)
+    with socket.create_server(("::1", free_port), family=socket.AF_INET6):
+        assert inventory_holds(free_port)
+        with pytest.raises(NotFound):
+            pick_ports(1, port_range=only(free_port), lease_dir=tmp_path, inventory=True)

@@ -110,8 +110,15 @@ def test_http_503_then_200(flaky_http: int) -> None:
 
 
 def test_http_wrong_status_never_ready(flaky_http: int) -> None:
-    with pytest.raises(WaitFailed, match="want 204-204"):
-        wait_for(f"http://127.0.0.1:{flaky_http}/", timeout=1.0, http=HttpCheck((204, 204)))
+    reasons: list[str] = []
+    with pytest.raises(WaitFailed, match="not ready after 3s"):
+        wait_for(
+            f"http://127.0.0.1:{flaky_http}/",
+            timeout=3.0,
+            http=HttpCheck((204, 204)),
+            on_attempt=lambda r: reasons.append(r.targets[0].reason),
+        )
+    assert any("HTTP 200 (want 204-204)" in r for r in reasons)
 
 
 def test_self_connect_is_rejected(free_port: int) -> None:

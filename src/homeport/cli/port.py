@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
         ttl=args.ttl or None,
         holder_pid=args.holder if args.holder is not None else os.getppid(),
         port_range=span,
-        inventory_max_age=0.0,  # one pick per run: a fresh inventory costs little
+        inventory=True,  # one pick per run: a second opinion is affordable here
     )
     if args.json:
         render.dump_json(env, {"ports": [lease.to_json() for lease in leases]})

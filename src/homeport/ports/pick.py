@@ -2,22 +2,24 @@
 
 What "free" means here (each point answers a way other pickers lie, see DESIGN.md):
 
-* **Every family, every address.** We bind the wildcards ``0.0.0.0`` and ``::``
-  (IPV6_V6ONLY, so each family is tested on its own). A wildcard bind conflicts with a
-  listener on any address of its family, so a server on ``::1`` only or on
+* **Every family, every address.** We bind the dual-stack wildcard ``::`` (IPV6_V6ONLY
+  off, which also reserves 0.0.0.0; plain 0.0.0.0 where IPv6 is off). A wildcard bind
+  conflicts with a listener on any address, so a server on ``::1`` only or on
   ``127.0.0.2`` only makes the port busy — a check on ``127.0.0.1`` would miss both.
+  One dual-stack socket instead of one per family halves the binds (measured: the bind
+  tests were most of a pick's cost).
 * **TCP and UDP.** Both are bound, so a UDP socket on the number also makes it busy.
 * **No SO_REUSEADDR on the test sockets.** Linux lets a SO_REUSEADDR bind pass over
   TIME-WAIT remnants and other SO_REUSEADDR sockets; binding without it is stricter than
   any server, so a port that passes can be bound by servers that set it and servers
   that do not (net/ipv4/inet_connection_sock.c, ``inet_csk_bind_conflict``).
-* **The inventory as a second opinion.** A snapshot of every listener's port skips
-  numbers the kernel already reports busy. It is a pre-filter, not the truth: in this
-  network namespace the bind test catches everything the inventory sees (and more:
-  TIME-WAIT). Its cost is why it is cached — with 8 parallel pickers on a busy machine,
-  a dump every second took 80% of picking time (a dump parsed ~150 listeners in ~60 ms
-  under load). The library reuses a snapshot for :data:`SNAPSHOT_TTL` seconds; the
-  ``homeport port`` command takes a fresh one (``inventory_max_age=0``).
+* **The inventory as a second opinion, where it is affordable.** With ``inventory=True``
+  (what ``homeport port`` uses) the chosen number is also looked up in the socket
+  inventory — a netlink dump filtered to that one port in the kernel — and skipped if
+  anything is there. In this network namespace the bind test already catches all the
+  inventory sees (and more: TIME-WAIT), so the library leaves it off by default: on
+  this machine, with ~3,600 listeners from other benchmarks, one full inventory
+  snapshot took 440 ms, and per-second snapshots took 80% of 8 parallel pickers' time.
 * **Outside the ephemeral range, away from dev defaults** (see :mod:`policy`).
 * **Leased across processes** (see :mod:`lease`): the bind test runs under the lease
   lock, so two pickers never both win the same number.
@@ -33,8 +35,8 @@ import os
 import random
 import socket
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -46,70 +48,59 @@ log = logging.getLogger("homeport.ports.pick")
 
 Proto = Literal["tcp", "udp"]
 
-#: Seconds an inventory snapshot is reused by later picks in this process.
-SNAPSHOT_TTL = 30.0
 #: Seconds the ephemeral range read from /proc is reused.
 EPHEMERAL_TTL = 1.0
 
-_WILDCARDS = ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::"))
 _TYPES = (socket.SOCK_STREAM, socket.SOCK_DGRAM)
 #: errnos meaning "this address family is not usable here" (IPv6 disabled).
 _NO_FAMILY = {errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT}
 
 
 def bind_free(port: int) -> bool:
-    """True when ``port`` can be bound for TCP and UDP on both wildcards right now."""
-    for family, addr in _WILDCARDS:
-        for kind in _TYPES:
-            try:
-                s = socket.socket(family, kind)
-            except OSError as exc:
-                if exc.errno in _NO_FAMILY:
-                    break  # no IPv6 on this host: nothing of that family can hold it
-                raise
-            try:
-                if family == socket.AF_INET6:
-                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                s.bind((addr, port))
-            except OSError as exc:
-                if exc.errno in _NO_FAMILY:
-                    break
-                return False  # EADDRINUSE, or EACCES for a port we may not bind
-            finally:
-                s.close()
+    """True when ``port`` can be bound for TCP and UDP on every address right now.
+
+    One dual-stack ``::`` socket per protocol (IPV6_V6ONLY off) conflicts with IPv6 and
+    IPv4 sockets alike, so two binds cover both families; without IPv6, 0.0.0.0.
+    """
+    for kind in _TYPES:
+        verdict = _bind_once(socket.AF_INET6, "::", port, kind)
+        if verdict is None:  # no IPv6 on this host: the IPv4 wildcard covers all there is
+            verdict = _bind_once(socket.AF_INET, "0.0.0.0", port, kind)
+        if verdict is False:
+            return False
     return True
 
 
-@dataclass
-class _Snapshot:
-    taken: float = -1e9
-    ports: frozenset[int] = field(default_factory=frozenset)
+def _bind_once(family: int, addr: str, port: int, kind: int) -> bool | None:
+    """True bound, False busy (EADDRINUSE, or EACCES for a port we may not bind),
+    None when the family is unusable here."""
+    try:
+        s = socket.socket(family, kind)
+    except OSError as exc:
+        if exc.errno in _NO_FAMILY:
+            return None
+        raise
+    try:
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind((addr, port))
+    except OSError as exc:
+        return None if exc.errno in _NO_FAMILY else False
+    finally:
+        s.close()
+    return True
 
 
-_SNAPSHOT = _Snapshot()
-
-
-def busy_ports(max_age: float = SNAPSHOT_TTL) -> frozenset[int]:
-    """Local ports of every socket the inventory sees, from a snapshot at most
-    ``max_age`` old. Empty when the inventory cannot answer (the bind test still runs)."""
-    now = time.monotonic()
-    if now - _SNAPSHOT.taken > max_age:
-        _SNAPSHOT.ports = _inventory_ports()
-        _SNAPSHOT.taken = now
-    return _SNAPSHOT.ports
-
-
-def _inventory_ports() -> frozenset[int]:
+def inventory_holds(port: int) -> bool:
+    """Whether the inventory reports any listening socket on ``port`` (one
+    port-filtered dump). False when the inventory cannot answer: binding is the truth."""
     try:
         from homeport.inventory import sockets
 
-        # Listening sockets only: a dump filtered by state in the kernel costs < 1 ms,
-        # every state ~45 ms here. TIME-WAIT and connected sockets are caught by the
-        # strict bind test anyway.
-        return frozenset(s.local_port for s in sockets())
-    except Exception as exc:  # the inventory is advisory here; binding is the truth
+        return bool(sockets(port=port))
+    except Exception as exc:  # advisory only; the bind test already passed
         log.debug("inventory unavailable for port picking: %s", exc)
-        return frozenset()
+        return False
 
 
 def _ephemeral() -> tuple[int, int]:
@@ -183,6 +174,10 @@ def _holder(pid: int | None) -> Holder:
     return holder
 
 
+def _with_inventory(port: int) -> bool:
+    return bind_free(port) and not inventory_holds(port)
+
+
 def pick_ports(
     count: int = 1,
     *,
@@ -192,26 +187,27 @@ def pick_ports(
     holder_pid: int | None = None,
     port_range: tuple[int, int] | None = None,
     lease_dir: Path | None = None,
-    inventory_max_age: float = SNAPSHOT_TTL,
+    inventory: bool = False,
 ) -> list[Lease]:
     """Lease ``count`` distinct free ports and return the leases.
 
     ``ttl`` None: the lease lasts while the holder (default: this process) runs.
     ``name``: prefer the port this name got before, else its stable hash slot.
-    ``inventory_max_age``: how old a reused inventory snapshot may be (0: fresh).
+    ``inventory``: also ask the socket inventory about each chosen number (slower).
     """
     if count < 1:
         raise UsageError(f"count must be at least 1, not {count}")
     if name is not None and not 0 < len(name) <= MAX_NAME:
         raise UsageError(f"a port name must have 1-{MAX_NAME} characters")
     policy, store, holder = _policy(port_range), _store(lease_dir), _holder(holder_pid)
-    busy = busy_ports(inventory_max_age)
+    check = _with_inventory if inventory else bind_free
+    taken: set[int] = set()
     out: list[Lease] = []
     for i in range(count):
         label = name if (name is None or i == 0) else f"{name}[{i}]"
-        lease = _pick_one(policy, store, holder, busy, label, proto, ttl)
+        lease = _pick_one(policy, store, holder, check, taken, label, proto, ttl)
         out.append(lease)
-        busy = busy | {lease.port}
+        taken.add(lease.port)  # leased to us already; skip it for the rest of the batch
     return out
 
 
@@ -219,7 +215,8 @@ def _pick_one(
     policy: PortPolicy,
     store: LeaseStore,
     holder: Holder,
-    busy: frozenset[int],
+    check: Callable[[int], bool],
+    taken: set[int],
     name: str | None,
     proto: Proto,
     ttl: float | None,
@@ -239,9 +236,9 @@ def _pick_one(
         return name is not None and current.name == name and current.holder == holder
 
     for port in candidates(policy, start=start, rng=_rng()):
-        if port in busy:
+        if port in taken:
             continue
-        lease = store.try_take(port, make_lease, bind_free, renew=same_ask)
+        lease = store.try_take(port, make_lease, check, renew=same_ask)
         if lease is not None:
             if name is not None:
                 store.remember(name, port)
