@@ -210,6 +210,25 @@ def etcd(safe: bool, port: int) -> App:
     return app
 
 
+def vite(safe: bool, port: int) -> App:
+    """Vite's dev server (vite.dev/config/server-options): the HMR WebSocket on ``/`` and
+    ``server.allowedHosts`` (CVE-2025-24010 made Host and Origin checks the default)."""
+
+    def app(method: str, path: str, h: dict[str, str], body: bytes) -> Reply:
+        if safe and not local_host(h.get("host")):
+            return 403, [], b"Blocked request. This host is not allowed."
+        ws = _ws(h, allowed=not safe or _origin_ok(h))
+        if ws:
+            return ws
+        if path == "/@vite/client":
+            js = b"import '/@vite/env'; const hot = import.meta.hot; // [vite] connecting..."
+            return 200, [("Content-Type", "text/javascript")], js
+        page = b'<script type="module" src="/@vite/client"></script><title>Vite App</title>'
+        return 200, [("Content-Type", "text/html")], page
+
+    return app
+
+
 def weak_allowlist(safe: bool, port: int) -> App:
     """A dev server whose Host check is a prefix test (the kind CVE write-ups show):
     ``startswith("127.0.0.1")`` or ``startswith("localhost")``."""

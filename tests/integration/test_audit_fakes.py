@@ -112,6 +112,15 @@ CASES: list[tuple[str, Callable[[bool, int], fakes.App], bool, str, str, Expecte
     ),
     ("etcd-safe", fakes.etcd, True, "etcd", "protected", set()),
     (
+        "vite-unsafe",
+        fakes.vite,
+        False,
+        "vite",
+        "unknown",
+        {("dns-rebinding", "medium"), ("websocket-origin", "medium")},
+    ),
+    ("vite-safe", fakes.vite, True, "vite", "unknown", set()),
+    (
         "prefix-allowlist",
         fakes.weak_allowlist,
         False,
