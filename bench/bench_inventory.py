@@ -32,6 +32,7 @@ import os
 import platform
 import pstats
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -54,7 +55,9 @@ README = HERE / "README.md"
 SECTION = "## Inventory (issue 2)"
 BEGIN, END = "<!-- inventory-bench:begin -->", "<!-- inventory-bench:end -->"
 
-Timer = Callable[[], float]
+#: One timed run: (wall seconds, CPU seconds of user + system time).
+Sample = tuple[float, float]
+Timer = Callable[[], Sample]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,20 +76,35 @@ class Case:
 
 @dataclass(frozen=True, slots=True)
 class Result:
+    """Wall times judge the targets. CPU times are shown beside them because they move
+    far less when other work loads the machine (they do count both owner-walk threads)."""
+
     case: Case
-    ours: tuple[float, ...]
-    peer: tuple[float, ...]
+    ours: tuple[Sample, ...]
+    peer: tuple[Sample, ...]
+
+    def wall(self, side: str) -> list[float]:
+        return [x[0] for x in (self.ours if side == "ours" else self.peer)]
+
+    def cpu(self, side: str) -> list[float]:
+        return [x[1] for x in (self.ours if side == "ours" else self.peer)]
 
     @property
     def ratio(self) -> float | None:
         if not self.peer:
             return None
-        return statistics.median(self.ours) / statistics.median(self.peer)
+        return statistics.median(self.wall("ours")) / statistics.median(self.wall("peer"))
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        if not self.peer:
+            return None
+        return statistics.median(self.cpu("ours")) / statistics.median(self.cpu("peer"))
 
     @property
     def passed(self) -> bool:
         if self.case.absolute:
-            return statistics.median(self.ours) <= self.case.target
+            return statistics.median(self.wall("ours")) <= self.case.target
         return self.ratio is not None and self.ratio <= self.case.target
 
 
@@ -109,23 +127,25 @@ def user_environ(pycache: str) -> dict[str, str]:
 def process_timer(argv: Sequence[str], env: dict[str, str] | None = None) -> Timer:
     """Wall time of a whole process, stdout and stderr to /dev/null, exit status checked."""
 
-    def run() -> float:
+    def run() -> Sample:
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         took = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode:
             err = proc.stderr.decode(errors="replace").strip()
             raise SystemExit(f"bench_inventory: {' '.join(argv)} exited {proc.returncode}: {err}")
-        return took
+        return took, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
 
     return run
 
 
 def call_timer(fn: Callable[[], object]) -> Timer:
-    def run() -> float:
-        t0 = time.perf_counter()
+    def run() -> Sample:
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
     return run
 
@@ -146,8 +166,8 @@ _SERVE_LISTENERS = """
 import sys, time, homeport
 homeport.listeners()
 for _ in sys.stdin:
-    t0 = time.perf_counter(); homeport.listeners()
-    print(time.perf_counter() - t0, flush=True)
+    c0, t0 = time.process_time(), time.perf_counter(); homeport.listeners()
+    print(time.perf_counter() - t0, time.process_time() - c0, flush=True)
 """
 
 
@@ -165,10 +185,11 @@ def remote_listeners(env: dict[str, str]) -> Iterator[Timer]:
     assert proc.stdout is not None
     stdin, stdout = proc.stdin, proc.stdout
 
-    def run() -> float:
+    def run() -> Sample:
         stdin.write("\n")
         stdin.flush()
-        return float(stdout.readline())
+        wall, cpu = stdout.readline().split()
+        return float(wall), float(cpu)
 
     try:
         yield run
@@ -232,15 +253,15 @@ def build_cases(
 
 def measure(cases: list[Case], rounds: int) -> list[Result]:
     """Interleave every case's two sides; flip which goes first every round."""
-    ours: dict[str, list[float]] = {c.name: [] for c in cases}
-    peer: dict[str, list[float]] = {c.name: [] for c in cases}
+    ours: dict[str, list[Sample]] = {c.name: [] for c in cases}
+    peer: dict[str, list[Sample]] = {c.name: [] for c in cases}
     for c in cases:  # warm-up: imports, page cache, dentries; not recorded
         c.ours()
         if c.peer:
             c.peer()
     for r in range(rounds):
         for c in cases:
-            sides: list[tuple[Timer, list[float]]] = [(c.ours, ours[c.name])]
+            sides: list[tuple[Timer, list[Sample]]] = [(c.ours, ours[c.name])]
             if c.peer is not None:
                 sides.append((c.peer, peer[c.name]))
             for fn, sink in sides if r % 2 == 0 else reversed(sides):
@@ -293,8 +314,8 @@ def _ms(xs: Sequence[float]) -> str:
 def table(results: list[Result], rounds: int) -> str:
     lines = [
         f"| case (n={rounds}) | homeport min / median ms | peer | peer min / median ms "
-        "| ratio | target | verdict |",
-        "|---|---:|---|---:|---:|---:|---|",
+        "| ratio | target | verdict | CPU ms homeport / peer | CPU ratio |",
+        "|---|---:|---|---:|---:|---:|---|---:|---:|",
     ]
     for r in results:
         c = r.case
@@ -303,9 +324,12 @@ def table(results: list[Result], rounds: int) -> str:
         if c.absolute and ratio:
             ratio = f"({ratio})"  # shown for reference, not judged
         verdict = "PASS" if r.passed else "MISS"
+        cpu = f"{statistics.median(r.cpu('ours')) * 1e3:.1f} / "
+        cpu += f"{statistics.median(r.cpu('peer')) * 1e3:.1f}" if r.peer else "-"
+        cpu_ratio = f"{r.cpu_ratio:.2f}" if r.cpu_ratio is not None else ""
         lines.append(
-            f"| {c.name} | {_ms(r.ours)} | {c.peer_name} | {_ms(r.peer)} | {ratio} | {target} "
-            f"| {verdict} |"
+            f"| {c.name} | {_ms(r.wall('ours'))} | {c.peer_name} | {_ms(r.wall('peer'))} "
+            f"| {ratio} | {target} | {verdict} | {cpu} | {cpu_ratio} |"
         )
     return "\n".join(lines)
 
