@@ -161,7 +161,7 @@ def page(browser: Any, daemon: Daemon) -> Any:
     pg.goto(daemon.login_url())
     pg.wait_for_selector("#app:not([hidden])")
     pg.wait_for_selector("#conn.live")
-    expect(pg.locator("#l-body tr").first).to_be_attached()
+    expect(pg.locator("#l-body [role=row]").first).to_be_attached()
     return pg
 
 

@@ -29,7 +29,7 @@ def listen(host: str = "127.0.0.1") -> socket.socket:
 
 
 def row(page: Any, address: str, port: int) -> Any:
-    return page.locator(f'#l-body tr[data-key^="tcp/{address}/{port}/"]')
+    return page.locator(f'#l-body [data-key^="tcp/{address}/{port}/"]')
 
 
 def test_login_link_shows_listeners_and_details(page: Any, daemon: Daemon, shot: Shot) -> None:
@@ -48,7 +48,7 @@ def test_login_link_shows_listeners_and_details(page: Any, daemon: Daemon, shot:
     page.locator("body").press("/")
     expect(page.locator("#l-filter")).to_be_focused()
     page.keyboard.type(f"{daemon.port} ")
-    shown = page.locator("#l-body tr:not([hidden])")
+    shown = page.locator("#l-body [role=row]:not([hidden])")
     expect(shown.first).to_be_visible()
     assert all(str(daemon.port) in t for t in shown.all_inner_texts())
     # Enter on a focused row opens its details.
@@ -201,7 +201,7 @@ def test_without_login_no_data_and_api_refuses(browser: Any, daemon: Daemon, sho
     pg.goto(daemon.base + "/")
     expect(pg.locator("#login")).to_be_visible()
     expect(pg.locator("#app")).to_be_hidden()
-    assert pg.locator("#l-body tr").count() == 0
+    assert pg.locator("#l-body [role=row]").count() == 0
     assert str(daemon.pid) not in pg.content()
     shot(pg, "login")
 

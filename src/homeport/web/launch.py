@@ -108,7 +108,9 @@ class Launcher:
         self._procs[svc.id] = proc
         self._own(self._pump(svc.id, proc), f"pump-{svc.id}")
         try:
-            addr = await asyncio.to_thread(_wait_listening, proc, port)
+            # The address that answered, and the port: a command that ignores PORT is
+            # found on the port its process group listens on.
+            addr, port = await asyncio.to_thread(_wait_listening, proc, port)
         except Exception:
             await self._stop_proc(svc.id)
             raise
@@ -217,7 +219,7 @@ def _free_port() -> int:
     return free_port()
 
 
-def _wait_listening(proc: subprocess.Popen[bytes], port: int) -> str:
+def _wait_listening(proc: subprocess.Popen[bytes], port: int) -> tuple[str, int]:
     from homeport.services.runner import wait_listening
 
     return wait_listening(proc, port, READY_TIMEOUT)

@@ -129,23 +129,24 @@
   }
   function fillRow(tr, r) {
     const exposed = r.exposure !== "loopback";
+    const cell = (cls, attrs, ...kids) => el("div", { role: "cell", class: cls, ...attrs }, ...kids);
     const cells = [
-      el("td", { class: "mono", text: String(r.port) }),
-      el("td", { text: r.proto }),
-      el("td", { class: "mono", text: r.address }),
-      el("td", null, badge(r.exposure)),
-      el("td", { text: r.process || (r.owner_status === "known" ? "-" : `(${r.owner_status})`), title: r.command || r.owner_hint || "" }),
-      el("td", { class: "mono opt", text: r.pids.join(" ") || "-" }),
-      el("td", { class: "opt", text: r.user || "-" }),
-      el("td", { class: "opt up", text: age(r.started) }),
-      el("td", null, r.url ? el("a", { href: r.url, text: r.route, tabindex: "-1" }) : "-"),
+      cell("c-port mono", { text: String(r.port) }),
+      cell("c-proto", { text: r.proto }),
+      cell("c-addr mono", { text: r.address, title: r.address }),
+      cell("c-exp", null, badge(r.exposure)),
+      cell("c-proc", { text: r.process || (r.owner_status === "known" ? "-" : `(${r.owner_status})`), title: r.command || r.owner_hint || "" }),
+      cell("c-pid mono opt", { text: r.pids.join(" ") || "-" }),
+      cell("c-user opt", { text: r.user || "-" }),
+      cell("c-up opt", { text: age(r.started) }),
+      cell("c-route", null, r.url ? el("a", { href: r.url, text: r.route, tabindex: "-1" }) : "-"),
     ];
     tr.replaceChildren(...cells);
     tr.classList.toggle("exposed", exposed);
     tr._search = `${r.port} ${r.proto} ${hostPort(r.address, r.port)} ${r.exposure} ${r.process || ""} ${r.pids.join(" ")} ${r.user || ""} ${r.route || ""} ${r.command || ""}`.toLowerCase();
   }
   function makeRow(r) {
-    const tr = el("tr", { tabindex: "0", "data-key": r.key, "aria-selected": "false" });
+    const tr = el("div", { role: "row", class: "lrow", tabindex: "0", "data-key": r.key, "aria-selected": "false" });
     fillRow(tr, r);
     return tr;
   }
@@ -236,7 +237,7 @@
   }
   function resort(key) {
     S.sort = { key, dir: S.sort.key === key ? -S.sort.dir : 1 };
-    for (const th of document.querySelectorAll("#l-table th")) {
+    for (const th of document.querySelectorAll("#l-head [data-sort]")) {
       th.setAttribute("aria-sort", th.dataset.sort === key ? (S.sort.dir > 0 ? "ascending" : "descending") : "none");
     }
     const rows = S.order.map((k) => S.rows.get(k)).sort(compare);
@@ -247,7 +248,7 @@
   }
   function refreshUptimes() {
     for (const [key, tr] of S.els) {
-      const cell = tr.cells[7];
+      const cell = tr.children[7];
       if (cell && !tr.hidden) cell.textContent = age(S.rows.get(key).started);
     }
   }
@@ -545,11 +546,11 @@
     $("l-filter").addEventListener("input", applyFilter);
     $("l-exposed").addEventListener("change", applyFilter);
     $("l-udp").addEventListener("change", applyFilter);
-    for (const th of document.querySelectorAll("#l-table th")) th.querySelector("button").addEventListener("click", () => resort(th.dataset.sort));
+    for (const th of document.querySelectorAll("#l-head [data-sort]")) th.querySelector("button").addEventListener("click", () => resort(th.dataset.sort));
     const body = $("l-body");
-    body.addEventListener("click", (ev) => { const tr = ev.target.closest("tr"); if (tr && !ev.target.closest("a")) openDetail(tr.dataset.key); });
+    body.addEventListener("click", (ev) => { const tr = ev.target.closest("[role=row]"); if (tr && !ev.target.closest("a")) openDetail(tr.dataset.key); });
     body.addEventListener("keydown", (ev) => {
-      const tr = ev.target.closest("tr");
+      const tr = ev.target.closest("[role=row]");
       if (!tr) return;
       if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); openDetail(tr.dataset.key); return; }
       const step = { ArrowDown: "nextElementSibling", ArrowUp: "previousElementSibling" }[ev.key];
