@@ -188,3 +188,85 @@ def test_killed_audit_is_swept_by_the_next(lab: Lab) -> None:
         swept = outside.sweep_stale()
     assert any(n.startswith(f"hpaudit-{proc.pid}-") for n in swept)
     assert _ours_left(proc.pid) == []
+
+
+def _redis(lab: Lab, bind: str, protected: bool) -> tuple[subprocess.Popen[bytes], int]:
+    redis = shutil.which("redis-server")
+    if redis is None:
+        pytest.skip("redis-server is not installed (Debian package; .ci/run installs it)")
+    import portpicker
+
+    port = portpicker.pick_unused_port()
+    proc = subprocess.Popen(
+        [
+            redis,
+            "--port",
+            str(port),
+            "--bind",
+            bind,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/tmp",
+            "--protected-mode",
+            "yes" if protected else "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 15
+    while True:  # bounded connect loop: the accept is the readiness signal
+        with socket.socket() as s:
+            if s.connect_ex((bind if bind != "0.0.0.0" else "127.0.0.1", port)) == 0:
+                return proc, port
+        assert time.monotonic() < deadline, "redis-server never listened"
+        assert proc.poll() is None, "redis-server exited"
+        time.sleep(0.02)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(10)
+
+
+def test_redis_protected_mode_answers_loopback_only(lab: Lab) -> None:
+    # No password, protected-mode on, bound to all interfaces: loopback gets +PONG, a
+    # client from another address gets -DENIED. Not critical, but still a finding.
+    proc, port = _redis(lab, "0.0.0.0", protected=True)
+    try:
+        mine = [x for x in listeners(port=port, udp=False) if x.address == "0.0.0.0"]
+        report = audit(
+            AuditConfig(probe_timeout=0.5, probe_addresses=(lab.address,), web=False),
+            listeners=mine,
+        )
+    finally:
+        _stop(proc)
+    ident = report.listeners[0].identity
+    assert ident is not None
+    assert (ident.service, ident.auth, ident.remote_auth) == ("redis", "open", "protected")
+    assert {(f.rule, f.severity) for f in report.findings} == {
+        ("exposed-reachable", "high"),
+        ("unauthenticated", "medium"),
+    }
+    (auth,) = [f for f in report.findings if f.rule == "unauthenticated"]
+    assert "loopback clients only" in auth.title
+    assert auth.evidence[1].answer.startswith("-DENIED")
+
+
+def test_redis_without_protection_on_a_lan_address_is_critical(lab: Lab) -> None:
+    proc, port = _redis(lab, lab.address, protected=False)
+    try:
+        mine = [x for x in listeners(port=port, udp=False) if x.address == lab.address]
+        report = audit(
+            AuditConfig(probe_timeout=0.5, probe_addresses=(lab.address,), web=False),
+            listeners=mine,
+        )
+    finally:
+        _stop(proc)
+    assert report.listeners[0].target == f"{lab.address}:{port}"
+    assert {(f.rule, f.severity) for f in report.findings} == {
+        ("exposed-reachable", "critical"),
+        ("unauthenticated", "critical"),
+    }

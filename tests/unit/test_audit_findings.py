@@ -165,3 +165,18 @@ def test_exposure_from_attempts() -> None:
 )
 def test_scope(addr: str, family: int, v6only: bool | None, expected: str) -> None:
     assert scope(_listener(addr, family=family, v6only=v6only)) == expected
+
+
+def test_loopback_only_open_access_is_not_escalated() -> None:
+    import dataclasses
+
+    denied = Exchange("redis-ping", b"*1\r\n$4\r\nPING\r\n", b"-DENIED Redis is running ...")
+    ident = dataclasses.replace(REDIS_OPEN, remote_auth="protected", remote_evidence=denied)
+    exp = Exposure("reachable", "reachable from outside at 198.18.1.1")
+    found = rules(_listener("0.0.0.0"), ident, exp)
+    assert {(f.rule, f.severity) for f in found} == {
+        ("exposed-reachable", "high"),
+        ("unauthenticated", "medium"),
+    }
+    (auth,) = [f for f in found if f.rule == "unauthenticated"]
+    assert [e.answer for e in auth.evidence] == ["+PONG\r\n", "-DENIED Redis is running ..."]

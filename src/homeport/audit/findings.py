@@ -247,7 +247,7 @@ def _exposure_finding(
         return None
     svc = _service(ident)
     name = svc.label if svc else f"{listener.proto.upper()} listener"
-    open_ = ident is not None and ident.auth == "open"
+    open_ = ident is not None and ident.auth == "open" and ident.remote_auth != "protected"
     fix = _bind_fix(listener, svc)
     where = _hp(listener.address, listener.port)
     if exp.status == "reachable":
@@ -307,19 +307,17 @@ def _auth_finding(listener: Listener, ident: Identity | None, exp: Exposure) -> 
     if ident is None or svc is None or ident.auth != "open" or svc.open_severity == "info":
         return None
     sev: Severity = svc.open_severity
-    if exp.status in ("reachable", "not-verified", "not-covered"):
+    loopback_only = ident.remote_auth == "protected"
+    if exp.status in ("reachable", "not-verified", "not-covered") and not loopback_only:
         sev = "critical"
-    ev = (evidence_of(ident.evidence),) if ident.evidence else ()
+    ev: tuple[Evidence, ...] = (evidence_of(ident.evidence),) if ident.evidence else ()
+    if ident.remote_evidence is not None:
+        ev += (evidence_of(ident.remote_evidence),)
     what = ident.proves or "answers without authentication"
-    return _finding(
-        listener,
-        ident,
-        "unauthenticated",
-        sev,
-        f"{svc.label} answers without authentication: {what}",
-        ev,
-        svc.auth_fix,
-    )
+    if loopback_only:
+        what += " (loopback clients only: a client from another address was refused)"
+    title = f"{svc.label} answers without authentication: {what}"
+    return _finding(listener, ident, "unauthenticated", sev, title, ev, svc.auth_fix)
 
 
 _WEB: dict[WebIssue, tuple[str, Severity, Severity]] = {

@@ -59,6 +59,10 @@ class Identity:
     #: What the proving probe shows, in words (empty when only identified).
     proves: str = ""
     evidence: Exchange | None = None
+    #: For a listener beyond loopback: the same proof sent from one of this host's own
+    #: non-loopback addresses (Redis protected-mode and others refuse such clients).
+    remote_auth: Auth | None = None
+    remote_evidence: Exchange | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,7 @@ class Identity:
             "title": self.title,
             "proves": self.proves,
             "evidence": evidence_json(self.evidence) if self.evidence else None,
+            "remote_auth": self.remote_auth,
         }
 
 

@@ -32,6 +32,8 @@ class Target:
 
     host: str
     port: int
+    #: Local address to connect from (a non-loopback one of this host), None for any.
+    source: str | None = None
 
     @property
     def netloc(self) -> str:
@@ -96,6 +98,7 @@ class Prober:
             target.port,
             ssl=_tls_context() if tls else None,
             server_hostname="" if tls else None,
+            local_addr=(target.source, 0) if target.source else None,
         )
         connected.append(True)  # for TLS: the handshake is done
         buf = b""

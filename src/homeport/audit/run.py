@@ -9,7 +9,9 @@ the host's own non-loopback addresses (or ``probe_addresses``), from its namespa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +21,7 @@ from typing import Any
 from homeport import addr
 from homeport.audit import findings, firewall, outside, services, web
 from homeport.audit.findings import Exposure, Finding
-from homeport.audit.identify import Identity
+from homeport.audit.identify import Auth, Identity
 from homeport.audit.probe import Fingerprint, Prober, Target, fingerprint
 from homeport.audit.severity import Severity, rank
 from homeport.model import Listener
@@ -102,8 +104,29 @@ def probe_host(listener: Listener) -> str:
     return str(a)
 
 
+async def _remote_auth(
+    prober: Prober, listener: Listener, ident: Identity | None, sources: Sequence[str]
+) -> Identity | None:
+    """Replay the proof of open access from a non-loopback address of this host, for a
+    listener bound beyond loopback: services such as Redis (protected-mode) answer loopback
+    clients only, and then other machines get nothing."""
+    if ident is None or ident.auth != "open" or ident.evidence is None:
+        return ident
+    s = listener.socket
+    src = next((a for a in sources if findings.covers(s.local_addr, s.v6only, a)), None)
+    if listener.exposure == "loopback" or src is None:
+        return ident
+    target = Target(src, listener.port, source=src)
+    proof = ident.evidence
+    http = proof.response is not None
+    data = web.rewrite(proof.sent, host=target.netloc) if http else proof.sent
+    ex = await prober.send(target, proof.probe, data, http=http, tls=proof.tls)
+    verdict: Auth = "open" if web.still_open(ident.service, ex) else "protected"
+    return dataclasses.replace(ident, remote_auth=verdict, remote_evidence=ex)
+
+
 async def _audit_one(
-    prober: Prober, listener: Listener, cfg: AuditConfig
+    prober: Prober, listener: Listener, cfg: AuditConfig, sources: Sequence[str] = ()
 ) -> tuple[Fingerprint | None, tuple[web.WebIssueRecord, ...], str | None, str | None]:
     if listener.proto != "tcp":
         return None, (), None, None
@@ -111,6 +134,8 @@ async def _audit_one(
     try:
         async with asyncio.timeout(cfg.listener_timeout):
             fp = await fingerprint(prober, target)
+            ident = await _remote_auth(prober, listener, fp.identity, sources)
+            fp = dataclasses.replace(fp, identity=ident)
             issues: tuple[web.WebIssueRecord, ...] = ()
             if cfg.web and fp.http and fp.identity is not None:
                 svc = services.SERVICES[fp.identity.service]
@@ -132,13 +157,16 @@ async def audit_async(
     t0 = time.monotonic()
     prober = Prober(timeout=cfg.probe_timeout, concurrency=cfg.concurrency)
     ports = sorted({x.port for x in listeners if x.proto == "tcp"})
+    sources: Sequence[str] = cfg.probe_addresses
+    if not sources and any(x.exposure != "loopback" for x in listeners):
+        sources = await asyncio.to_thread(_own_addresses)
     cancel = threading.Event()
     out_task = asyncio.create_task(asyncio.to_thread(_outside, cfg, ports, cancel))
     done = 0
 
     async def one(x: Listener) -> tuple[Any, ...]:
         nonlocal done
-        result = await _audit_one(prober, x, cfg)
+        result = await _audit_one(prober, x, cfg, sources)
         done += 1
         if progress is not None:
             progress(done, len(listeners), f"{x.address}:{x.port}")
@@ -169,6 +197,13 @@ async def audit_async(
         time.monotonic() - t0,
         _notes(out_report, fw),
     )
+
+
+def _own_addresses() -> list[str]:
+    try:
+        return outside.own_targets(outside.host_addresses())
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []  # no `ip`: the loopback verdict stands alone
 
 
 def _outside(
