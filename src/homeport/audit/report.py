@@ -16,6 +16,7 @@ from typing import Any
 
 from homeport import __version__
 from homeport.audit.findings import RULES, Finding
+from homeport.audit.identify import Identity
 from homeport.audit.run import AuditReport, ListenerAudit
 from homeport.audit.severity import SARIF_LEVEL, SECURITY_SCORE, SEVERITIES, Severity, rank
 
@@ -174,12 +175,20 @@ def listener_rows(report: AuditReport) -> list[list[str]]:
                 if ":" not in x.listener.address
                 else f"[{x.listener.address}]:{x.listener.port}/{x.listener.proto}",
                 _service_cell(x),
-                ident.auth if ident else "-",
+                _auth_cell(ident),
                 x.exposure.status,
                 _owner(x),
             ]
         )
     return rows
+
+
+def _auth_cell(ident: Identity | None) -> str:
+    if ident is None:
+        return "-"
+    if ident.auth == "open" and ident.remote_auth == "protected":
+        return "open (loopback only)"
+    return ident.auth
 
 
 def _owner(x: ListenerAudit) -> str:

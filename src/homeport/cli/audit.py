@@ -38,9 +38,12 @@ finding reaches the threshold; 3 when a requested outside-in probe cannot run.
   "listeners": [{"proto", "address", "port", "exposure", "scope", "v6only", "owner", "pids",
                  "probed_at", "service": null | {"service", "label", "version",
                  "auth" (open | protected | unknown), "tls", "http", "server", "title",
-                 "proves", "evidence"}, "outside": {"status", "detail"}, "error"}],
+                 "proves", "evidence", "remote_auth" (null | open | protected)},
+                 "outside": {"status", "detail"}, "error"}],
   "findings": [{"rule", "severity", "title", "listener", "proto", "address", "port",
                 "service", "owner", "pids", "evidence": [{"probe", "answer"}], "fix"}]}
+remote_auth: for a listener beyond loopback, the same proof sent from one of this host's
+own non-loopback addresses (Redis protected-mode answers loopback only);
 scope is loopback | all-interfaces | all-interfaces+dual-stack | lan | vpn-tailnet | public;
 outside.status is loopback | reachable | blocked | not-verified | not-covered.
 """
