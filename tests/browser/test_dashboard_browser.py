@@ -56,6 +56,12 @@ def test_login_link_shows_listeners_and_details(page: Any, daemon: Daemon, shot:
     page.keyboard.press("Enter")
     expect(page.locator("#detail")).to_be_visible()
 
+    page.click("#tab-doctor")
+    expect(page.locator("#d-list li").first).to_be_visible()
+    expect(page.locator("#d-status")).to_contain_text("overall:")
+    shot(page, "doctor")
+    page.click("#tab-listeners")
+
     page.emulate_media(color_scheme="dark")
     shot(page, "listeners-dark")
     page.set_viewport_size({"width": 480, "height": 800})
@@ -142,6 +148,14 @@ def test_service_started_from_page(
         other.goto(f"http://{name}.localhost:{daemon.port}/")
         expect(other.locator("body")).to_contain_text("hello from the dashboard test")
         other.close()
+
+        # Restart: a new process on the same name and port, its output shown again.
+        old_pid = svc_row.locator("td").nth(2).inner_text()
+        svc_row.locator("button[data-act=restart]").click()
+        svc_row = page.locator(f'#s-body tr[data-name="{name}"]').first
+        expect(svc_row).to_contain_text("running")
+        expect(svc_row.locator("td").nth(2)).not_to_have_text(old_pid)
+        expect(page.locator("#o-lines")).to_contain_text("svc ready on")
 
         svc_row.locator("button[data-act=stop]").click()
         expect(svc_row).to_contain_text("stopped", timeout=15_000)
