@@ -3,8 +3,10 @@
 8 processes each pick 500 ports as fast as they can, all at once (a start event opens
 the gate after every worker has imported its library), and keep everything they got:
 a port handed to two live workers is a collision. Reported per method: picks per
-second per process (median over workers, then median over rounds) and collisions
-(median over rounds), plus the ratio of homeport's rate to each peer's.
+second per process and CPU time per pick (median over workers, then median over
+rounds) and collisions (median over rounds), plus homeport's ratios to each peer. CPU
+per pick is the number to trust on a shared machine: the wall-clock rate also measures
+everyone else's load.
 
     .venv/bin/python bench/bench_ports.py [--rounds 5] [--procs 8] [--picks 500]
 """
@@ -50,14 +52,14 @@ def make_picker(method: str, lease_dir: str) -> Callable[[], int]:
 def worker(method: str, lease_dir: str, picks: int, gate: Event, out: Connection) -> None:
     pick = make_picker(method, lease_dir)
     gate.wait()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     got = [pick() for _ in range(picks)]
-    elapsed = time.perf_counter() - t0
-    out.send((got, elapsed))
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    out.send((got, elapsed, cpu))
     out.recv()  # hold the leases (stay alive) until every worker has reported
 
 
-def one_round(method: str, procs: int, picks: int) -> tuple[float, int]:
+def one_round(method: str, procs: int, picks: int) -> tuple[float, float, int]:
     ctx = mp.get_context("fork")
     gate = ctx.Event()
     with tempfile.TemporaryDirectory() as lease_dir:
@@ -75,10 +77,11 @@ def one_round(method: str, procs: int, picks: int) -> tuple[float, int]:
             pipe.send("done")
         for p in workers:
             p.join(timeout=60)
-    rates = [picks / elapsed for _, elapsed in results]
-    counts = Counter(port for got, _ in results for port in got)
+    rates = [picks / elapsed for _, elapsed, _ in results]
+    cpu_us = [cpu / picks * 1e6 for _, _, cpu in results]
+    counts = Counter(port for got, _, _ in results for port in got)
     collisions = sum(n - 1 for n in counts.values() if n > 1)
-    return statistics.median(rates), collisions
+    return statistics.median(rates), statistics.median(cpu_us), collisions
 
 
 def machine() -> str:
@@ -101,23 +104,31 @@ def main() -> None:
     args = ap.parse_args()
     methods = ["homeport", "portpicker", "bind0"]
     rates: dict[str, list[float]] = {m: [] for m in methods}
+    cpus: dict[str, list[float]] = {m: [] for m in methods}
     colls: dict[str, list[int]] = {m: [] for m in methods}
     for r in range(args.rounds):
         order = methods[r % 3 :] + methods[: r % 3]  # interleave, rotating who goes first
         for m in order:
-            rate, coll = one_round(m, args.procs, args.picks)
+            rate, cpu, coll = one_round(m, args.procs, args.picks)
             rates[m].append(rate)
+            cpus[m].append(cpu)
             colls[m].append(coll)
-            print(f"round {r + 1} {m:10s} {rate:8.0f} picks/s/proc  {coll:5d} collisions")
+            print(
+                f"round {r + 1} {m:10s} {rate:8.0f} picks/s/proc {cpu:7.0f} us CPU/pick"
+                f" {coll:5d} collisions"
+            )
     print(f"\n{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {machine()}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other work shares the CPUs)")
     print(f"{args.procs} processes x {args.picks} picks, median of {args.rounds} rounds")
-    print(f"{'method':10s} {'picks/s/proc':>13s} {'collisions':>11s}")
+    print(f"{'method':10s} {'picks/s/proc':>13s} {'CPU us/pick':>12s} {'collisions':>11s}")
+    med = statistics.median
     for m in methods:
-        rate, coll = statistics.median(rates[m]), statistics.median(colls[m])
-        print(f"{m:10s} {rate:13.0f} {coll:11.0f}")
-    home = statistics.median(rates["homeport"])
+        print(f"{m:10s} {med(rates[m]):13.0f} {med(cpus[m]):12.0f} {med(colls[m]):11.0f}")
     for m in methods[1:]:
-        print(f"homeport / {m}: {home / statistics.median(rates[m]):.2f}x the pick rate")
+        print(
+            f"homeport / {m}: {med(rates['homeport']) / med(rates[m]):.2f}x the pick rate, "
+            f"{med(cpus['homeport']) / med(cpus[m]):.2f}x the CPU per pick"
+        )
 
 
 if __name__ == "__main__":

@@ -183,8 +183,8 @@ def candidates(
 
     With ``start`` (a named pick) the walk is linear from it, so a name whose slot is
     busy lands next door and keeps that port later. Without, it begins at a random
-    point and strides by a random odd step coprime with the span size: parallel pickers
-    then spread over the whole range instead of queueing on the same numbers.
+    point (parallel pickers spread over the whole range instead of queueing on the same
+    numbers) and strides by a step coprime with the span size.
     """
     size = policy.size()
     if size == 0:
@@ -192,8 +192,8 @@ def candidates(
     if start is not None:
         first, step = _index_of(policy, start), 1
     else:
-        r = rng or random.Random()
-        first, step = r.randrange(size), _coprime_step(size, r)
+        first = int((rng or random).random() * size)  # ~10x cheaper than randrange
+        step = _stride(size)
     spans, avoid = policy.spans(), policy.avoid
     for i in range(size):
         port = _nth_in(spans, (first + i * step) % size)
@@ -210,12 +210,13 @@ def _index_of(policy: PortPolicy, port: int) -> int:
     return 0
 
 
-def _coprime_step(size: int, rng: random.Random) -> int:
-    """A stride that visits every index once (gcd 1); the first pick needs no stride,
-    so a batch of single picks never pays for more than one draw."""
-    if size <= 2:
-        return 1
-    while True:
-        step = rng.randrange(1, size)
-        if math.gcd(step, size) == 1:
-            return step
+@functools.lru_cache(maxsize=64)
+def _stride(size: int) -> int:
+    """A fixed stride near the golden ratio of the span, coprime with it so the walk
+    visits every index once. Randomness comes from the start; the stride only spreads a
+    walk that must go on past a taken number away from its neighbours (which a picker
+    running in parallel is likely to be leasing)."""
+    step = max(1, int(size * 0.6180339887))
+    while math.gcd(step, size) != 1:
+        step += 1
+    return step
