@@ -175,18 +175,16 @@ def test_interrupt_removes_the_namespace(lab: Lab, sig: signal.Signals) -> None:
 def test_killed_audit_is_swept_by_the_next(lab: Lab) -> None:
     proc = _child(lab)
     try:
-        _wait_namespace(proc.pid, proc)
+        _wait_namespace(proc.pid, proc)  # it exists; SIGKILL gives no chance to clean up
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=10)
-        assert any(
-            n.startswith(f"hpaudit-{proc.pid}-") for n in _sh("ip", "netns", "list").stdout.split()
-        )
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-        swept = outside.sweep_stale()
-    assert any(n.startswith(f"hpaudit-{proc.pid}-") for n in swept)
+    # The next audit sweeps namespaces whose PID is gone (an audit running in another test
+    # worker may get there first: same code, same result).
+    outside.sweep_stale()
     assert _ours_left(proc.pid) == []
 
 
