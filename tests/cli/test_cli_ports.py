@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from homeport.cli import main
+from homeport.cli.env import Env
 from homeport.ports.lease import LeaseStore
 from homeport.system import ephemeral_range
 
@@ -129,3 +134,39 @@ def test_kill_refuses_itself(cli: Any, free_port: int) -> None:
     assert r.status == 3
     assert "homeport itself" in r.stdout
     assert "nothing we may signal" in r.stderr
+
+
+HOLDER = (
+    "import socket, sys; s = socket.create_server(('127.0.0.1', int(sys.argv[1]))); "
+    "print('ready', flush=True); sys.stdin.read()"
+)
+
+
+def test_kill_asks_on_a_terminal_and_no_means_no(free_port: int) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(free_port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "ready\n"
+        out, err = io.StringIO(), io.StringIO()
+        env = Env(
+            stdout=out,
+            stderr=err,
+            stdin=io.StringIO("n\n"),
+            stdout_isatty=True,
+            stdin_isatty=True,
+            color=False,
+            width=120,
+        )
+        status = main(["kill", str(free_port)], env)
+        assert status == 1
+        assert f"pid {child.pid}" in out.getvalue()
+        assert "send SIGTERM to 1 process? [y/N]" in out.getvalue()
+        assert "nothing signalled" in err.getvalue()
+        assert child.poll() is None
+    finally:
+        child.communicate("", timeout=10)
