@@ -86,32 +86,35 @@ class Exchange:
 class ClientConnection(asyncio.Protocol):
     """The gateway's side of one client TCP connection."""
 
+    # Per-connection state starts from these class defaults: a new connection (the cost that
+    # dominates with Connection: close) sets only what differs.
+    transport: asyncio.Transport | None = None
+    client_ip = "?"
+    client_port = 0
+    local_port = 0
+    trusted = False
+    ex: Exchange | None = None
+    url = b""
+    head_size = 0
+    raw_head = 0
+    in_head = False
+    queue: list[Event] | None = None
+    paused = 0
+    write_paused = False
+    drain_waiter: asyncio.Future[None] | None = None
+    corked: list[bytes] | None = None
+    dead = False
+    task: asyncio.Task[None] | None = None
+    upgrade_buf: list[bytes] = []  # noqa: RUF012  (replaced, never mutated, before use)
+    #: loop.time() after which the server's sweep acts (0: no deadline).
+    deadline = 0.0
+
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
         self.config = server.config
         self.loop = server.loop
-        self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
-        self.client_ip = "?"
-        self.client_port = 0
-        self.local_port = 0
-        self.trusted = False
-        self.ex: Exchange | None = None
-        self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.head_size = 0
-        self.raw_head = 0
-        self.in_head = False
-        self.queue: list[Event] | None = None
-        self.paused = 0
-        self.write_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
-        self.corked: list[bytes] | None = None
-        self.dead = False
-        self.task: asyncio.Task[None] | None = None
-        self.upgrade_buf: list[bytes] = []
-        #: loop.time() after which the server's sweep acts (0: no deadline).
-        self.deadline = 0.0
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -119,12 +122,14 @@ class ClientConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
         if peer:
             self.client_ip = str(peer[0]).removeprefix("::ffff:")
             self.client_port = int(peer[1])
-        if sock:
-            self.local_port = int(sock[1])
+        # Every listener usually shares one port: then no getsockname() per connection.
+        self.local_port = self.server.single_port
+        if not self.local_port:
+            sock = transport.get_extra_info("sockname")
+            self.local_port = int(sock[1]) if sock else 0
         # Never trust X-Forwarded-* from a peer that is not on this machine.
         self.trusted = _loopback(self.client_ip)
         self.server.conns.add(self)
@@ -354,8 +359,7 @@ class ClientConnection(asyncio.Protocol):
             self._close()
             return
         self._pause(_P_UPGRADE)
-        if rest:
-            self.upgrade_buf.append(rest)
+        self.upgrade_buf = [rest] if rest else []
 
     def _to_upstream(self, ex: Exchange, *pieces: bytes) -> None:
         if ex.pending is not None:

@@ -65,6 +65,8 @@ class ProxyServer:
         self.pool = Pool(config.upstream_pool_size, config.upstream_idle_timeout)
         self.conns: set[ClientConnection] = set()
         self.bound: list[tuple[str, int]] = []
+        #: The one port every listener shares (0 when they differ).
+        self.single_port = 0
         #: Our Via element (RFC 9110 §7.6.3); seen again in a request, it reveals a loop.
         self.via = b"1.1 homeport-" + secrets.token_hex(4).encode()
         self._cache: dict[tuple[bytes, int], Decision] = {}
@@ -97,6 +99,8 @@ class ProxyServer:
                 # With port 0 the first family's pick may be taken in the other: pick again.
                 if not (shared_zero and exc.errno == errno.EADDRINUSE and attempt < 7):
                     raise
+        ports = {port for _, port in self.bound}
+        self.single_port = ports.pop() if len(ports) == 1 else 0
         self._sweeper = self.loop.create_task(self._sweep())
         return list(self.bound)
 
