@@ -14,11 +14,21 @@ Cli = Callable[..., Any]
 
 @pytest.fixture
 def v4_listener() -> Iterator[int]:
-    """A TCP listener on 127.0.0.1 only, held by this test process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        yield int(s.getsockname()[1])
+    """A TCP listener on 127.0.0.1 only, held by this test process. [::1] on the same port is
+    held too, bound but not listening, so a parallel test's bind(0) on ::1 cannot land there
+    and make the port answer on IPv6 (connects to it are refused, as the tests expect)."""
+    for _ in range(20):
+        with socket.socket() as s, socket.socket(socket.AF_INET6) as guard:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            try:
+                guard.bind(("::1", port))
+            except OSError:
+                continue  # ::1 side already taken: pick another port
+            s.listen()
+            yield port
+            return
+    pytest.fail("no port free on both 127.0.0.1 and ::1 after 20 tries")
 
 
 def test_text_has_every_section(cli: Cli, v4_listener: int) -> None:

@@ -35,17 +35,26 @@ def closed_port() -> Iterator[int]:
 
 @needs_node
 def test_node_refused_on_v6_while_server_is_on_v4(sockhost: Callable[..., Any]) -> None:
-    host = sockhost([{"proto": "tcp", "addr": "127.0.0.1"}])
-    port = host.ports[0]
-    node = subprocess.run(
-        ["node", "-e", f"require('net').connect({port}, '::1')"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    host, port = None, 0
+    for _ in range(10):
+        host = sockhost([{"proto": "tcp", "addr": "127.0.0.1"}])
+        port = host.ports[0]
+        # Hold [::1]:port (bound, not listening) so no parallel test listens there meanwhile.
+        guard = socket.socket(socket.AF_INET6)
+        try:
+            guard.bind(("::1", port))
+            break
+        except OSError:
+            guard.close()
+    else:
+        pytest.fail("no port free on both 127.0.0.1 and ::1 after 10 tries")
+    with guard:
+        node = subprocess.run(
+            ["node", "-e", f"require('net').connect({port}, '::1')"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        e = explain(node.stderr)
     assert "ECONNREFUSED" in node.stderr
-    e = explain(node.stderr)
     assert e.parsed.tool == "node"
     assert e.diagnosis[0].id == "refused.family"
     assert f"pid {host.pids[0]}" in e.diagnosis[0].summary
