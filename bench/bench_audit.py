@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -243,11 +244,35 @@ def lab() -> Iterator[list[int]]:
         lb.stop()
 
 
-def run_homeport(ports: list[int]) -> tuple[float, dict[int, str]]:
+@contextlib.contextmanager
+def probe_address() -> Iterator[str | None]:
+    """An address of the benchmark's own, on a veth pair it creates (RFC 2544 range), so the
+    outside-in probe runs as users get it but aims only at a host this run made. Without
+    root there is no outside-in probe at all (None)."""
+    if os.geteuid() != 0:
+        yield None
+        return
+    tag = f"{os.getpid() % 100000}"
+    dev, address = f"hpb{tag}", f"198.18.{random.randrange(2, 200)}.{random.randrange(2, 250)}"
+    subprocess.run(
+        ["ip", "link", "add", dev, "type", "veth", "peer", "name", dev + "p"], check=True
+    )
+    try:
+        subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", dev], check=True)
+        subprocess.run(["ip", "link", "set", dev, "up"], check=True)
+        subprocess.run(["ip", "link", "set", dev + "p", "up"], check=True)
+        yield address
+    finally:
+        subprocess.run(["ip", "link", "del", dev], check=False)
+
+
+def run_homeport(ports: list[int], address: str | None) -> tuple[float, dict[int, str]]:
     t0 = time.perf_counter()
     wanted = set(ports)
     mine = [x for x in listeners(udp=False) if x.port in wanted and x.address == "127.0.0.1"]
-    report = audit(AuditConfig(), listeners=mine)
+    # Never the machine's real interfaces: only the address this benchmark created.
+    cfg = AuditConfig(probe_addresses=(address,)) if address else AuditConfig(outside=False)
+    report = audit(cfg, listeners=mine)
     took = time.perf_counter() - t0
     found = {x.listener.port: (x.identity.service if x.identity else "") for x in report.listeners}
     return took, found
@@ -304,14 +329,16 @@ def main() -> int:
         print("nmap is not installed (apt-get install nmap)")
         return 3
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} {machine()}")
-    with lab() as ports:
-        print(f"{len(ports)} listeners")
+    with lab() as ports, probe_address() as address:
+        print(
+            f"{len(ports)} listeners; outside-in probe aimed at {address or 'nothing (not root)'}"
+        )
         hp_t: list[float] = []
         nm_t: list[float] = []
         hp_found: dict[int, str] = {}
         nm_found: dict[int, str] = {}
         for i in range(args.runs):  # interleaved: load changes hit both alike
-            t, hp_found = run_homeport(ports)
+            t, hp_found = run_homeport(ports, address)
             hp_t.append(t)
             t2, nm_found = run_nmap(ports, args.nmap_intensity)
             nm_t.append(t2)
