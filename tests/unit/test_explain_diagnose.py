@@ -242,6 +242,20 @@ CASES = [
     ("address-served", "127.0.0.1:3000", facts(lst("0.0.0.0", 3000)), "address.listening", []),
     ("address-free", "[::1]:5432", facts(port=5432), "address.not-listening", []),
     (
+        "address-localhost-v6-server",
+        "localhost:5173",
+        facts(lst("::1", 5173), port=5173, resolution=V4_ONLY),
+        "address.family",
+        ["goes to 127.0.0.1 (IPv4) here", "IPv6 only", "connect to [::1]:5173"],
+    ),
+    (
+        "address-other-loopback",
+        "127.0.0.1:80",
+        facts(lst("127.0.0.2", 80), port=80),
+        "address.other-address",
+        ["not on 127.0.0.1"],
+    ),
+    (
         "address-localhost-partial",
         "localhost:3000",
         facts(lst("127.0.0.1", 3000), resolution=BOTH_V6_FIRST),

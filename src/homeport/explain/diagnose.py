@@ -196,7 +196,15 @@ def _address(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[str, ..
         return _not_found(p, f, dests, serving)  # a name that does not resolve here
     if serving and set(serving) != set(dests):
         return "refused.partial"
-    return "address.listening" if serving else "address.not-listening"
+    if serving:
+        return "address.listening"
+    tcp = [x for x in f.listeners if x.proto == "tcp"]
+    if not tcp or not dests:
+        return "address.not-listening"
+    families = {x.socket.family for x in tcp}
+    if all(_family(d) not in families for d in dests):
+        return "address.family"
+    return "address.other-address"
 
 
 _CHOOSERS: dict[Kind, Chooser] = {

@@ -729,6 +729,23 @@ DIAGNOSES: dict[str, Template] = {
         (),
         ("details of the owner: `homeport who {port}`",),
     ),
+    "address.family": Template(
+        "{where} goes to {first} ({family}) here, but port {port} listens on {other_family}"
+        " only: {listening}.",
+        (
+            "A socket bound to one loopback family does not receive the other, so clients"
+            " of {where} are refused.",
+        ),
+        (
+            "make the server listen on both families: {bind_hint}",
+            "or use the address it listens on: {connect_hint}",
+        ),
+    ),
+    "address.other-address": Template(
+        "Port {port} listens, but not on {host}: {listening}.",
+        ("A socket bound to one address only receives connections to that address.",),
+        ("use the address the server listens on, or bind it to the one you use",),
+    ),
     "address.not-listening": Template(
         "Nothing serves {where} now.",
         (),
