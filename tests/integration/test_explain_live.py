@@ -174,3 +174,17 @@ def test_doctor_passes_firewall_with_lo_accepted() -> None:
     res = _in_netns("doctor", _TABLE, _INPUT % "drop", "nft add rule inet hp in iif lo accept")
     checks = {c["id"]: c for c in res["json"]["checks"]}
     assert checks["firewall.lo"]["status"] == "ok"
+
+
+def test_doctor_degrades_without_firewall_tools(tmp_path: Any) -> None:
+    """No nft, no iptables-save on PATH: the firewall check says skip, nothing crashes."""
+    env = {k: v for k, v in os.environ.items() if k != "PATH"}
+    env["PATH"] = str(tmp_path)  # an empty directory
+    run = subprocess.run(
+        [sys.executable, "-m", "homeport", "doctor", "--json", "--only", "firewall.lo"],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    check = json.loads(run.stdout)["checks"][0]
+    assert check["status"] == "skip"
+    assert "nft not installed" in check["summary"]
