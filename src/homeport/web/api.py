@@ -19,6 +19,8 @@ GET      /api/who?target=T              ``homeport who T --json``
 GET      /api/explain?q=TEXT            ``homeport explain TEXT --json``
 GET      /api/doctor                    {"available", "status", "counts", "checks": [...]}
 GET      /api/alerts?limit=N            {"alerts": [event]} (newest last)
+POST     /api/audit                     body {"port"?: N} -> ``homeport audit --json`` (loopback
+                                         probes only; the outside-in probe is the CLI's)
 GET      /api/events/stream?after=N     SSE of stored events only (``homeport events -f``)
 POST     /api/services/start            body {"name","cmd","cwd"?,"port"?} -> {"service"}
 POST     /api/services/{id}/stop        {"service"}
@@ -103,6 +105,7 @@ def parse_topics(text: str | None) -> frozenset[str] | None:
 class Handlers:
     def __init__(self, dash: Dashboard) -> None:
         self.dash = dash
+        self._auditing = False
 
     def table(self) -> list[tuple[str, str, Any, bool]]:
         return [
@@ -115,6 +118,7 @@ class Handlers:
             ("GET", "/api/explain", self.explain, False),
             ("GET", "/api/doctor", self.doctor, False),
             ("GET", "/api/alerts", self.alerts, False),
+            ("POST", "/api/audit", self.audit, False),
             ("GET", "/api/events/stream", self.event_stream, False),
             ("POST", "/api/services/start", self.start, False),
             ("POST", "/api/services/{id}/stop", self.stop, False),
@@ -175,6 +179,18 @@ class Handlers:
         found = [e.to_json() for e in self.dash.events if e.data.get("alert")]
         return json_response(200, {"alerts": found[-limit:]})
 
+    async def audit(self, call: Call) -> ControlResponse:
+        port = call.json().get("port")
+        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
+            raise UsageError("'port' must be a number 1-65535")
+        if self._auditing:
+            raise UsageError("an audit is already running", hint="wait for it to finish")
+        self._auditing = True
+        try:
+            return json_response(200, await asyncio.to_thread(audit_report, port))
+        finally:
+            self._auditing = False
+
     async def event_stream(self, call: Call) -> ControlResponse:
         after = call.int_arg("after", 0) or 0
         store = self.dash.store
@@ -214,3 +230,15 @@ def doctor_report() -> dict[str, Any]:
         return {"available": False, "status": None, "checks": []}
     report: dict[str, Any] = run_checks().to_json()
     return {"available": True, **report}
+
+
+def audit_report(port: int | None) -> dict[str, Any]:
+    """``homeport audit --json`` over loopback (blocking). The outside-in namespace probe is
+    left to the CLI: it creates network namespaces, which a web request should not."""
+    try:
+        from homeport.audit.report import to_json
+        from homeport.audit.run import AuditConfig, audit
+    except ImportError:
+        return {"available": False, "findings": []}
+    report = audit(AuditConfig(port=port, outside=False))
+    return {"available": True, **to_json(report)}

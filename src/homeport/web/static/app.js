@@ -72,7 +72,7 @@
   }
   function clearData() { // never keep data on screen once the session is gone
     S.rows.clear(); S.els.clear(); S.order = [];
-    for (const id of ["l-body", "r-body", "s-body", "a-body", "e-body", "alerts", "d-list", "detail-body", "o-lines"]) $(id).replaceChildren();
+    for (const id of ["l-body", "r-body", "s-body", "a-body", "e-body", "alerts", "d-list", "u-list", "detail-body", "o-lines"]) $(id).replaceChildren();
   }
   async function login(ev) {
     ev.preventDefault();
@@ -489,6 +489,23 @@
     } catch (e) { $("d-status").textContent = `doctor failed: ${e.message}`; }
   }
 
+  const SEVERITY = { critical: "fail", high: "fail", medium: "warn", low: "info", info: "info" };
+  async function runAudit() {
+    const port = Number($("u-port").value.trim()) || undefined;
+    $("u-status").textContent = "auditing…";
+    $("u-run").disabled = true;
+    try {
+      const a = await post("/api/audit", port ? { port } : {});
+      if (!a.available) { $("u-status").textContent = "audit is not available in this build"; return; }
+      const items = a.findings.map((f) => el("li", { class: SEVERITY[f.severity] || "warn" },
+        badge(f.severity, SEVERITY[f.severity] || "warn"), " ", el("strong", { text: f.title }), " ",
+        el("span", { class: "mono", text: f.listener }), f.fix ? el("div", { class: "fix", text: `fix: ${f.fix}` }) : null));
+      $("u-list").replaceChildren(...items);
+      $("u-status").textContent = a.findings.length ? `${a.findings.length} finding(s)` : "no findings";
+    } catch (e) { $("u-status").textContent = `audit failed: ${e.message}`; }
+    $("u-run").disabled = false;
+  }
+
   // ---- counts, connection --------------------------------------------------------------
   function counts() {
     let shown = 0, exposed = 0;
@@ -566,6 +583,7 @@
     $("o-search").addEventListener("input", renderOutput);
     for (const id of ["a-route", "a-status", "a-client", "a-external"]) $(id).addEventListener("input", renderAccess);
     $("d-run").addEventListener("click", runDoctor);
+    $("u-run").addEventListener("click", runAudit);
     $("alert-banner").addEventListener("click", (ev) => { if (ev.target.id === "alert-ack") ackAlerts(); });
     document.addEventListener("keydown", (ev) => {
       if (ev.key === "/" && !/INPUT|TEXTAREA/.test(document.activeElement.tagName)) { ev.preventDefault(); select($("tab-listeners"), false); $("l-filter").focus(); }
