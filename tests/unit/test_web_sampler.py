@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -188,3 +191,30 @@ def test_a_flood_is_summarized_but_every_alert_is_kept() -> None:
 def test_few_events_are_recorded_one_by_one() -> None:
     events = diff({}, snapshot([row(), row(port=9000, inode=2)]), EPHEMERAL).events
     assert [d["port"] for _, d in summarize(events, limit=100)] == [8000, 9000]
+
+
+def test_run_wakes_from_an_idle_wait_for_a_watcher() -> None:
+    second = threading.Event()
+    ticks: list[float] = []
+
+    def sample() -> list[ListenerRow]:
+        ticks.append(time.monotonic())
+        if len(ticks) == 2:
+            second.set()
+        return [row()]
+
+    async def go() -> None:
+        s = Sampler(lambda d: None, sample=sample, interval=0.05, idle_interval=30.0,
+                    watched=lambda: False, ephemeral=EPHEMERAL)  # fmt: skip
+        task = asyncio.create_task(s.run())
+        try:
+            await asyncio.wait_for(s.ready.wait(), 5)
+            s.wake()  # the idle interval is 30 s: only the wake brings the next sample
+            assert await asyncio.to_thread(second.wait, 5)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(go())
+    assert ticks[1] - ticks[0] < 5

@@ -102,7 +102,13 @@ class Dashboard:
         self.store = app.gateway.store
         self.hub = Hub()
         self.launcher = Launcher(self.gateway, app.config.route_url)
-        self.sampler = Sampler(self._on_diff, sample=self._sample, interval=interval)
+        self.sampler = Sampler(
+            self._on_diff,
+            sample=self._sample,
+            interval=interval,
+            idle_interval=max(interval, 2.0),
+            watched=lambda: len(self.hub) > 0,
+        )
         self.watch_interval = watch_interval
         self._ports: dict[int, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -252,4 +258,5 @@ class Dashboard:
         }
 
     def hello_chunks(self) -> list[bytes]:
+        self.sampler.wake()
         return [sse("hello", self.hello(), self._last_event)]

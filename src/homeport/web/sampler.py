@@ -23,6 +23,7 @@ The first sample is a baseline: its rows reach the pages as "added", but it yiel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -257,7 +258,10 @@ def sample_inventory() -> list[ListenerRow]:
 
 
 class Sampler:
-    """Samples every ``interval`` seconds and hands each non-empty ``Diff`` to ``on_diff``.
+    """Samples every ``interval`` seconds while ``watched()`` (a page or ``events -f`` is
+    connected), else every ``idle_interval``, and hands each non-empty ``Diff`` to ``on_diff``.
+    The owner walk costs tens of milliseconds of a shared core per sample; nobody watching
+    is no reason to stop recording events, but is one to sample less often.
 
     ``run`` is owned by the caller's task group; ``snapshot`` is the last sample, which the
     dashboard serves to a page that has just connected.
@@ -269,8 +273,13 @@ class Sampler:
         *,
         sample: Sample = sample_inventory,
         interval: float = 1.0,
+        idle_interval: float = 2.0,
+        watched: Callable[[], bool] = lambda: True,
         ephemeral: tuple[int, int] | None = None,
     ) -> None:
+        self.idle_interval = idle_interval
+        self._watched = watched
+        self._wake = asyncio.Event()
         self._on_diff = on_diff
         self._sample = sample
         self.interval = interval
@@ -308,9 +317,19 @@ class Sampler:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
+            self._wake.clear()
             try:
                 await self.tick()
             except Exception:  # one failed sample (a /proc race) must not end sampling
                 log.exception("inventory sample failed")
-            # A timer, not a readiness wait: sampling *is* periodic by design.
-            await asyncio.sleep(max(0.05, self.interval - (loop.time() - started)))
+            period = self.interval if self._watched() else self.idle_interval
+            with contextlib.suppress(TimeoutError):
+                # A timer, not a readiness wait: sampling is periodic by design; ``wake``
+                # cuts an idle wait short when a watcher arrives.
+                await asyncio.wait_for(
+                    self._wake.wait(), max(0.05, period - (loop.time() - started))
+                )
+
+    def wake(self) -> None:
+        """Sample soon: a watcher has just connected (switches to the short interval)."""
+        self._wake.set()
