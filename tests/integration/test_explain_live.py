@@ -188,3 +188,17 @@ def test_doctor_degrades_without_firewall_tools(tmp_path: Any) -> None:
     check = json.loads(run.stdout)["checks"][0]
     assert check["status"] == "skip"
     assert "nft not installed" in check["summary"]
+
+
+def test_doctor_portable_loopback_reader_agrees_with_linux_reader() -> None:
+    """psutil's view (used where there is no /proc) and the sysfs/ioctl view agree here."""
+    from homeport.doctor.gather import loopback, loopback_portable
+
+    portable, linux = loopback_portable(), loopback()
+    assert portable.exists
+    assert linux.exists
+    assert portable.up is True
+    assert linux.up is True
+    assert "127.0.0.1" in portable.ipv4
+    assert "127.0.0.1" in linux.ipv4
+    assert ("::1" in portable.ipv6) == ("::1" in linux.ipv6)

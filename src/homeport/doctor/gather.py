@@ -6,11 +6,11 @@ Every reader degrades: a missing file, a denied ioctl or an absent tool becomes 
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import socket
 import struct
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,6 +60,9 @@ def _read(path: Path) -> str | None:
 
 
 def loopback(proc: Path = PROC, sys_root: Path = SYS) -> LoopbackFacts:
+    """Linux reads sysfs, /proc and one ioctl; other systems ask psutil (lo0 on macOS)."""
+    if not sys.platform.startswith("linux"):
+        return loopback_portable()
     flags = _read(sys_root / "class/net/lo/flags")
     exists = flags is not None or (sys_root / "class/net/lo").exists()
     up = bool(int(flags.strip(), 16) & _IFF_UP) if flags else None
@@ -76,6 +79,23 @@ def loopback(proc: Path = PROC, sys_root: Path = SYS) -> LoopbackFacts:
     )
 
 
+def loopback_portable() -> LoopbackFacts:
+    import psutil
+
+    addrs = psutil.net_if_addrs()
+    name = next(
+        (n for n, a in addrs.items() if any(x.address == "127.0.0.1" for x in a)),
+        next((n for n in ("lo0", "lo") if n in addrs), None),
+    )
+    if name is None:
+        return LoopbackFacts(exists=False, up=None, ipv4=(), ipv6=(), ipv6_disabled=None)
+    stats = psutil.net_if_stats().get(name)
+    found = addrs[name]
+    v4 = tuple(x.address for x in found if x.family == socket.AF_INET)
+    v6 = tuple(x.address.split("%", 1)[0] for x in found if x.family == socket.AF_INET6)
+    return LoopbackFacts(True, stats.isup if stats else None, v4, v6, "::1" not in v6)
+
+
 def parse_if_inet6(text: str, ifname: str) -> tuple[str, ...]:
     """``/proc/net/if_inet6``: ``ADDR32HEX IFINDEX PREFIXLEN SCOPE FLAGS NAME`` per line."""
     out: list[str] = []
@@ -89,6 +109,8 @@ def parse_if_inet6(text: str, ifname: str) -> tuple[str, ...]:
 
 def _lo_ipv4() -> tuple[str, ...]:
     """lo's primary IPv4 address through SIOCGIFADDR (no `ip` binary needed)."""
+    import fcntl  # POSIX only; loopback() calls this on Linux alone
+
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             req = struct.pack("256s", b"lo")
