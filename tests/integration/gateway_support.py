@@ -242,11 +242,13 @@ def backend() -> Iterator[tuple[int, BackendState]]:
         thread.join(5)
 
 
-def dead_port() -> int:
-    """A loopback port where nothing listens (bound, then released)."""
+@contextlib.contextmanager
+def dead_port() -> Iterator[int]:
+    """A loopback port where nothing listens: bound without listen(), so connecting is
+    refused, and held for the whole test so no other process can take it meanwhile."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
 if __name__ == "__main__":

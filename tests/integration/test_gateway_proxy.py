@@ -21,15 +21,15 @@ MIB = 1 << 20
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[tuple[Gateway, BackendState]]:
-    with backend() as (port, state):
+    with backend() as (port, state), dead_port() as down, dead_port() as svc:
         target = f"http://127.0.0.1:{port}"
         routes = [
             {"name": "app.localhost", "target": target},
             {"name": "tok.localhost", "target": target, "auth": "token", "secret": "t0k"},
             {"name": "basic.localhost", "target": target, "auth": "basic", "secret": "ann:pw"},
             {"name": "strict.localhost", "target": target, "same_origin": True},
-            {"name": "down.localhost", "target": f"http://127.0.0.1:{dead_port()}"},
-            {"name": "svc.localhost", "target": f"http://127.0.0.1:{dead_port()}",
+            {"name": "down.localhost", "target": f"http://127.0.0.1:{down}"},
+            {"name": "svc.localhost", "target": f"http://127.0.0.1:{svc}",
              "service_id": "svc-1"},
             {"name": "shop.localhost", "target": target, "wildcard": True},
         ]  # fmt: skip
