@@ -31,6 +31,8 @@ __all__ = [
     "DEV_PORTS",
     "HOME_PORT",
     "STATUS_ORDER",
+    "TW_FAIL_SHARE",
+    "TW_WARN_SHARE",
     "Check",
     "DoctorFacts",
     "LoopbackFacts",
@@ -159,6 +161,8 @@ def check_hosts(f: DoctorFacts) -> Check:
 
 
 MAX_LISTED = 8
+#: Share of the ephemeral range held in TIME-WAIT toward one destination: warn, fail.
+TW_WARN_SHARE, TW_FAIL_SHARE = 0.2, 0.5
 
 
 def check_resolution(f: DoctorFacts) -> Check:
@@ -416,7 +420,7 @@ def check_time_wait(f: DoctorFacts) -> Check:
     dest, count = f.time_wait_top
     share = count / size
     summary += f"; busiest destination {dest}: {count} ({share:.0%} of the ephemeral range)"
-    if share >= 0.5:
+    if share >= TW_FAIL_SHARE:
         return Check(
             "tcp.time_wait",
             t,
@@ -425,7 +429,7 @@ def check_time_wait(f: DoctorFacts) -> Check:
             tuple(detail),
             fix="reuse connections (keep-alive, pools); or widen net.ipv4.ip_local_port_range",
         )
-    if share >= 0.2:
+    if share >= TW_WARN_SHARE:
         return Check(
             "tcp.time_wait",
             t,

@@ -33,8 +33,8 @@ def gather(proc: Path = PROC, sys_root: Path = SYS, etc: Path = Path("/etc")) ->
 
     localhost = resolve("localhost")
     ephemeral = system.ephemeral_range(proc)
-    socks = _tcp_sockets()
-    listeners, home_owner = _listeners(socks, localhost, ephemeral)
+    listeners, home_owner = _listeners(_tcp_sockets(all_states=False), localhost, ephemeral)
+    time_wait = _time_wait(proc)
     return DoctorFacts(
         loopback=loopback(proc, sys_root),
         hosts_text=_read(etc / "hosts"),
@@ -45,8 +45,8 @@ def gather(proc: Path = PROC, sys_root: Path = SYS, etc: Path = Path("/etc")) ->
         unprivileged_start=system.unprivileged_port_start(proc),
         can_bind_privileged=can_bind_privileged(_read(proc / "self/status") or ""),
         firewall=_firewall(),
-        time_wait=_time_wait(proc),
-        time_wait_top=_time_wait_top(socks) if socks is not None else None,
+        time_wait=time_wait,
+        time_wait_top=_time_wait_top(time_wait, ephemeral),
         listeners=listeners,
         home_owner=home_owner,
     )
@@ -153,12 +153,11 @@ def _time_wait(proc: Path) -> int | None:
     return total
 
 
-def _tcp_sockets() -> list[Socket] | None:
-    """One kernel dump of every TCP socket: listeners and TIME-WAIT both come from it."""
+def _tcp_sockets(all_states: bool) -> list[Socket] | None:
     from homeport.inventory import sockets
 
     try:
-        return sockets(udp=False, all_states=True)
+        return sockets(udp=False, all_states=all_states)
     except OSError as exc:
         log.debug("socket dump failed: %s", exc)
         return None
@@ -210,9 +209,17 @@ def _owners(ports: set[int]) -> dict[int, tuple[str, str]]:
     return out
 
 
-def _time_wait_top(socks: list[Socket]) -> tuple[str, int] | None:
+def _time_wait_top(total: int | None, ephemeral: tuple[int, int]) -> tuple[str, int] | None:
+    """The destination holding most TIME-WAIT source ports. The full socket dump this needs
+    is skipped when even the total (/proc/net/sockstat) is below the warning share."""
     from collections import Counter
 
+    from homeport.doctor.checks import TW_WARN_SHARE
+
+    size = ephemeral[1] - ephemeral[0] + 1
+    if total is not None and total < TW_WARN_SHARE * size:
+        return None
+    socks = _tcp_sockets(all_states=True) or []
     counts = Counter((s.remote_addr, s.remote_port) for s in socks if s.state == "TIME-WAIT")
     if not counts:
         return None
