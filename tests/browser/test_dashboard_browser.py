@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -165,6 +167,47 @@ def test_service_started_from_page(
         for svc in daemon.api("GET", "/api/services").json()["services"]:
             if svc["name"] == name:
                 daemon.api("POST", f"/api/services/{svc['id']}/stop", headers={})
+
+
+def test_stop_a_homeport_run_service_from_page(
+    page: Any, daemon: Daemon, tmp_path: Path, shot: Shot
+) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    name = f"cli{os.getpid()}"
+    env = {**os.environ, "HOMEPORT_STATE_DIR": str(daemon.state_dir),
+           "HOMEPORT_PORT": str(daemon.port)}  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "homeport",
+        "run",
+        "--name",
+        name,
+        "--",
+        sys.executable,
+        str(script),
+    ]
+    run = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        page.click("#tab-routes")
+        svc_row = page.locator(f'#s-body tr[data-name="{name}"]')
+        expect(svc_row).to_contain_text("running", timeout=60_000)
+        expect(svc_row).to_contain_text("homeport run")
+        svc_row.locator("button[data-act=output]").click()
+        expect(page.locator("#o-lines")).to_contain_text("svc ready on")
+        svc_row.locator("button[data-act=stop]").click()
+        # The CLI sees its command stopped and exits; the page shows the service ended.
+        assert run.wait(30) is not None
+        expect(svc_row).not_to_contain_text("running")
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGTERM)
+            run.wait(10)
 
 
 @pytest.fixture

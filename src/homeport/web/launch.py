@@ -94,17 +94,21 @@ class Launcher:
         url = self._route_url(name)
         plan = plan_command(req.argv, port, "127.0.0.1", url)
         proc = spawn(plan, req.cwd)
-        svc = self._gateway.register(
-            {
-                "name": name.removesuffix(".localhost"),
-                "cmd": list(plan.argv),
-                "cwd": req.cwd,
-                "port": port,
-                "pid": proc.pid,
-                "pgid": proc.pid,
-                "owner_pid": os.getpid(),
-            }
-        )
+        try:
+            svc = self._gateway.register(
+                {
+                    "name": name.removesuffix(".localhost"),
+                    "cmd": list(plan.argv),
+                    "cwd": req.cwd,
+                    "port": port,
+                    "pid": proc.pid,
+                    "pgid": proc.pid,
+                    "owner_pid": os.getpid(),
+                }
+            )
+        except BaseException:  # not registered means nobody would ever stop it: do it now
+            await asyncio.to_thread(_stop_unregistered, proc)
+            raise
         self._procs[svc.id] = proc
         self._own(self._pump(svc.id, proc), f"pump-{svc.id}")
         try:
@@ -189,6 +193,7 @@ class Launcher:
 
         threading.Thread(target=read, name=f"homeport-out-{service_id}", daemon=True).start()
         await eof
+        stream.close()
         code = await asyncio.to_thread(proc.wait)
         self._procs.pop(service_id, None)
         state: ServiceState = "stopped" if service_id in self._stopping else "exited"
@@ -211,6 +216,14 @@ class Launcher:
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _stop_unregistered(proc: subprocess.Popen[bytes]) -> None:
+    from homeport.services.runner import stop_group
+
+    stop_group(proc, GRACE)
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def _free_port() -> int:
