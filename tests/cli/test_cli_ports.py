@@ -28,8 +28,9 @@ def test_port_prints_one_number_outside_the_ephemeral_range(cli: Any, state_dir:
     assert not lo <= port <= hi
     lease = LeaseStore(state_dir / "leases").read(port)
     assert lease is not None
-    assert lease.holder.pid == os.getppid()  # the shell or script that ran homeport
+    assert lease.holder.pid == os.getppid()  # recorded: the shell or script that ran us
     assert lease.expires is not None
+    assert not lease.bound  # ...but not tied to it (see the subshell test below)
 
 
 def test_port_json_count_gives_distinct_leases(cli: Any, state_dir: Path) -> None:
@@ -37,7 +38,7 @@ def test_port_json_count_gives_distinct_leases(cli: Any, state_dir: Path) -> Non
     assert r.status == 0, r.stderr
     ports = json.loads(r.stdout)["ports"]
     assert len({p["port"] for p in ports}) == 5
-    assert set(ports[0]) == {"port", "proto", "name", "holder", "created", "expires"}
+    assert set(ports[0]) == {"port", "proto", "name", "holder", "created", "expires", "bound"}
     assert {p["proto"] for p in ports} == {"udp"}
 
 
@@ -78,6 +79,7 @@ def test_list_and_release(cli: Any, state_dir: Path) -> None:
         (["port", "--range", "9-2"], "bad range"),
         (["port", "--count", "0"], "at least 1"),
         (["port", "--holder", "999999999"], "no process with PID"),
+        (["port", "--ttl", "0"], "needs --holder PID"),
         (["wait"], "nothing to wait for"),
         (["wait", "3000", "--status", "abc"], "bad status range"),
         (["wait", "redis://localhost:6379"], "cannot wait for redis"),
@@ -170,3 +172,34 @@ def test_kill_asks_on_a_terminal_and_no_means_no(free_port: int) -> None:
         assert child.poll() is None
     finally:
         child.communicate("", timeout=10)
+
+
+def test_lease_outlives_the_subshell_of_command_substitution(state_dir: Path) -> None:
+    # PORT=$(homeport port) runs homeport in a subshell that exits at once; a lease tied
+    # to that parent would be dead before the server starts.
+    script = (
+        f"P=$({sys.executable} -m homeport port); "
+        f'{sys.executable} -m homeport port --list --json; echo "picked $P"'
+    )
+    proc = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    listing, _, tail = proc.stdout.rpartition("picked ")
+    [lease] = json.loads(listing)["leases"]
+    assert lease["port"] == int(tail)
+    assert lease["live"] is True
+    assert lease["bound"] is False
+
+
+def test_holder_bound_lease_ends_with_its_process(cli: Any, state_dir: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        r = cli("port", "--holder", str(child.pid), "--ttl", "0", "--json")
+        [lease] = json.loads(r.stdout)["ports"]
+        assert (lease["bound"], lease["expires"]) == (True, None)
+        assert json.loads(cli("port", "--list", "--json").stdout)["leases"][0]["live"]
+    finally:
+        child.communicate(b"", timeout=10)
+    assert not json.loads(cli("port", "--list", "--json").stdout)["leases"][0]["live"]

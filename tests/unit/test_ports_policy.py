@@ -109,6 +109,13 @@ def test_lease_is_live_only_for_same_start_time_and_before_expiry() -> None:
     assert is_live(forever, 1e12, holder)
 
 
+def test_unbound_lease_ends_only_at_expiry() -> None:
+    lease = Lease(21034, "tcp", Holder(4242, "1000"), 0.0, 100.0, bound=False)
+    assert is_live(lease, 50.0, None)  # the picker's subshell is long gone
+    assert not is_live(lease, 100.0, None)
+    assert decode(lease.encode()) == lease
+
+
 def test_start_time_survives_parentheses_and_spaces_in_the_command_name() -> None:
     fields = " ".join(str(n) for n in range(3, 53))  # fields 3..52
     stat = f"4242 (we (ird) name) {fields}"

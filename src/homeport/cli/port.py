@@ -9,9 +9,11 @@ A picked port is
   * leased: no other homeport picker — this command, the Python API, the pytest
     fixtures, in any process — gets it while the holder runs and the lease lasts.
 
-The holder is the process that ran homeport (your shell or script; --holder PID to
-choose another) and the lease lasts --ttl seconds (default 600): long enough to start
-the server, after which the bound socket itself keeps the port busy.
+The lease lasts --ttl seconds (default 600): long enough to start the server, after
+which the bound socket itself keeps the port busy. It is not tied to the process that
+ran homeport, because PORT=$(homeport port) runs it in a subshell that exits at once.
+With --holder PID (e.g. --holder $$) it also ends when that process exits, and
+--ttl 0 then means "for as long as PID runs".
 
 NAME makes the choice stable: the same name gets the same port on later runs while
 that port is free, so bookmarks and .env files keep working.
@@ -22,6 +24,7 @@ examples:
   homeport port --count 3           # three distinct ports, one per line
   homeport port --udp --range 20000-29999
   homeport port --list              # leases on file and whether they still bind
+  homeport port --holder $$ --ttl 0 # leased until this shell exits
   homeport port --release 21034     # give a lease back early
 
 exit status: 0 printed a port, 1 none free in the range, 2 bad usage.
@@ -29,7 +32,7 @@ exit status: 0 printed a port, 1 none free in the range, 2 bad usage.
 --json prints {"ports": [LEASE, ...]} (with --list: {"leases": [LEASE, ...]}; with
 --release: {"released": PORT, "ok": BOOL}), where LEASE is {"port": INT, "proto":
 "tcp"|"udp", "name": STR|null, "holder": {"pid": INT, "start": STR}, "created": EPOCH,
-"expires": EPOCH|null} and, with --list, "live": BOOL.
+"expires": EPOCH|null, "bound": BOOL} and, with --list, "live": BOOL.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_TTL,
         metavar="S",
-        help=f"lease lifetime in seconds (default {DEFAULT_TTL:g}; 0 = while the holder runs)",
+        help=f"lease lifetime in seconds (default {DEFAULT_TTL:g}; 0 = while --holder runs)",
     )
     p.add_argument(
         "--holder",
@@ -84,12 +87,15 @@ def run(args: argparse.Namespace, env: Env) -> int:
         raise UsageError(str(exc)) from None
     if args.ttl < 0:
         raise UsageError(f"--ttl must be >= 0 seconds, not {args.ttl:g}")
+    if args.ttl == 0 and args.holder is None:
+        raise UsageError("--ttl 0 (while the holder runs) needs --holder PID, e.g. --holder $$")
     leases = pick_ports(
         args.count,
         name=args.name,
         proto="udp" if args.udp else "tcp",
         ttl=args.ttl or None,
         holder_pid=args.holder if args.holder is not None else os.getppid(),
+        bound=args.holder is not None,
         port_range=span,
         inventory=True,  # one pick per run: a second opinion is affordable here
     )
@@ -145,21 +151,23 @@ def _expires(expires: float | None, now: float) -> str:
 def _release(env: Env, args: argparse.Namespace) -> int:
     from homeport.addr import check_port
     from homeport.errors import NotFound
-    from homeport.ports import release_port
-    from homeport.ports.lease import LeaseStore
+    from homeport.ports.lease import LeaseStore, holder_of
 
     port = check_port(args.release)
-    holder = args.holder if args.holder is not None else os.getppid()
-    ok = release_port(port, holder_pid=holder)
+    store = LeaseStore()
+    # Without --holder: the CLI's own (unbound) leases, which no process owns.
+    holder = holder_of(args.holder) if args.holder is not None else None
+    ok = (args.holder is None or holder is not None) and store.release(port, holder)
     if args.json:
         render.dump_json(env, {"released": port, "ok": ok})
         return 0 if ok else 1
     if not ok:
-        current = LeaseStore().read(port)
+        current = store.read(port)
         held = f"held by PID {current.holder.pid}" if current else "not leased"
+        who = f"PID {args.holder}" if args.holder is not None else "the command line"
         raise NotFound(
-            f"no lease of PID {holder} on port {port} ({held})",
-            hint="pass --holder PID to release a lease another process holds",
+            f"no lease of {who} on port {port} ({held})",
+            hint="pass --holder PID to release a lease a running process holds",
         )
     env.out(f"released {port}")
     return 0

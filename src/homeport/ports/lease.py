@@ -86,6 +86,10 @@ class Lease:
     created: float
     expires: float | None = None
     name: str | None = None
+    #: True: the lease also ends when the holder exits. False: only expiry ends it (the
+    #: CLI's leases: ``PORT=$(homeport port)`` runs homeport in a throwaway subshell, so
+    #: its parent is gone a moment later; measured with bash and dash).
+    bound: bool = True
 
     def encode(self) -> bytes:
         """JSON padded with spaces to :data:`RECORD_SIZE`: rewriting a record in place
@@ -98,7 +102,7 @@ class Lease:
         data = (
             f'{{"port": {self.port}, "proto": "{self.proto}", "pid": {self.holder.pid}, '
             f'"start": {start}, "created": {self.created!r}, "expires": {expires}, '
-            f'"name": {name}}}'
+            f'"name": {name}, "bound": {"true" if self.bound else "false"}}}'
         ).encode()
         if len(data) > RECORD_SIZE:
             raise ValueError(f"lease record too long ({len(data)} bytes); shorten the name")
@@ -112,6 +116,7 @@ class Lease:
             "holder": self.holder.to_json(),
             "created": self.created,
             "expires": self.expires,
+            "bound": self.bound,
         }
 
 
@@ -128,15 +133,19 @@ def decode(data: bytes) -> Lease | None:
             created=float(d["created"]),
             expires=None if d.get("expires") is None else float(d["expires"]),
             name=d.get("name"),
+            bound=bool(d.get("bound", True)),
         )
     except (ValueError, KeyError, TypeError):
         return None
 
 
 def is_live(lease: Lease, now: float, current: Holder | None) -> bool:
-    """Pure: a lease binds while unexpired and its holder runs with the same start time."""
+    """Pure: a lease binds while unexpired and, when bound to its holder, while that
+    holder runs with the same start time."""
     if lease.expires is not None and now >= lease.expires:
         return False
+    if not lease.bound:
+        return lease.expires is not None  # an unbound lease without expiry never ends: refuse
     return current is not None and current == lease.holder
 
 
@@ -245,12 +254,15 @@ class LeaseStore:
             os.pwrite(fd, lease.encode(), port * RECORD_SIZE)
             return lease
 
-    def release(self, port: int, holder: Holder) -> bool:
-        """Drop the lease on ``port`` if ``holder`` has it; True when dropped."""
+    def release(self, port: int, holder: Holder | None) -> bool:
+        """Drop the lease on ``port`` if ``holder`` has it (None: an unbound lease, which
+        no process owns); True when dropped."""
         with self._locked(port, wait=True) as fd:
             assert fd is not None  # a blocking lock either succeeds or raises
             current = decode(os.pread(fd, RECORD_SIZE, port * RECORD_SIZE))
-            if current is None or current.holder != holder:
+            if current is None:
+                return False
+            if current.holder != holder and not (holder is None and not current.bound):
                 return False
             os.pwrite(fd, b" " * RECORD_SIZE, port * RECORD_SIZE)
             return True

@@ -190,24 +190,28 @@ def pick_ports(
     port_range: tuple[int, int] | None = None,
     lease_dir: Path | None = None,
     inventory: bool = False,
+    bound: bool = True,
 ) -> list[Lease]:
     """Lease ``count`` distinct free ports and return the leases.
 
     ``ttl`` None: the lease lasts while the holder (default: this process) runs.
     ``name``: prefer the port this name got before, else its stable hash slot.
     ``inventory``: also ask the socket inventory about each chosen number (slower).
+    ``bound`` False: only the ttl ends the lease, not the holder's exit (for the CLI).
     """
     if count < 1:
         raise UsageError(f"count must be at least 1, not {count}")
     if name is not None and not 0 < len(name) <= MAX_NAME:
         raise UsageError(f"a port name must have 1-{MAX_NAME} characters")
+    if not bound and ttl is None:
+        raise UsageError("a lease not bound to its holder needs a ttl")
     policy, store, holder = _policy(port_range), _store(lease_dir), _holder(holder_pid)
     check = _with_inventory if inventory else bind_free
     taken: set[int] = set()
     out: list[Lease] = []
     for i in range(count):
         label = name if (name is None or i == 0) else f"{name}[{i}]"
-        lease = _pick_one(policy, store, holder, check, taken, label, proto, ttl)
+        lease = _pick_one(policy, store, holder, check, taken, label, proto, ttl, bound)
         out.append(lease)
         taken.add(lease.port)  # leased to us already; skip it for the rest of the batch
     return out
@@ -222,6 +226,7 @@ def _pick_one(
     name: str | None,
     proto: Proto,
     ttl: float | None,
+    bound: bool,
 ) -> Lease:
     start = None
     if name is not None:
@@ -231,11 +236,13 @@ def _pick_one(
 
     def make_lease(port: int) -> Lease:
         now = time.time()
-        return Lease(port, proto, holder, now, None if ttl is None else now + ttl, name)
+        expires = None if ttl is None else now + ttl
+        return Lease(port, proto, holder, now, expires, name, bound)
 
     def same_ask(current: Lease) -> bool:
         """Asking again for a name we hold renews it rather than moving next door."""
-        return name is not None and current.name == name and current.holder == holder
+        mine = current.holder == holder or not current.bound
+        return name is not None and current.name == name and mine
 
     for port in candidates(policy, start=start, rng=_rng()):
         if port in taken:
