@@ -6,11 +6,14 @@ decides what went wrong (that is ``diagnose``), it only says what is true.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from homeport.addr import address_class, in_range, ip, needs_privilege, port_class, unmap
-from homeport.explain.facts import Facts
-from homeport.explain.parse import Parsed
-from homeport.explain.rules import ADDRESS_NOTES
-from homeport.model import Listener, Socket
+
+if TYPE_CHECKING:  # records only: `serves` is borrowed by the doctor without the rule table
+    from homeport.explain.facts import Facts
+    from homeport.explain.parse import Parsed
+    from homeport.model import Listener, Socket
 
 _PORT_CLASS = {
     "system": "a system port (0-1023, RFC 6335 §6)",
@@ -75,6 +78,8 @@ def listener_line(x: Listener) -> str:
 
 
 def address_lines(p: Parsed, f: Facts) -> tuple[str, ...]:
+    from homeport.explain.rules import ADDRESS_NOTES
+
     if p.host is None:
         return ("the text names no address: loopback (127.0.0.1 and ::1) is assumed",)
     cls = address_class(p.host)
