@@ -77,6 +77,8 @@ def _add_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # argparse cannot show a REMAINDER positional in its usage line; say it ourselves.
+    p.usage = "homeport wait [options] TARGET... [-- CMD ARGS...]"
     _add_options(p)
     p.add_argument(
         "rest",
