@@ -59,6 +59,9 @@ def run(args: argparse.Namespace, env: Env) -> int:
     else:
         for ev in events:
             show(env, ev, args.json)
+        if not events and not args.json and not args.follow:
+            what = "alerts" if args.alerts else "events"
+            env.err(f"no {what} recorded (the daemon records them while it runs: homeport up -d)")
     if args.follow:
         last = max((int(e["id"]) for e in recorded), default=0)
         for ev in follow(last):

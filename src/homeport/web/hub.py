@@ -101,7 +101,12 @@ class Hub:
         """
         sub = Subscriber(topics)
         self._subs.add(sub)
-        return self._iterate(sub, first())
+        try:
+            snapshot = first()
+        except BaseException:
+            self._subs.discard(sub)
+            raise
+        return self._iterate(sub, snapshot)
 
     async def _iterate(self, sub: Subscriber, first: list[bytes]) -> AsyncIterator[bytes]:
         try:
