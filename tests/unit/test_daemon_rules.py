@@ -114,6 +114,10 @@ def test_auth_specs() -> None:
         ("webpack serve", "webpack serve --port 4000 --host 127.0.0.1"),
         ("webpack-dev-server --port 1", "webpack-dev-server --port 1"),
         ("node server.js", "node server.js"),
+        ("npm exec vite", "npm exec vite"),
+        ("npm exec -- vite", "npm exec -- vite --port 4000 --strictPort --host 127.0.0.1"),
+        ("pnpm exec vite", "pnpm exec vite --port 4000 --strictPort --host 127.0.0.1"),
+        ("npm run dev", "npm run dev"),
     ],
 )
 def test_port_flags_are_added_unless_chosen(cmd: str, expected: str) -> None:

@@ -68,6 +68,9 @@ def program_of(argv: tuple[str, ...]) -> tuple[str, int]:
     i = 0
     while i < len(argv):
         base = os.path.basename(argv[i])
+        if base == "--" and i > 0:  # npm exec -- vite: the end of the launcher's options
+            i += 1
+            continue
         if base in _LAUNCHERS:
             if _LAUNCHERS[base] == 2 and i + 1 < len(argv) and argv[i + 1] in _LAUNCH_VERBS:
                 i += 2
@@ -106,6 +109,10 @@ def plan_command(argv: tuple[str, ...], port: int, host: str = "127.0.0.1",
         env["HOMEPORT_URL"] = url
     program, start = program_of(argv)
     args = argv[start:]
+    if argv and os.path.basename(argv[0]) == "npm" and "--" not in argv:
+        # npm exec takes options after the program for itself unless they follow "--";
+        # leave the line alone: PORT, and the listener discovery, still find the server.
+        return Plan(argv, env, None)
     for rule in RULES:
         if rule.program == program and _applies(rule, args):
             extra = tuple(a.format(host=host, port=port) for a in rule.add)
