@@ -67,8 +67,10 @@ def test_login_link_shows_listeners_and_details(page: Any, daemon: Daemon, shot:
     page.emulate_media(color_scheme="dark")
     shot(page, "listeners-dark")
     page.set_viewport_size({"width": 480, "height": 800})
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, "the narrow layout scrolls sideways"
+    for tab in ("routes", "access", "events", "doctor", "listeners"):
+        page.click(f"#tab-{tab}")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the narrow {tab} view scrolls sideways"
     shot(page, "listeners-narrow")
 
 
