@@ -254,6 +254,12 @@ def test_gateway_request_appears_in_access_log(
     page.fill("#a-status", "2xx")
     expect(entry).to_have_count(1)
     page.fill("#a-status", "")
+    # homeport's own API calls (this test's POST /api/routes) show only when asked for.
+    own = page.locator("#a-body tr", has_text="/api/routes")
+    expect(own).to_have_count(0)
+    page.check("#a-control")
+    expect(own).to_have_count(1)
+    page.uncheck("#a-control")
 
     # A client from beyond loopback cannot reach a loopback-only gateway in a test, so the
     # record the proxy would write for one is fed to the page as the stream delivers it.

@@ -22,6 +22,7 @@
     events: [],
     access: [],
     acked: Number(localStorage.getItem("homeport.acked") || 0),
+    lastAccess: 0,
     es: null,
   };
   const MAX_ACCESS = 1000;
@@ -392,6 +393,7 @@
     if (route && !(a.route || "").toLowerCase().includes(route) && !a.host.toLowerCase().includes(route)) return false;
     if (client && !a.client_addr.includes(client)) return false;
     if ($("a-external").checked && !a.external) return false;
+    if (!$("a-control").checked && a.reason === "control") return false;
     if (status) {
       const s = String(a.status);
       if (!status.split(/[\s,]+/).some((p) => (p.endsWith("xx") ? s[0] === p[0] : s === p))) return false;
@@ -417,6 +419,10 @@
     counts();
   }
   function addAccess(records) {
+    // The snapshot and a live message can both carry a row: ids only grow, so skip old ones.
+    records = records.filter((a) => a.id > S.lastAccess);
+    if (!records.length) return;
+    S.lastAccess = records[records.length - 1].id;
     S.access.push(...records);
     if (S.access.length > MAX_ACCESS) S.access.splice(0, S.access.length - MAX_ACCESS);
     const body = $("a-body");
@@ -523,6 +529,7 @@
       S.services = d.services; renderServices();
       S.events = d.events; renderEvents();
       S.access = d.access; renderAccess();
+      S.lastAccess = d.access.length ? d.access[d.access.length - 1].id : 0;
       $("app").hidden = false;
       $("login").hidden = true;
     },
@@ -581,7 +588,7 @@
     $("s-form").addEventListener("submit", startService);
     $("s-body").addEventListener("click", serviceAction);
     $("o-search").addEventListener("input", renderOutput);
-    for (const id of ["a-route", "a-status", "a-client", "a-external"]) $(id).addEventListener("input", renderAccess);
+    for (const id of ["a-route", "a-status", "a-client", "a-external", "a-control"]) $(id).addEventListener("input", renderAccess);
     $("d-run").addEventListener("click", runDoctor);
     $("u-run").addEventListener("click", runAudit);
     $("alert-banner").addEventListener("click", (ev) => { if (ev.target.id === "alert-ack") ackAlerts(); });
