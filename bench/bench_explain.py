@@ -145,7 +145,9 @@ def main() -> None:
     ]
     lines = [
         f"date {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {machine()};"
-        f" rounds {args.rounds}, interleaved; medians",
+        f" rounds {args.rounds}, interleaved; medians; load average at the end"
+        f" {os.getloadavg()[0]:.1f} (a 2-core machine shared with other test runs: the"
+        " ratios move by 2x between runs, the minimums are the steadier figure)",
         "",
         "| homeport | median | peer | median | ratio |",
         "|---|---|---|---|---|",
