@@ -127,7 +127,7 @@ def test_stream_starts_with_hello_then_live_messages(dash: Dashboard) -> None:
 
     first, second = asyncio.run(go())
     assert first.startswith(b"event: hello\n")
-    assert second.startswith(b"event: event\nid: 1\n")
+    assert second.startswith(b"event: events\nid: 1\n")
     alerts = data(call(dash, "GET", "/api/alerts"))["alerts"]
     assert [a["data"]["port"] for a in alerts] == [1]
 
@@ -167,7 +167,7 @@ def test_parse_launch() -> None:
 
 def test_parse_topics() -> None:
     assert parse_topics(None) is None
-    assert parse_topics("event, access") == frozenset({"event", "access"})
+    assert parse_topics("events, access") == frozenset({"events", "access"})
     with pytest.raises(UsageError):
         parse_topics("event,secrets")
 
@@ -194,3 +194,32 @@ def test_route_health() -> None:
     assert route_view(r, "u", set(), None, 0)["requests_per_min"] == 0
     sock = Route("s.localhost", "unix:/x")
     assert route_view(sock, "u", set(), None, 0)["health"] == "unknown"
+
+
+def test_poll_publishes_routes_services_output_and_access_once(dash: Dashboard) -> None:
+    import os
+
+    from homeport.gateway.contract import AccessRecord
+
+    async def go() -> list[bytes]:
+        it = dash.hub.stream(list)
+        gw = dash.gateway
+        me = os.getpid()
+        body = {"name": "api", "cmd": ["x"], "cwd": "/", "port": 3000, "pid": me, "pgid": me,
+                "owner_pid": me}  # fmt: skip
+        svc = gw.register(body)
+        gw.mark_running(svc.id, Route("api.localhost", "http://127.0.0.1:3000"))
+        gw.add_lines(svc.id, ["hello"])
+        rec = AccessRecord(1.0, "127.0.0.1", 5, "api.localhost", "GET", "/x", 200, 0, 2, 1.0,
+                           "api.localhost")  # fmt: skip
+        dash.store.append_access([rec])
+        dash.poll()
+        dash.poll()  # nothing new: nothing published twice
+        dash.hub.close()
+        out = [c async for c in it]
+        await gw.close()  # ends the pidfd watch on this very process
+        return out
+
+    kinds = [c.split(b"\n", 1)[0] for c in asyncio.run(go())]
+    assert sorted(kinds) == [b"event: access", b"event: output", b"event: routes",
+                             b"event: services"]  # fmt: skip
