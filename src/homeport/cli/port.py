@@ -125,7 +125,7 @@ def _list(env: Env, as_json: bool) -> int:
             str(x.port),
             x.proto,
             x.name or "-",
-            str(x.holder.pid),
+            str(x.holder.pid) if x.bound else "-",
             "live" if live else "free",
             _expires(x.expires, now),
         ]
