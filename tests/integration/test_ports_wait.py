@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -207,3 +209,54 @@ def test_target_that_never_comes_does_not_run_the_command(free_port: int, tmp_pa
     assert "not ready after 0.5s" in proc.stderr
     assert "refused" in proc.stderr
     assert not os.path.exists(marker)
+
+
+@pytest.fixture
+def tls_http(tmp_path: Path) -> Iterator[int]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a self-signed certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    Flaky.hits = 10  # always 200
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_https_self_signed_is_a_tls_error_unless_insecure(tls_http: int) -> None:
+    url = f"https://localhost:{tls_http}/"
+    with pytest.raises(WaitFailed, match="TLS error: CERTIFICATE_VERIFY_FAILED"):
+        wait_for(url, timeout=1.0)
+    report = wait_for(url, timeout=10, http=HttpCheck(insecure=True))
+    assert report.targets[0].status == 200
