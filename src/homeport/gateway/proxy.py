@@ -176,6 +176,9 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.dead = True
         self.server.conns.discard(self)
+        # The parser points back at us: break the cycle so refcounting frees the connection
+        # now instead of the cyclic GC later (it showed as 3.6% of a Connection: close run).
+        del self.parser
         if self.task is not None:
             self.task.cancel()
         if self.drain_waiter is not None and not self.drain_waiter.done():

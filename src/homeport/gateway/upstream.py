@@ -93,6 +93,7 @@ class Upstream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
+        del self.parser  # it points back at us: let refcounting free this connection
         sink, self.sink = self.sink, None
         if sink is None:
             return
