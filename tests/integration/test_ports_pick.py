@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from homeport.errors import NotFound
+from homeport.ports import lease as lease_module
 from homeport.ports import pick_ports, reserve_port
 from homeport.ports.lease import LeaseStore
 from homeport.ports.pick import bind_free, inventory_holds
@@ -263,3 +265,24 @@ def test_inventory_second_opinion_sees_a_listener(free_port: int, tmp_path: Path
         assert inventory_holds(free_port)
         with pytest.raises(NotFound):
             pick_ports(1, port_range=only(free_port), lease_dir=tmp_path, inventory=True)
+
+
+def test_deleted_state_dir_is_noticed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lease_module, "_RECHECK", 0.0)  # check the path on every use
+    first = pick_ports(1, lease_dir=tmp_path)[0].port
+    shutil.rmtree(tmp_path)
+    second = pick_ports(1, lease_dir=tmp_path)[0].port
+    # Read the file at the path itself: the new lease is there, not in the deleted file.
+    data = (tmp_path / lease_module.LEASE_FILE).read_bytes()
+    size = lease_module.RECORD_SIZE
+    record = lease_module.decode(data[second * size : (second + 1) * size])
+    assert record is not None
+    assert record.port == second
+    assert first == second or not data[first * size : (first + 1) * size].strip(b"\0 ")
+
+
+def test_lease_descriptors_stay_bounded(tmp_path: Path) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(30):
+        pick_ports(1, lease_dir=tmp_path / str(i))
+    assert len(os.listdir("/proc/self/fd")) - before <= lease_module._MAX_OPEN

@@ -203,11 +203,26 @@ def default_lease_dir() -> Path:
 class _Open:
     pid: int
     fd: int
+    checked: float
 
 
 #: One descriptor per lease file per process (see the module docstring for why).
 _FDS: dict[str, _Open] = {}
 _THREADS = threading.Lock()
+#: Open lease files kept per process; tests that give each case its own state dir
+#: would otherwise leave one descriptor per case open in a long-lived worker.
+_MAX_OPEN = 8
+#: Seconds between checks that the open file is still the one at the path (a user may
+#: delete the state dir under a long-running process; leases written to the deleted
+#: file would be invisible to everyone else).
+_RECHECK = 1.0
+
+
+def _close_all() -> None:
+    """Close every cached lease descriptor (no lock is held between locked sections)."""
+    for opened in _FDS.values():
+        os.close(opened.fd)
+    _FDS.clear()
 
 
 class LeaseStore:
@@ -218,12 +233,36 @@ class LeaseStore:
         self._file = str(self.directory / LEASE_FILE)
 
     def _fd(self) -> int:
+        """The descriptor for this file. Call with ``_THREADS`` held: closing any
+        descriptor of a file drops this process's locks on it, so descriptors are only
+        closed here, between locked sections."""
+        now = time.monotonic()
         opened = _FDS.get(self._file)
-        if opened is None or opened.pid != os.getpid():
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self._file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            opened = _FDS[self._file] = _Open(os.getpid(), fd)
-        return opened.fd
+        if opened is not None and self._usable(opened, now):
+            opened.checked = now
+            return opened.fd
+        if opened is not None:  # the path names another file now, or we were forked
+            os.close(opened.fd)  # (a child's close cannot drop its parent's locks)
+            del _FDS[self._file]
+        if len(_FDS) >= _MAX_OPEN:
+            _close_all()
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self._file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        _FDS[self._file] = _Open(os.getpid(), fd, now)
+        return fd
+
+    def _usable(self, opened: _Open, now: float) -> bool:
+        if opened.pid != os.getpid():
+            return False
+        return now - opened.checked < _RECHECK or self._same_file(opened.fd)
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            st = os.stat(self._file)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
     def try_take(
         self,
@@ -268,7 +307,8 @@ class LeaseStore:
             return True
 
     def read(self, port: int) -> Lease | None:
-        return decode(os.pread(self._fd(), RECORD_SIZE, port * RECORD_SIZE))
+        with _THREADS:
+            return decode(os.pread(self._fd(), RECORD_SIZE, port * RECORD_SIZE))
 
     def all(self) -> list[Lease]:
         """Every lease on file, live or not, sorted by port (reads without locking)."""
