@@ -83,7 +83,7 @@ def _bind_once(family: int, addr: str, port: int, kind: int) -> bool | None:
             return None
         raise
     try:
-        if family == socket.AF_INET6:
+        if family == socket.AF_INET6 and not _dual_stack_default():
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         s.bind((addr, port))
     except OSError as exc:
@@ -91,6 +91,17 @@ def _bind_once(family: int, addr: str, port: int, kind: int) -> bool | None:
     finally:
         s.close()
     return True
+
+
+@functools.cache
+def _dual_stack_default() -> bool:
+    """Whether new IPv6 sockets are dual-stack already (net.ipv6.bindv6only = 0, the
+    Linux default, ipv6(7)): then the setsockopt is a syscall per bind for nothing."""
+    try:
+        with open("/proc/sys/net/ipv6/bindv6only") as f:
+            return f.read().strip() == "0"
+    except OSError:
+        return False  # unknown (not Linux): set it explicitly
 
 
 def inventory_holds(port: int) -> bool:
