@@ -45,6 +45,12 @@ class Server:
     port: int
     pids: list[int]
 
+    @property
+    def at(self) -> str:
+        """The exact address: bind(0) numbers are only unique per address, so another
+        test's server may hold the same number on ::1, and a bare port would match it."""
+        return f"127.0.0.1:{self.port}"
+
 
 @pytest.fixture
 def server() -> Iterator[Callable[[str], Server]]:
@@ -82,7 +88,7 @@ def gone(pid: int) -> bool:
 
 def test_server_that_exits_on_sigterm(server: Callable[[str], Server]) -> None:
     srv = server("term")
-    report = kill_port(srv.port, timeout=10)
+    report = kill_port(srv.at, timeout=10)
     assert report.released
     [outcome] = report.outcomes
     assert (outcome.pid, outcome.result, outcome.signals) == (srv.pids[0], "exited", ("SIGTERM",))
@@ -103,9 +109,9 @@ def test_server_ignoring_sigterm_gets_sigkill_after_the_timeout(
 
 def test_forked_server_both_owners_are_stopped(server: Callable[[str], Server]) -> None:
     srv = server("fork")
-    plan = plan_kill(srv.port)
+    plan = plan_kill(srv.at)
     assert sorted(v.pid for v in plan.victims) == sorted(srv.pids)
-    report = kill_port(srv.port, timeout=10)
+    report = kill_port(srv.at, timeout=10)
     assert report.released
     assert {o.pid: o.result for o in report.outcomes} == dict.fromkeys(srv.pids, "exited")
     assert all(gone(pid) for pid in srv.pids)
@@ -116,20 +122,20 @@ def test_tree_includes_children_that_do_not_hold_the_port(
 ) -> None:
     srv = server("tree")
     owner, helper = srv.pids
-    assert [v.pid for v in plan_kill(srv.port).victims] == [owner]
-    report = kill_port(srv.port, tree=True, timeout=10)
+    assert [v.pid for v in plan_kill(srv.at).victims] == [owner]
+    report = kill_port(srv.at, tree=True, timeout=10)
     assert {o.pid for o in report.outcomes} == {owner, helper}
     assert gone(helper)
 
 
 def test_dry_run_kills_nothing(server: Callable[[str], Server]) -> None:
     srv = server("term")
-    report = kill_port(srv.port, dry_run=True)
+    report = kill_port(srv.at, dry_run=True)
     assert report.dry_run
     assert not report.released
     assert [o.result for o in report.outcomes] == ["would-signal"]
     assert srv.proc.poll() is None
-    assert plan_kill(srv.port).victims  # still held
+    assert plan_kill(srv.at).victims  # still held
 
 
 def test_address_must_match_exactly(server: Callable[[str], Server]) -> None:
@@ -142,7 +148,7 @@ def test_address_must_match_exactly(server: Callable[[str], Server]) -> None:
 def test_cli_kill_json(server: Callable[[str], Server]) -> None:
     srv = server("term")
     proc = subprocess.run(
-        [sys.executable, "-m", "homeport", "kill", str(srv.port), "--json", "--timeout", "10"],
+        [sys.executable, "-m", "homeport", "kill", srv.at, "--json", "--timeout", "10"],
         capture_output=True,
         text=True,
         timeout=60,
