@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from homeport.errors import NotFound
-from homeport.ports.kill import kill_port, plan_kill
+from homeport.ports.kill import Victim, _send, _Watch, kill_port, plan_kill
 
 SERVER = textwrap.dedent("""
     import json, os, signal, socket, subprocess, sys
@@ -159,3 +160,21 @@ def test_cli_kill_json(server: Callable[[str], Server]) -> None:
     assert data["released"] is True
     assert data["processes"][0]["pid"] == srv.pids[0]
     assert data["processes"][0]["result"] == "exited"
+
+
+class DenyingWatch(_Watch):
+    """What os.kill does for another user's process when we are not root."""
+
+    def send(self, pid: int, sig: signal.Signals) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+
+def test_permission_error_says_whose_process_and_what_to_run() -> None:
+    me = os.getpid()  # a real process, so its owner can be looked up
+    victim = Victim(me, "python", "python", "root", "holds tcp 127.0.0.1:1")
+    outcome = _send(victim, signal.SIGTERM, DenyingWatch({}))
+    assert outcome.result == "permission-denied"
+    user = pwd.getpwuid(os.getuid()).pw_name
+    assert outcome.detail == (
+        f"not allowed to signal a process of {user}: run as {user} or with sudo"
+    )
