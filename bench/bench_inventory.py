@@ -448,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
                 cases += build_cases(port, pycache, os.path.abspath(args.candidate), stack)
             results = measure(cases, rounds)
             prof = profile(pycache) if args.profile else ""
+        if fx.dead():
+            # Seen on the shared box: another suite's cleanup signalled a fixture child
+            # mid-run (PIDs wrap quickly here). Numbers without the full fixture are void.
+            raise SystemExit(f"bench_inventory: fixture children died mid-run {fx.dead()}")
     command = " ".join([".venv/bin/python", "bench/bench_inventory.py", *sys.argv[1:]])
     text = report(results, command, machine(load), note)
     print(text)

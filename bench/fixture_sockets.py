@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Seconds a child may take to bind, connect and accept before the fixture gives up.
 SETUP_TIMEOUT = 60.0
@@ -50,6 +50,12 @@ class Fixture:
     #: Listeners that have clients connected to them (address, port, pid).
     targets: tuple[tuple[str, int, int], ...]
     connections: int
+    _procs: tuple[subprocess.Popen[str], ...] = field(default=(), repr=False, compare=False)
+
+    def dead(self) -> list[tuple[int, int]]:
+        """Children that exited while the fixture was up, as (pid, returncode); a negative
+        returncode is the signal that killed it. Measurements taken meanwhile are void."""
+        return [(p.pid, p.returncode) for p in self._procs if p.poll() is not None]
 
 
 # --- child side ------------------------------------------------------------------------
@@ -241,6 +247,7 @@ def socket_fixture(
                 for a, p in socks[::target_every]
             ),
             connections=connections,
+            _procs=tuple(children),
         )
     finally:
         _stop(children)
