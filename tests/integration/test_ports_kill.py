@@ -11,12 +11,12 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
 from homeport.errors import NotFound
-from homeport.ports.kill import Victim, _send, _Watch, kill_port, plan_kill
+from homeport.ports.kill import Victim, _send, _Watch, execute, kill_port, plan_kill
 
 SERVER = textwrap.dedent("""
     import json, os, signal, socket, subprocess, sys
@@ -178,3 +178,14 @@ def test_permission_error_says_whose_process_and_what_to_run() -> None:
     assert outcome.detail == (
         f"not allowed to signal a process of {user}: run as {user} or with sudo"
     )
+
+
+def test_a_reused_pid_is_never_signalled(server: Callable[[str], Server]) -> None:
+    srv = server("term")
+    plan = plan_kill(srv.at)
+    assert plan.victims[0].start is not None
+    # As if the server had exited and another process got its PID since the plan.
+    stale = replace(plan, victims=tuple(replace(v, start="1") for v in plan.victims))
+    report = execute(stale, timeout=1.0)
+    assert [o.result for o in report.outcomes] == ["gone"]
+    assert srv.proc.poll() is None  # the process now under that PID was left alone

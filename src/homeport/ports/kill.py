@@ -44,6 +44,9 @@ class Victim:
     command: str
     user: str | None
     why: str
+    #: Kernel start time (ticks, /proc/PID/stat field 22) when planned: a process found
+    #: later under the same PID with another start time is not this victim.
+    start: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -146,8 +149,16 @@ def plan_kill(target: str | int, *, tree: bool = False, udp: bool = True) -> Kil
         raise EnvironmentProblem(f"{target} is held, but its owner is not visible", hint=hint)
     children = _descendants(report.listeners) if tree else {}
     victims, refused = choose(report.listeners, children, os.getpid())
+    victims = [_stamped(v) for v in victims]
     inodes = frozenset(x.socket.inode for x in report.listeners)
     return KillPlan(str(target), tuple(victims), tuple(refused), report.target.port, inodes)
+
+
+def _stamped(v: Victim) -> Victim:
+    from homeport.ports.lease import holder_of
+
+    holder = holder_of(v.pid)
+    return replace(v, start=holder.start if holder is not None else None)
 
 
 def _descendants(listeners: Iterable[Listener]) -> dict[int, list[Process]]:
@@ -224,9 +235,14 @@ def execute(
     return KillReport(plan.target, final, released=_released(plan), refused=plan.refused)
 
 
+#: Marks a victim whose PID was reused before we could pin it: never signalled.
+_REUSED = -1
+
+
 class _Watch:
-    """pidfds for the victims: signals go to the very process we looked at, never to a
-    process that reused its PID, and exits wake a poll() at once."""
+    """pidfds for the victims: signals go to the very process we planned for (checked
+    by start time once the pidfd pins it), never to a process that reused its PID, and
+    exits wake a poll() at once."""
 
     def __init__(self, fds: dict[int, int]) -> None:
         self.fds = fds
@@ -234,14 +250,25 @@ class _Watch:
 
     @classmethod
     def open(cls, victims: Iterable[Victim]) -> _Watch:
+        from homeport.ports.lease import holder_of
+
         fds: dict[int, int] = {}
         for v in victims:
             with contextlib.suppress(OSError, AttributeError):  # gone, or no pidfd here
-                fds[v.pid] = os.pidfd_open(v.pid)
+                fd = os.pidfd_open(v.pid)
+                # The pidfd pins whatever runs under the PID now; if that is not the
+                # process we planned for (its start time differs), the victim is gone.
+                current = holder_of(v.pid)
+                if v.start is not None and (current is None or current.start != v.start):
+                    os.close(fd)
+                    fd = _REUSED
+                fds[v.pid] = fd
         return cls(fds)
 
     def send(self, pid: int, sig: signal.Signals) -> None:
         fd = self.fds.get(pid)
+        if fd == _REUSED:
+            raise ProcessLookupError(errno.ESRCH, "the PID now belongs to another process")
         if fd is not None:
             signal.pidfd_send_signal(fd, sig)
         else:
@@ -251,7 +278,9 @@ class _Watch:
         if pid in self.gone:
             return False
         fd = self.fds.get(pid)
-        if fd is not None:
+        if fd == _REUSED:
+            dead = True
+        elif fd is not None:
             ready = select.select([fd], [], [], 0)[0]
             dead = bool(ready)
         else:
@@ -262,7 +291,7 @@ class _Watch:
 
     def wait_any(self, pids: list[int], timeout: float) -> None:
         waiting = [p for p in pids if p not in self.gone]
-        fds = [self.fds[p] for p in waiting if p in self.fds]
+        fds = [self.fds[p] for p in waiting if self.fds.get(p, _REUSED) != _REUSED]
         if len(fds) < len(waiting):  # some without a pidfd: poll /proc for those
             timeout = min(timeout, 0.05)
         if fds:
@@ -272,7 +301,8 @@ class _Watch:
 
     def close(self) -> None:
         for fd in self.fds.values():
-            os.close(fd)
+            if fd != _REUSED:
+                os.close(fd)
 
 
 def _pid_running(pid: int) -> bool:
