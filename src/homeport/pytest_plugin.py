@@ -22,6 +22,7 @@ The lease directory is fixed when the plugin is configured, before any test chan
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,16 @@ def _pick() -> int:
     from homeport.ports import free_port
 
     # ttl=None: the lease lasts as long as this worker process lives.
-    return free_port(ttl=None, lease_dir=_LEASE_DIR[0] if _LEASE_DIR else None)
+    try:
+        return free_port(ttl=None, lease_dir=_LEASE_DIR[0] if _LEASE_DIR else None)
+    except OSError:
+        # A read-only or unwritable home (some CI containers): share leases through
+        # the temp dir instead, so workers still coordinate with each other.
+        import tempfile
+
+        fallback = Path(tempfile.gettempdir()) / f"homeport-leases-{os.getuid()}"
+        _LEASE_DIR[:] = [fallback]
+        return free_port(ttl=None, lease_dir=fallback)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -286,3 +287,18 @@ def test_lease_descriptors_stay_bounded(tmp_path: Path) -> None:
     for i in range(30):
         pick_ports(1, lease_dir=tmp_path / str(i))
     assert len(os.listdir("/proc/self/fd")) - before <= lease_module._MAX_OPEN
+
+
+def test_plugin_falls_back_to_the_temp_dir_when_home_is_unwritable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from homeport import pytest_plugin
+
+    # A path under a character device can never be created, even by root.
+    monkeypatch.setattr(pytest_plugin, "_LEASE_DIR", [Path("/dev/null/state/leases")])
+    port = pytest_plugin._pick()
+    fallback = pytest_plugin._LEASE_DIR[0]
+    assert fallback.parent == Path(tempfile.gettempdir())
+    lease = LeaseStore(fallback).read(port)
+    assert lease is not None
+    assert lease.holder.pid == os.getpid()
