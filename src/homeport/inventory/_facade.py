@@ -276,7 +276,13 @@ def unmap_s(addr: str) -> str:
 
 
 def _covers_conn(listening: list[Socket], conn: Socket) -> bool:
-    return any(s.proto == conn.proto and s.local_port == conn.local_port for s in listening)
+    """Whether ``conn`` was accepted by one of ``listening`` (same port, and an address the
+    listener receives: its own, or any for a wildcard of that family or a dual-stack ::)."""
+    local = unmap_s(conn.local_addr)
+    return any(
+        s.proto == conn.proto and s.local_port == conn.local_port and _covers(s, local)
+        for s in listening
+    )
 
 
 @functools.cache
