@@ -12,8 +12,10 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-run: $(STAMP)          ## homeport's main job: what listens here and what needs attention
+run: $(STAMP)          ## what listens here and needs attention, then the gateway + dashboard
 	@$(VENV)/bin/homeport
+	@echo
+	@exec $(VENV)/bin/homeport up
 
 test: $(STAMP)         ## the test suite (unit, integration, cli, browser)
 	$(PY) -m pytest $(PYTEST_ARGS)

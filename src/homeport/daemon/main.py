@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ class _Ready:
 
     def __init__(self, fd: int | None) -> None:
         self._fd = fd
+        self.foreground = fd is None
 
     def _send(self, line: str) -> None:
         if self._fd is None:
@@ -147,10 +149,26 @@ async def _serve(config: DaemonConfig, token: str, ready: _Ready) -> None:
         }
         _write_info(config.info_path, info)
         log.info("homeport gateway at %s (pid %d, %s)", config.url, os.getpid(), parts.kind)
+        if ready.foreground:
+            _banner(config, parts)
         ready.ok(info)
         await stop.wait()
     finally:
         await parts.close()
+
+
+def _banner(config: DaemonConfig, parts: _Parts) -> None:
+    """What a person running ``homeport up`` in a terminal needs: where, and how to log in.
+
+    The login code is one-time and short-lived, and it goes to the terminal only: a daemon
+    started with ``-d`` never writes one to its log file."""
+    code = parts.app.sessions.new_code(time.time())
+    sys.stderr.write(
+        f"homeport gateway: {config.url}  (Ctrl-C to stop)\n"
+        f"dashboard:        {config.url}/login?token={code}\n"
+        "                  (a one-time link, valid 2 minutes; 'homeport open' makes another)\n"
+    )
+    sys.stderr.flush()
 
 
 def _mount_dashboard(app: ControlApp) -> Any:
