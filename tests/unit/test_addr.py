@@ -98,3 +98,11 @@ def test_parse_target_rejects_with_a_reason(text: str, says: str) -> None:
 def test_target_display() -> None:
     assert addr.parse_target("[::1]:5432").display == "[::1]:5432"
     assert addr.parse_target("5432").display == ":5432"
+
+
+def test_render_clean_defuses_control_characters() -> None:
+    from homeport.cli.render import clean
+
+    assert clean("python3 -c \nimport os\tx") == "python3 -c \\nimport os x"
+    assert clean("evil\x1b]0;title\x07name") == "evil\\x1b]0;title\\x07name"
+    assert clean("caf\u00e9 \u2603") == "caf\u00e9 \u2603"  # printable non-ASCII stays

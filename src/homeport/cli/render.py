@@ -35,6 +35,7 @@ def table(
     shrink: int | None = None,
 ) -> str:
     """Left-aligned columns, two spaces apart. On a TTY column ``shrink`` is cut to fit."""
+    rows = [[clean(c) for c in r] for r in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
@@ -57,6 +58,17 @@ def table(
             cells.append(paint(env, padded, style))
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+#: Control characters (C0, DEL, C1) in text we did not write (command lines, paths, errors)
+#: would break the layout or, worse, drive the terminal: show them as visible escapes.
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROL.update({0x0A: "\\n", 0x09: " ", 0x0D: "\\r"})
+
+
+def clean(text: str) -> str:
+    """One line, no control characters: safe to print whatever a process calls itself."""
+    return text.translate(_CONTROL)
 
 
 def ellipsize(text: str, width: int) -> str:

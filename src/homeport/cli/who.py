@@ -56,19 +56,18 @@ def run(args: argparse.Namespace, env: Env) -> int:
                 if p.start_time
                 else "?"
             )
-            env.out(
-                f"  pid {p.pid}  {render.paint(env, p.name, 'cyan')}  user {p.user or '?'}"
-                f"  up {render.age(p.start_time)}"
-            )
-            env.out(f"    command: {p.command}")
-            env.out(f"    cwd:     {p.cwd or '? (not readable)'}")
+            name = render.paint(env, render.clean(p.name), "cyan")
+            env.out(f"  pid {p.pid}  {name}  user {p.user or '?'}  up {render.age(p.start_time)}")
+            env.out(f"    command: {render.clean(p.command)}")
+            env.out(f"    cwd:     {render.clean(p.cwd or '? (not readable)')}")
             env.out(f"    started: {started}")
-            chain = " < ".join(f"{n}({pid})" for pid, n in p.parents)
+            chain = render.clean(" < ".join(f"{n}({pid})" for pid, n in p.parents))
             env.out(f"    parents: {chain or '-'}")
     env.out("")
     env.out(f"clients ({len(report.clients)}):" if report.clients else "clients: none connected")
     for c in report.clients:
         s = c.server
-        by = ", ".join(f"{p.name} (pid {p.pid})" for p in c.owners) or "a remote or unseen process"
+        by = render.clean(", ".join(f"{p.name} (pid {p.pid})" for p in c.owners))
+        by = by or "a remote or unseen process"
         env.out(f"  {render.host_port(s.remote_addr, s.remote_port)}  {s.state}  {by}")
     return 0
