@@ -18,6 +18,10 @@ section of bench/README.md; ``--profile`` adds where homeport's time goes (impor
 for startup, cProfile of ``listeners()`` and of ``ls --json`` in the fixture).
 
     .venv/bin/python bench/bench_inventory.py [--rounds 11] [--readme] [--profile]
+        [--candidate SRC]
+
+Exit status: 0 when every target is met, 1 when one is missed; a run whose fixture lost a
+child midway stops with a message and records nothing.
 """
 
 from __future__ import annotations
