@@ -98,7 +98,13 @@ def age(start_time: float | None, now: float | None = None) -> str:
 
 
 def dump_json(env: Env, data: Any) -> None:
-    env.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Indented for a person at a terminal; one compact line for a pipe or a file.
+
+    ``indent`` makes the json module fall back from its C encoder to the pure-Python one,
+    5x slower: 70 ms against 14 ms for ``ls --json`` with 2,000 listeners (bench/).
+    """
+    indent = 2 if env.stdout_isatty else None
+    env.stdout.write(json.dumps(data, indent=indent) + "\n")
 
 
 def host_port(addr: str, port: int) -> str:

@@ -12,6 +12,7 @@ import os
 import pwd
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,16 +100,31 @@ def scan_owners(inodes: set[int] | None, proc: Path = PROC) -> OwnerScan:
     """Map socket inodes to every PID holding them (forked servers share one socket).
 
     ``inodes=None`` records every socket. Reading links relative to an open directory fd
-    avoids a path walk through /proc for each link, the bulk of the cost.
+    avoids a path walk through /proc for each link, the bulk of the cost. ``readlink``
+    releases the GIL, so two threads split the PIDs (1.6-2x faster with 12,000 fds on two
+    cores, bench/bench_inventory.py); PID lists come out sorted, as one walk gives them.
     """
-    scan = OwnerScan()
-    want = inodes
-    for name in os.listdir(proc):
-        if not name.isdigit():
-            continue
-        pid = int(name)
+    pids = [int(n) for n in os.listdir(proc) if n.isdigit()]
+    workers = min(2, os.cpu_count() or 1) if len(pids) > 64 else 1
+    parts = [OwnerScan() for _ in range(workers)]
+    if workers == 1:
+        _scan_pids(pids, inodes, proc, parts[0])
+        return parts[0]
+    threads = [
+        threading.Thread(target=_scan_pids, args=(pids[i::workers], inodes, proc, parts[i]))
+        for i in range(workers)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return _merge(parts)
+
+
+def _scan_pids(pids: list[int], want: set[int] | None, proc: Path, scan: OwnerScan) -> None:
+    for pid in pids:
         try:
-            dfd = os.open(f"{proc}/{name}/fd", os.O_RDONLY | os.O_DIRECTORY)
+            dfd = os.open(f"{proc}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY)
         except PermissionError:
             scan.denied.add(pid)
             continue
@@ -119,7 +135,18 @@ def scan_owners(inodes: set[int] | None, proc: Path = PROC) -> OwnerScan:
             _scan_fds(dfd, pid, want, scan.holders)
         finally:
             os.close(dfd)
-    return scan
+
+
+def _merge(parts: list[OwnerScan]) -> OwnerScan:
+    out = OwnerScan()
+    for part in parts:
+        for inode, pids in part.holders.items():
+            out.holders.setdefault(inode, []).extend(pids)
+        out.denied |= part.denied
+        out.gone |= part.gone
+    for pids in out.holders.values():
+        pids.sort()
+    return out
 
 
 def _scan_fds(dfd: int, pid: int, want: set[int] | None, holders: dict[int, list[int]]) -> None:
