@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
     from types import ModuleType
+    from typing import Any
 
     from homeport.cli.env import Env
 
@@ -56,8 +57,28 @@ Every command takes --json; colour only on a terminal and never with NO_COLOR.""
 def _parser_class() -> type[argparse.ArgumentParser]:
     import argparse
 
+    from homeport.cli.env import terminal_columns
+
+    class _Formatter(argparse.RawDescriptionHelpFormatter):
+        """Keeps docstring layout; knows its width without shutil (argparse builds a
+        formatter for every add_argument, and shutil's import costs ~7 ms)."""
+
+        def __init__(
+            self,
+            prog: str,
+            indent_increment: int = 2,
+            max_help_position: int = 24,
+            width: int | None = None,
+        ) -> None:
+            width = width or max(terminal_columns() - 2, 40)
+            super().__init__(prog, indent_increment, max_help_position, width)
+
     class _Parser(argparse.ArgumentParser):
         """argparse that reports bad usage as one line and exit status 2."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("formatter_class", _Formatter)
+            super().__init__(*args, **kwargs)
 
         def error(self, message: str) -> None:  # type: ignore[override]
             self.exit(2, f"homeport: error: {message} (see '{self.prog} --help')\n")
@@ -79,20 +100,20 @@ def build_parser(
 ) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     """The full parser, or with ``only`` the parser with just that command (faster: the
     other command modules are not imported)."""
-    import argparse
-
     _Parser = _parser_class()
     parser = _Parser(
         prog="homeport",
         description="See, name, run and protect everything on 127.0.0.1:PORT.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-V", "--version", action="version", version=f"homeport {__version__}")
     parser.add_argument(
         "--json", dest="global_json", action="store_true", help="machine-readable output"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    # prog given: otherwise argparse builds a help formatter, which imports shutil (~7 ms).
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser, prog="homeport"
+    )
     modules: dict[str, ModuleType] = {}
     for name, module_name in COMMANDS:
         if only is not None and name != only:
@@ -105,7 +126,6 @@ def build_parser(
             name,
             help=module.HELP,
             description=doc or module.HELP,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)
         if not any(a.dest == "json" for a in p._actions):

@@ -6,7 +6,6 @@ CLI tests build an ``Env`` over ``io.StringIO`` and need no patching.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -30,7 +29,7 @@ class Env:
         if self.color is None:
             self.color = bool(self.stdout_isatty) and "NO_COLOR" not in os.environ
         if self.width is None:
-            self.width = shutil.get_terminal_size((100, 24)).columns if self.stdout_isatty else 0
+            self.width = terminal_columns() if self.stdout_isatty else 0
 
     def out(self, text: str = "") -> None:
         self.stdout.write(text + "\n")
@@ -44,3 +43,15 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def terminal_columns() -> int:
+    """Terminal width: $COLUMNS, else the terminal's, else 100. (Not shutil: its import
+    costs more than the rest of `homeport ls` start-up.)"""
+    env_cols = os.environ.get("COLUMNS", "")
+    if env_cols.isdigit() and int(env_cols) > 0:
+        return int(env_cols)
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno() if sys.__stdout__ else 1).columns
+    except (OSError, ValueError):
+        return 100

@@ -8,6 +8,7 @@ thin. Processes that vanish mid-walk and permission errors are normal here: they
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import pwd
 import socket
@@ -15,12 +16,12 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 from homeport.model import TCP_STATES, UDP_UNCONN, Family, Process, Proto, Socket
 
-PROC = Path("/proc")
+#: Paths are plain strings here: pathlib costs several milliseconds of import on every `ls`.
+PROC = "/proc"
 T = TypeVar("T")
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -67,13 +68,13 @@ def parse_proc_net(text: str, proto: Proto, family: Family) -> list[Socket]:
 
 
 def read_proc_net(
-    protos: Iterable[Proto] = ("tcp", "udp"), listening_only: bool = True, proc: Path = PROC
+    protos: Iterable[Proto] = ("tcp", "udp"), listening_only: bool = True, proc: str = PROC
 ) -> list[Socket]:
     out: list[Socket] = []
     for proto in protos:
         for family, suffix in ((4, ""), (6, "6")):
             try:
-                text = (proc / "net" / f"{proto}{suffix}").read_text()
+                text = _read(f"{proc}/net/{proto}{suffix}")
             except OSError:
                 continue  # no IPv6 on this kernel, or no /proc/net
             fam: Family = 4 if family == 4 else 6
@@ -96,7 +97,7 @@ class OwnerScan:
     gone: set[int] = field(default_factory=set)
 
 
-def scan_owners(inodes: set[int] | None, proc: Path = PROC) -> OwnerScan:
+def scan_owners(inodes: set[int] | None, proc: str = PROC) -> OwnerScan:
     """Map socket inodes to every PID holding them (forked servers share one socket).
 
     ``inodes=None`` records every socket. Reading links relative to an open directory fd
@@ -121,7 +122,7 @@ def scan_owners(inodes: set[int] | None, proc: Path = PROC) -> OwnerScan:
     return _merge(parts)
 
 
-def _scan_pids(pids: list[int], want: set[int] | None, proc: Path, scan: OwnerScan) -> None:
+def _scan_pids(pids: list[int], want: set[int] | None, proc: str, scan: OwnerScan) -> None:
     for pid in pids:
         try:
             dfd = os.open(f"{proc}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY)
@@ -189,7 +190,7 @@ def parse_btime(text: str) -> float:
 class ProcReader:
     """Reads process facts from /proc, caching users, boot time and parent names."""
 
-    def __init__(self, proc: Path = PROC) -> None:
+    def __init__(self, proc: str = PROC) -> None:
         self.proc = proc
         self._btime: float | None = None
         self._users: dict[int, str | None] = {}
@@ -198,7 +199,7 @@ class ProcReader:
     def boot_time(self) -> float:
         if self._btime is None:
             try:
-                self._btime = parse_btime((self.proc / "stat").read_text())
+                self._btime = parse_btime(_read(f"{self.proc}/stat"))
             except OSError:
                 self._btime = 0.0
         return self._btime
@@ -216,7 +217,7 @@ class ProcReader:
     def stat(self, pid: int) -> tuple[str, int, int] | None:
         if pid not in self._stats:
             try:
-                self._stats[pid] = parse_stat((self.proc / str(pid) / "stat").read_text())
+                self._stats[pid] = parse_stat(_read(f"{self.proc}/{pid}/stat"))
             except (OSError, ValueError):
                 self._stats[pid] = None
         return self._stats[pid]
@@ -227,10 +228,10 @@ class ProcReader:
         if st is None:
             return None
         comm, ppid, start_ticks = st
-        base = self.proc / str(pid)
+        base = f"{self.proc}/{pid}"
         uid = _try(lambda: os.stat(base).st_uid)
-        cmdline = _try(lambda: (base / "cmdline").read_bytes())
-        cwd = _try(lambda: os.readlink(base / "cwd"))
+        cmdline = _try(lambda: _read_bytes(f"{base}/cmdline"))
+        cwd = _try(lambda: os.readlink(f"{base}/cwd"))
         args = (
             tuple(a.decode(errors="replace") for a in cmdline.split(b"\0")[:-1]) if cmdline else ()
         )
@@ -261,12 +262,11 @@ class ProcReader:
         """Direct children, from /proc/PID/task/*/children (Linux >= 3.5)."""
         out: list[int] = []
         try:
-            tasks = os.listdir(self.proc / str(pid) / "task")
+            tasks = os.listdir(f"{self.proc}/{pid}/task")
         except OSError:
             return out
         for tid in tasks:
-            path = self.proc / str(pid) / "task" / tid / "children"
-            text = _try(path.read_text)
+            text = _try(functools.partial(_read, f"{self.proc}/{pid}/task/{tid}/children"))
             if text:
                 out.extend(int(c) for c in text.split())
         return out
@@ -279,3 +279,13 @@ def _try(fn: Callable[[], T]) -> T | None:
         if exc.errno not in (errno.EACCES, errno.EPERM, errno.ENOENT, errno.ESRCH, errno.EINVAL):
             raise
         return None
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
