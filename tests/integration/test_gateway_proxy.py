@@ -259,7 +259,7 @@ def test_slow_headers_are_dropped_and_do_not_starve_others(tmp_path: Path) -> No
         routes = [{"name": "app.localhost", "target": f"http://127.0.0.1:{port}"}]
         with gateway(tmp_path, routes, config={"header_timeout": 1.0}) as gw:
             slow = []
-            for _ in range(1000):
+            for _ in range(2000):
                 s = socket.create_connection(("127.0.0.1", gw.port))
                 s.sendall(b"GET / HTTP/1.1\r\nHost: app.localhost\r\nX-Slow: ")
                 slow.append(s)

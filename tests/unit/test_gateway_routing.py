@@ -72,9 +72,11 @@ def test_decisions(router: Router, host: str, kind: str) -> None:
 def test_host_check_off_and_allowlist() -> None:
     off = Router(ROUTES, host_check=False)
     assert off.decide("evil.example", 1).kind == "unknown"
-    allowed = Router(ROUTES, allow_hosts=("myvm.lan",))
-    assert allowed.decide("myvm.lan", 1).kind == "unknown"
+    allowed = Router(ROUTES, allow_hosts=("myvm.lan", "192.168.1.5"))
+    assert allowed.decide("myvm.lan:9999", 1).kind == "unknown"
     assert allowed.decide("other.lan", 1).kind == "foreign"
+    # The address the gateway was exposed on, with its port, is the gateway's home there.
+    assert allowed.decide("192.168.1.5:62893", 62893).kind == "control"
 
 
 def test_parse_target() -> None:

@@ -1,7 +1,7 @@
 """Pure routing: a ``Host`` value -> what the gateway does with the request.
 
-- ``homeport.localhost`` (the gateway names), or a bare loopback IP / ``localhost`` with the
-  gateway's own port -> the control API.
+- ``homeport.localhost`` (the gateway names), or a bare loopback IP / ``localhost`` / an
+  ``allow_hosts`` name with the gateway's own port -> the control API.
 - A route's exact name or one of its ``allow_hosts`` -> that route; else the longest wildcard
   suffix (``*.shop.localhost`` matches ``a.shop.localhost`` and ``b.a.shop.localhost``).
 - Anything else -> ``unknown`` (a 404 page listing the routes) when the name is one a browser
@@ -133,7 +133,9 @@ class Router:
             kind: DecisionKind = "route" if target is not None else "bad-target"
             return Decision(kind, hostname, route, target)
         loopback = hostname == "localhost" or (ip(hostname) is not None and is_loopback(hostname))
-        if loopback and (port is None or port == local_port):
+        # An address the user exposed the gateway on (``allow_hosts``) is its home there too.
+        home = loopback or hostname in self._allow
+        if home and (port is None or port == local_port):
             return Decision("control", hostname)
         if self.host_check and not (is_local_name(hostname) or hostname in self._allow):
             return Decision("foreign", hostname)
