@@ -181,7 +181,14 @@ def test_port_80_urls_leave_the_port_out(tmp_path: Path) -> None:
 def test_discovery_parsers() -> None:
     from homeport.services.discover import parse_pgrp, socket_inode
 
-    assert parse_pgrp("77 (a) b) S 1 4242 4242 0 -1 4194560") == 4242
+    # a whole stat line (52 fields), with a comm holding ') '
+    line = (
+        "77 (a) b) S 1 4242 4242 0 -1 4194560 "
+        + " ".join(["0"] * 12)
+        + " 5 "
+        + " ".join(["0"] * 30)
+    )
+    assert parse_pgrp(line) == 4242
     assert parse_pgrp("garbage") is None
     assert socket_inode("socket:[123456]") == 123456
     assert socket_inode("pipe:[5]") is None

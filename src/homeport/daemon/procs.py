@@ -14,16 +14,16 @@ import signal
 import time
 from pathlib import Path
 
+from homeport.inventory import procfs
+
 PROC = Path("/proc")
 
 
 def parse_stat_start(text: str) -> float | None:
     """``starttime`` (clock ticks since boot) from the text of ``/proc/PID/stat``."""
-    # comm (field 2) may hold spaces and ')' : split after the last ')'.
-    rest = text[text.rfind(")") + 2 :].split()
     try:
-        return float(rest[19])  # field 22 overall; fields 3.. start at index 0 here
-    except (IndexError, ValueError):
+        return float(procfs.parse_stat_record(text).start_ticks)
+    except ValueError:
         return None
 
 

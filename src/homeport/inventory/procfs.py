@@ -169,15 +169,34 @@ def _scan_fds(dfd: int, pid: int, want: set[int] | None, holders: dict[int, list
             holders.setdefault(inode, []).append(pid)
 
 
-def parse_stat(text: str) -> tuple[str, int, int]:
-    """``/proc/PID/stat`` -> (comm, ppid, starttime in clock ticks since boot).
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """The fields of ``/proc/PID/stat`` that homeport uses (proc(5) numbering)."""
+
+    comm: str  # field 2
+    state: str  # field 3: R, S, D, Z (zombie), X (dead) ...
+    ppid: int  # field 4
+    pgrp: int  # field 5
+    start_ticks: int  # field 22: clock ticks since boot
+
+
+def parse_stat_record(text: str) -> Stat:
+    """Parse ``/proc/PID/stat``; the one parser every module uses.
 
     comm may contain spaces and parentheses, so split at the last ``)`` (proc(5)).
+    Raises ValueError on text that is not a stat line.
     """
     lpar, rpar = text.index("("), text.rindex(")")
-    comm = text[lpar + 1 : rpar]
     rest = text[rpar + 2 :].split()
-    return comm, int(rest[1]), int(rest[19])
+    if len(rest) < 20:
+        raise ValueError("truncated /proc/PID/stat")
+    return Stat(text[lpar + 1 : rpar], rest[0], int(rest[1]), int(rest[2]), int(rest[19]))
+
+
+def parse_stat(text: str) -> tuple[str, int, int]:
+    """``/proc/PID/stat`` -> (comm, ppid, starttime in clock ticks since boot)."""
+    st = parse_stat_record(text)
+    return st.comm, st.ppid, st.start_ticks
 
 
 def parse_btime(text: str) -> float:

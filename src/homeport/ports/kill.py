@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from homeport.errors import EnvironmentProblem, UsageError
+from homeport.inventory import procfs
 from homeport.model import Listener, Process
 
 log = logging.getLogger("homeport.ports.kill")
@@ -319,7 +320,7 @@ def _pid_running(pid: int) -> bool:
         except PermissionError:
             return True
         return True
-    return stat[stat.rindex(")") + 2] not in "ZX"  # a zombie has exited
+    return procfs.parse_stat_record(stat).state not in "ZX"  # a zombie has exited
 
 
 def _send(v: Victim, sig: signal.Signals, watch: _Watch) -> Outcome:

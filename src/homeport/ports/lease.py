@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from homeport.inventory import procfs
 from homeport.paths import state_dir
 
 log = logging.getLogger("homeport.ports.lease")
@@ -152,8 +153,7 @@ def is_live(lease: Lease, now: float, current: Holder | None) -> bool:
 def parse_start_time(stat: str) -> str:
     """Field 22 (starttime) of ``/proc/PID/stat``. The command name (field 2) may hold
     spaces and parentheses, so split after the last ``)``."""
-    rest = stat[stat.rindex(")") + 2 :].split()
-    return rest[19]  # rest[0] is field 3 (state)
+    return str(procfs.parse_stat_record(stat).start_ticks)
 
 
 def holder_of(pid: int, proc: Path = PROC) -> Holder | None:

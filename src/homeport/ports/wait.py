@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from homeport.addr import parse_target
 from homeport.errors import NotReady, UsageError
+from homeport.inventory import procfs
 
 TargetKind = Literal["tcp", "http", "unix"]
 
@@ -261,4 +262,4 @@ def _alive(pid: int) -> bool:
         import psutil
 
         return psutil.pid_exists(pid)
-    return stat[stat.rindex(")") + 2] not in "ZX"
+    return procfs.parse_stat_record(stat).state not in "ZX"  # a zombie has exited

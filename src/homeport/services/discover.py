@@ -12,15 +12,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from homeport.inventory import procfs
+
 PROC = Path("/proc")
 
 
 def parse_pgrp(stat: str) -> int | None:
     """Process group (field 5) from ``/proc/PID/stat``; comm may hold spaces and ')'."""
-    rest = stat[stat.rfind(")") + 2 :].split()
     try:
-        return int(rest[2])  # state, ppid, pgrp
-    except (IndexError, ValueError):
+        return procfs.parse_stat_record(stat).pgrp
+    except ValueError:
         return None
 
 
