@@ -161,9 +161,10 @@ def start_backend(d: Path) -> tuple[Proc, int]:
     return p, port
 
 
-def start_proxies(d: Path, backend: int) -> tuple[dict[str, int], list[Proc], list[str]]:
+def start_proxies(d: Path, backend: int, procs: list[Proc]) -> tuple[dict[str, int], list[str]]:
+    """Start every proxy; each one is added to ``procs`` as soon as it is spawned, so the
+    caller stops it even when a later one fails to start."""
     ports: dict[str, int] = {"direct": backend}
-    procs: list[Proc] = []
     notes: list[str] = []
     for features in ("on", "off"):
         port = free_port()
@@ -211,7 +212,7 @@ def start_proxies(d: Path, backend: int) -> tuple[dict[str, int], list[Proc], li
             log = d / f"{name}.log"
             print(f"# {name} did not start:", log.read_text()[-2000:] if log.exists() else "")
             raise
-    return ports, procs, notes
+    return ports, notes
 
 
 # -- wrk ----------------------------------------------------------------------------------------
@@ -294,8 +295,7 @@ def main() -> int:
         backend, bport = start_backend(d)
         procs: list[Proc] = [backend]
         try:
-            ports, more, notes = start_proxies(d, bport)
-            procs += more
+            ports, notes = start_proxies(d, bport, procs)
             for note in notes:
                 print("#", note)
             if args.targets:
