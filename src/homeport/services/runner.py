@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Literal
 
 from homeport.daemon.client import Client
-from homeport.daemon.procs import pidfd
+from homeport.daemon.procs import group_alive, pidfd
 from homeport.errors import HomeportError, NotReady, UsageError
 from homeport.services.flags import Plan, plan_command
 
@@ -186,22 +186,12 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     if exited_within(proc, grace):
         proc.wait()
         # The leader left; workers of its group may linger a little.
-        while _group_alive(proc.pid) and time.monotonic() < deadline:
+        while group_alive(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.02)  # no event tells when a group empties
-    if proc.returncode is None or _group_alive(proc.pid):
+    if proc.returncode is None or group_alive(proc.pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(5.0)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Stop(Exception):
