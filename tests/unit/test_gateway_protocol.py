@@ -543,3 +543,17 @@ def test_http10_keep_alive_client_is_told_the_connection_persists(gw: Gateway) -
     up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     assert b"connection: close\r\n" in t.take()
     assert t.closed
+
+
+def test_an_endless_response_head_from_a_service_is_a_502(gw: Gateway) -> None:
+    up, ut = gw.upstream()
+    conn, t = gw.client()
+    conn.data_received(GET)
+    up.data_received(b"HTTP/1.1 200 OK\r\nX-Endless: ")
+    for _ in range(2000):  # 1 KiB at a time, never ending the field
+        if ut.closed:
+            break
+        up.data_received(b"a" * 1024)
+    assert ut.closed
+    assert status_of(t.take()) == 502
+    assert gw.records[-1].status == 502

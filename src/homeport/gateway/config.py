@@ -22,6 +22,8 @@ class ProxyConfig:
         keepalive_timeout: seconds an idle client connection is kept between requests.
         max_header_bytes: request line plus header block; more is answered 431 (RFC 6585 §5).
         max_control_body: request body buffered for the control API; more is answered 413.
+        max_upstream_header_bytes: a service's response head over this is a 502 (a broken
+            service must not make the gateway buffer without bound).
         connect_timeout: seconds to open a connection to an upstream.
         upstream_header_timeout: seconds an upstream has to start its response (504 after).
         upstream_idle_timeout: seconds an idle pooled upstream connection is kept.
@@ -42,6 +44,7 @@ class ProxyConfig:
     keepalive_timeout: float = 75.0
     max_header_bytes: int = 64 * KIB
     max_control_body: int = 1 * MIB
+    max_upstream_header_bytes: int = 1 * MIB
     connect_timeout: float = 5.0
     upstream_header_timeout: float = 120.0
     upstream_idle_timeout: float = 30.0

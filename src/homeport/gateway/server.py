@@ -62,7 +62,11 @@ class ProxyServer:
         self.access_sink = access_sink
         self.service_status = service_status
         self.router = self._router(RouteTable())
-        self.pool = Pool(config.upstream_pool_size, config.upstream_idle_timeout)
+        self.pool = Pool(
+            config.upstream_pool_size,
+            config.upstream_idle_timeout,
+            config.max_upstream_header_bytes,
+        )
         self.conns: set[ClientConnection] = set()
         self.bound: list[tuple[str, int]] = []
         #: The one port every listener shares (0 when they differ).

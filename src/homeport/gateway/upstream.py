@@ -57,6 +57,7 @@ class Upstream(asyncio.Protocol):
         self.chunked = False  # Transfer-Encoding: chunked (the body arrives de-chunked)
         self.tunnel = False
         self.in_body = False  # the final response head arrived
+        self.head_bytes = 0
         self.idle_since = 0.0
 
     # -- asyncio.Protocol -------------------------------------------------------------------
@@ -74,6 +75,13 @@ class Upstream(asyncio.Protocol):
             sink.tunnel_data(data)
             return
         self.got_response = True
+        if not self.in_body:
+            # llhttp buffers a header field until it ends: bound what a broken service can
+            # make us hold before its response head is complete.
+            self.head_bytes += len(data)
+            if self.head_bytes > self.pool.max_head:
+                self._fail(f"sent a response head over {self.pool.max_head // 1024} KiB")
+                return
         sink.cork()
         try:
             self.parser.feed_data(data)
@@ -157,6 +165,7 @@ class Upstream(asyncio.Protocol):
             # parser, and the next exchange after it a clean one.
             self.parser = httptools.HttpResponseParser(self)
         self.got_response = self.framed = self.chunked = self.in_body = False
+        self.head_bytes = 0
         self.head_only = head_only
         self.headers = []
         assert self.transport is not None
@@ -196,9 +205,11 @@ class Upstream(asyncio.Protocol):
 class Pool:
     """Idle keep-alive connections per target key (LIFO: the warmest connection first)."""
 
-    def __init__(self, size: int, idle_timeout: float) -> None:
+    def __init__(self, size: int, idle_timeout: float, max_head: int = 1 << 20) -> None:
         self.size = size
         self.idle_timeout = idle_timeout
+        #: Largest response head (status line and fields) accepted from a service.
+        self.max_head = max_head
         self.idle: dict[str, list[Upstream]] = {}
         #: Which address of a two-family target (``localhost``) answered last.
         self.preferred: dict[str, str] = {}
