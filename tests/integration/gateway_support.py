@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,10 +87,17 @@ class Gateway:
         self.proc.stdin.flush()
         assert json.loads(self.proc.stdout.readline()) == {"routes": "ok"}
 
-    def records(self) -> list[dict[str, Any]]:
-        if not self.access_log.exists():
-            return []
-        return [json.loads(line) for line in self.access_log.read_text().splitlines()]
+    def records(self, at_least: int = 0, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The access records so far; with ``at_least``, wait (bounded) until that many are
+        written: the proxy writes a record just after the response, so a client can be
+        faster than the log line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.access_log.read_text() if self.access_log.exists() else ""
+            lines = [json.loads(line) for line in text.splitlines() if line.endswith("}")]
+            if len(lines) >= at_least or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.01)
 
     def rss_kib(self, field_name: str = "VmRSS") -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
