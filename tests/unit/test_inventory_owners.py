@@ -33,3 +33,13 @@ def test_root_sees_everything_so_missing_owner_means_elsewhere(monkeypatch) -> N
     status, hint = _facade._why_no_owner(_sock(uid=0), False, set(), procfs.ProcReader())
     assert status == "none"
     assert "namespace" in (hint or "")
+
+
+def test_root_denied_by_ptrace_names_the_suspects(monkeypatch) -> None:
+    # Even root may be refused the fd links of some processes (PID 1 of a sandbox here).
+    monkeypatch.setattr(_facade.os, "geteuid", lambda: 0)
+    me = _facade.os.getpid()
+    status, hint = _facade._why_no_owner(_sock(uid=0), False, {me}, procfs.ProcReader())
+    assert status == "permission-denied"
+    assert f"(pid {me})" in (hint or "")
+    assert "even as root" in (hint or "")

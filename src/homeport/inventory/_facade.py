@@ -173,6 +173,14 @@ def _why_no_owner(
         )
     if denied and me != 0:
         return "permission-denied", "run as root to see processes of other users"
+    if denied:
+        names = ", ".join(
+            f"{st[0]} (pid {pid})" for pid in sorted(denied)[:3] if (st := reader.stat(pid))
+        )
+        return "permission-denied", (
+            f"perhaps held by {names}: its open files cannot be read here, even as root "
+            "(ptrace access denied)"
+        )
     return "none", "no process visible here holds it (another PID namespace, e.g. a container)"
 
 

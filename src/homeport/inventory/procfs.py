@@ -133,7 +133,8 @@ def _scan_pids(pids: list[int], want: set[int] | None, proc: str, scan: OwnerSca
             scan.gone.add(pid)
             continue
         try:
-            _scan_fds(dfd, pid, want, scan.holders)
+            if not _scan_fds(dfd, pid, want, scan.holders):
+                scan.denied.add(pid)
         finally:
             os.close(dfd)
 
@@ -150,15 +151,24 @@ def _merge(parts: list[OwnerScan]) -> OwnerScan:
     return out
 
 
-def _scan_fds(dfd: int, pid: int, want: set[int] | None, holders: dict[int, list[int]]) -> None:
+def _scan_fds(dfd: int, pid: int, want: set[int] | None, holders: dict[int, list[int]]) -> bool:
+    """Record the sockets ``pid`` holds; False when its fd links may not be read.
+
+    Listing the directory can succeed where reading the links fails (EACCES), even for
+    root: the kernel's ptrace access check applies per link (a PID 1 of another container,
+    or no CAP_SYS_PTRACE)."""
     try:
         names = os.listdir(dfd)
+    except PermissionError:
+        return False
     except OSError:
-        return
+        return True
     seen: set[int] = set()
     for fd in names:
         try:
             link = os.readlink(fd, dir_fd=dfd)
+        except PermissionError:
+            return False
         except OSError:
             continue  # fd closed meanwhile
         if not link.startswith("socket:["):
@@ -167,6 +177,7 @@ def _scan_fds(dfd: int, pid: int, want: set[int] | None, holders: dict[int, list
         if (want is None or inode in want) and inode not in seen:
             seen.add(inode)
             holders.setdefault(inode, []).append(pid)
+    return True
 
 
 @dataclass(frozen=True, slots=True)
