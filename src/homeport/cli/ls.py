@@ -21,6 +21,7 @@ owner_hint, route, notes}.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -90,7 +91,7 @@ def attention(items: list[Listener]) -> list[dict[str, object]]:
                 }
             )
     hidden = [x for x in items if x.owner_status == "permission-denied"]
-    if hidden:
+    if hidden and os.geteuid() != 0:  # root was refused by ptrace: the row says why
         out.append(
             {
                 "level": "info",
