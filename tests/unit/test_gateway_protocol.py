@@ -485,6 +485,22 @@ def test_control_requests_go_to_the_control_app() -> None:
         assert gw.records[-1].reason == "control"
 
 
+def test_login_codes_never_reach_the_access_log() -> None:
+    class App:
+        async def handle(self, request: ControlRequest) -> ControlResponse:
+            return ControlResponse(303, [("location", "/")], b"")
+
+    for gw in make_gateway(control=App()):
+        conn, t = gw.client()
+        conn.data_received(
+            b"GET /login?token=secretcode HTTP/1.1\r\nHost: homeport.localhost:62893\r\n\r\n"
+        )
+        assert conn.task is not None
+        gw.loop.run_until_complete(conn.task)
+        assert t.take().startswith(b"HTTP/1.1 303")
+        assert gw.records[-1].path == "/login"
+
+
 def test_streamed_control_response_is_chunked() -> None:
     class App:
         async def handle(self, request: ControlRequest) -> ControlResponse:

@@ -797,8 +797,9 @@ class ClientConnection(asyncio.Protocol):
             return
         head = ex.head
         path = head.target.decode("latin-1") if head is not None else ""
-        if guard.QUERY_PARAM in path:
-            path = path.partition("?")[0]  # never log a token
+        if "token=" in path:
+            # never log a credential: ?homeport_token= on routes, /login?token= codes
+            path = path.partition("?")[0]
         record = AccessRecord(  # positional: this runs once per request
             ex.start,
             self.client_ip,
