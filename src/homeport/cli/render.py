@@ -34,13 +34,17 @@ def table(
     styles: Sequence[Sequence[str]] | None = None,
     shrink: int | None = None,
 ) -> str:
-    """Left-aligned columns, two spaces apart. On a TTY column ``shrink`` is cut to fit."""
-    rows = [[clean(c) for c in r] for r in rows]
+    """Left-aligned columns, two spaces apart. On a TTY column ``shrink`` is cut to fit.
+
+    Hot for ``ls`` with thousands of rows: columns are measured with one ``max`` each and
+    cells are cleaned only when they hold something unprintable."""
+    cut_rows = [[c if c.isprintable() else clean(c) for c in r] for r in rows]
     widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    cut_rows: list[list[str]] = [list(r) for r in rows]
+    if cut_rows:
+        widths = [
+            max(w, *(len(c) for c in col))
+            for w, col in zip(widths, zip(*cut_rows, strict=True), strict=True)
+        ]
     if env.width and shrink is not None:
         total = sum(widths) + 2 * (len(widths) - 1)
         excess = total - env.width
@@ -48,14 +52,22 @@ def table(
             widths[shrink] = max(len(headers[shrink]), widths[shrink] - excess)
             for r in cut_rows:
                 r[shrink] = ellipsize(r[shrink], widths[shrink])
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines[0] = paint(env, lines[0], "bold")
-    for n, row in enumerate(cut_rows):
-        cells = []
-        for i, cell in enumerate(row):
-            padded = cell.ljust(widths[i]) if i < len(row) - 1 else cell
-            style = styles[n][i] if styles else ""
-            cells.append(paint(env, padded, style))
+    lines = [
+        paint(
+            env,
+            "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
+            "bold",
+        )
+    ]
+    last = len(widths) - 1
+    if not env.color or not styles:
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths[:last]) + "  {}"
+        lines.extend(fmt.format(*row).rstrip() for row in cut_rows)
+        return "\n".join(lines)
+    for row, style in zip(cut_rows, styles, strict=True):
+        cells = [
+            paint(env, c.ljust(widths[i]) if i < last else c, style[i]) for i, c in enumerate(row)
+        ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
