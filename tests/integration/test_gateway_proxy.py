@@ -4,12 +4,13 @@ websockets). Names resolve nowhere: clients connect to 127.0.0.1 and send ``Host
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -317,3 +318,114 @@ def test_accept_loop_survives_emfile(tmp_path: Path) -> None:
                     assert time.monotonic() < deadline, "the gateway did not recover from EMFILE"
             assert r.status_code == 200
             assert gw.proc.poll() is None
+
+
+# -- tunnels and half-close ----------------------------------------------------------------------
+
+UPGRADE = b"GET /raw HTTP/1.1\r\nHost: raw.localhost\r\nConnection: Upgrade\r\nUpgrade: raw\r\n\r\n"
+
+
+def _read_head(s: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = s.recv(4096)
+        assert piece, f"closed before the head ended: {data!r}"
+        data += piece
+    return data
+
+
+def _read_to_eof(s: socket.socket) -> bytes:
+    data = b""
+    while piece := s.recv(65536):
+        data += piece
+    return data
+
+
+def _raw_tunnel_backend(
+    serve: Callable[[socket.socket], None],
+) -> contextlib.AbstractContextManager[int]:
+    """A backend that answers one upgrade with 101, then hands its socket to ``serve``."""
+
+    @contextlib.contextmanager
+    def run() -> Iterator[int]:
+        errors: list[BaseException] = []
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            listener.settimeout(10)
+
+            def accept() -> None:
+                try:
+                    conn, _ = listener.accept()
+                    with conn:
+                        conn.settimeout(10)
+                        _read_head(conn)
+                        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\n"
+                                     b"Connection: Upgrade\r\nUpgrade: raw\r\n\r\n")  # fmt: skip
+                        serve(conn)
+                except BaseException as exc:  # reported by the test, not lost in the thread
+                    errors.append(exc)
+
+            thread = threading.Thread(target=accept, daemon=True)
+            thread.start()
+            yield int(listener.getsockname()[1])
+            thread.join(15)
+        assert not thread.is_alive(), "the backend did not finish"
+        if errors:
+            raise errors[0]
+
+    return run()
+
+
+def test_client_half_close_through_a_tunnel(tmp_path: Path) -> None:
+    # The backend echoes until the client's FIN reaches it, then still sends a last word.
+    def echo_then_bye(conn: socket.socket) -> None:
+        got = 0
+        while piece := conn.recv(65536):
+            got += len(piece)
+            conn.sendall(piece)
+        conn.sendall(b"bye after %d bytes" % got)
+
+    with _raw_tunnel_backend(echo_then_bye) as port:
+        routes = [{"name": "raw.localhost", "target": f"http://127.0.0.1:{port}"}]
+        with (
+            gateway(tmp_path, routes) as gw,
+            socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s,
+        ):
+            s.sendall(UPGRADE)
+            assert _read_head(s).startswith(b"HTTP/1.1 101 ")
+            s.sendall(b"ping")
+            got = b""
+            while len(got) < 4:
+                got += s.recv(4 - len(got))
+            assert got == b"ping"
+            s.shutdown(socket.SHUT_WR)
+            # The FIN went on to the backend, and its answer to it still comes back, then EOF.
+            assert _read_to_eof(s) == b"bye after 4 bytes"
+            assert gw.records(at_least=1)[-1]["status"] == 101
+
+
+def test_backend_half_close_through_a_tunnel(tmp_path: Path) -> None:
+    # The backend says its piece and half-closes; the client still sends, and it arrives.
+    received: list[bytes] = []
+
+    def say_then_listen(conn: socket.socket) -> None:
+        conn.sendall(b"all I have")
+        conn.shutdown(socket.SHUT_WR)
+        received.append(_read_to_eof(conn))
+
+    with _raw_tunnel_backend(say_then_listen) as port:
+        routes = [{"name": "raw.localhost", "target": f"http://127.0.0.1:{port}"}]
+        with (
+            gateway(tmp_path, routes) as gw,
+            socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s,
+        ):
+            s.sendall(UPGRADE)
+            head = _read_head(s)
+            assert head.startswith(b"HTTP/1.1 101 ")
+            rest = head.partition(b"\r\n\r\n")[2]
+            assert rest + _read_to_eof(s) == b"all I have"
+            s.sendall(b"late words")
+            s.shutdown(socket.SHUT_WR)
+            assert _read_to_eof(s) == b""
+    assert received == [b"late words"]

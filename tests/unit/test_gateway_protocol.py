@@ -47,6 +47,15 @@ class FakeTransport:
 
     abort = close
 
+    eof = False  # write_eof() was called: our side of the stream has ended
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        assert not self.closed, "write_eof after close"
+        self.eof = True
+
     def is_closing(self) -> bool:
         return self.closed
 
@@ -372,6 +381,54 @@ def test_upgrade_becomes_a_byte_tunnel(gw: Gateway) -> None:
     up.connection_lost(None)
     assert t.closed
     assert gw.records[-1].status == 101
+
+
+def _tunnel(gw: Gateway) -> tuple[ClientConnection, FakeTransport, Upstream, FakeTransport]:
+    up, ut = gw.upstream()
+    conn, t = gw.client()
+    conn.data_received(
+        b"GET /ws HTTP/1.1\r\nHost: app.localhost\r\nConnection: Upgrade\r\nUpgrade: raw\r\n\r\n"
+    )
+    up.data_received(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: raw\r\nConnection: Upgrade\r\n\r\n"
+    )
+    t.take()
+    ut.take()
+    return conn, t, up, ut
+
+
+def test_client_fin_in_a_tunnel_is_passed_on_and_the_service_still_answers(gw: Gateway) -> None:
+    conn, t, up, ut = _tunnel(gw)
+    assert conn.eof_received() is True  # keep our side open: the service may still send
+    assert ut.eof  # the half-close reached the service
+    assert conn.eof_received() is True  # a second EOF callback (reading resumed) is harmless
+    assert not t.closed
+    assert not ut.closed
+    up.data_received(b"last words")
+    assert t.take() == b"last words"
+    assert up.eof_received() is True
+    assert t.closed  # both directions ended: the tunnel is done
+    assert ut.closed
+    assert gw.records[-1].status == 101
+
+
+def test_service_fin_in_a_tunnel_is_passed_on_and_the_client_still_sends(gw: Gateway) -> None:
+    conn, t, up, ut = _tunnel(gw)
+    up.data_received(b"bye")
+    assert up.eof_received() is True
+    assert t.take() == b"bye"
+    assert t.eof
+    assert not t.closed
+    conn.data_received(b"late")
+    assert ut.take() == b"late"
+    assert conn.eof_received() is True
+    assert t.closed
+    assert ut.closed
+
+
+def test_fin_outside_a_tunnel_closes(gw: Gateway) -> None:
+    conn, _t = gw.client()
+    assert not conn.eof_received()
 
 
 # -- answers of our own ---------------------------------------------------------------------------

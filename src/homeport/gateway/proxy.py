@@ -74,6 +74,8 @@ class Exchange:
     up_head = b""
     retried = False
     tunnel = False
+    client_eof = False  # tunnel: the client sent FIN (its direction has ended)
+    upstream_eof = False  # tunnel: the service sent FIN
     upgrade_101: tuple[bytes, list[tuple[bytes, bytes]]] | None = None
     body: bytearray | None = None
     logged = False
@@ -171,7 +173,18 @@ class ClientConnection(asyncio.Protocol):
                 self._refuse_head(431, "header-too-large", "request head too large")
 
     def eof_received(self) -> bool | None:
-        return None
+        ex = self.ex
+        if ex is None or not ex.tunnel:
+            return None  # close: outside a tunnel, a FIN means the client has nothing more
+        # A tunnel is two independent byte streams (RFC 9110 §9.3.6, and TCP half-close,
+        # RFC 9293 §3.6): the client's FIN ends its direction only. Pass it on and keep
+        # relaying what the service still sends; the tunnel ends once both have ended.
+        if not ex.client_eof:
+            ex.client_eof = True
+            up = ex.upstream
+            if ex.upstream_eof or up is None or not up.write_eof():
+                self._end(ex)
+        return True  # keep our side open for writing
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.dead = True
@@ -662,6 +675,20 @@ class ClientConnection(asyncio.Protocol):
         if ex is not None:
             ex.bytes_out += len(data)
         self._write(data)
+
+    def tunnel_eof(self) -> None:
+        """The service half-closed the tunnel: half-close towards the client too (see
+        ``eof_received``), or end the tunnel when the client's direction has ended already."""
+        ex = self.ex
+        if ex is None or ex.upstream_eof:
+            return
+        ex.upstream_eof = True
+        t = self.transport
+        if ex.client_eof or t is None or self.dead or not t.can_write_eof():
+            self._end(ex)
+            return
+        self.uncork()
+        t.write_eof()  # sent once the bytes already written have gone out
 
     def upstream_failed(self, up: Upstream, problem: str) -> None:
         ex = self.ex

@@ -34,6 +34,7 @@ class ResponseSink(Protocol):
     def upstream_failed(self, up: Upstream, problem: str) -> None: ...
     def upstream_pause(self, paused: bool) -> None: ...
     def tunnel_data(self, data: bytes) -> None: ...
+    def tunnel_eof(self) -> None: ...
     def cork(self) -> None: ...
     def uncork(self) -> None: ...
 
@@ -96,6 +97,11 @@ class Upstream(asyncio.Protocol):
             sink.uncork()
 
     def eof_received(self) -> bool | None:
+        if self.tunnel and self.sink is not None:
+            # A tunnel's FIN ends one direction only: the client may still send (the client
+            # side closes us once both directions have ended).
+            self.sink.tunnel_eof()
+            return True
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -174,6 +180,15 @@ class Upstream(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(data)
+
+    def write_eof(self) -> bool:
+        """Half-close towards the service (a tunnel's client sent FIN); False when this
+        transport cannot (then the caller closes instead)."""
+        t = self.transport
+        if t is None or self.closed or not t.can_write_eof():
+            return False
+        t.write_eof()
+        return True
 
     def _finish(self, keep_alive: bool) -> None:
         sink, self.sink = self.sink, None
