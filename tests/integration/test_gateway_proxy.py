@@ -429,3 +429,39 @@ def test_backend_half_close_through_a_tunnel(tmp_path: Path) -> None:
             s.shutdown(socket.SHUT_WR)
             assert _read_to_eof(s) == b""
     assert received == [b"late words"]
+
+
+# -- our own answers keep the connection ----------------------------------------------------------
+
+
+def _read_response(s: socket.socket, buf: bytes = b"") -> tuple[bytes, bytes, bytes]:
+    """One response framed by Content-Length: (head, body, bytes left over)."""
+    while b"\r\n\r\n" not in buf:
+        piece = s.recv(65536)
+        assert piece, f"closed before a response head: {buf!r}"
+        buf += piece
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(rest) < length:
+        piece = s.recv(65536)
+        assert piece, "closed in the middle of a body"
+        rest += piece
+    return head, rest[:length], rest[length:]
+
+
+def test_a_post_to_an_unknown_host_keeps_the_connection(app: tuple[Gateway, BackendState]) -> None:
+    gw, state = app
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+        s.sendall(b"POST /f HTTP/1.1\r\nHost: nope.localhost\r\nContent-Length: 11\r\n\r\nhello")
+        head, _, left = _read_response(s)
+        assert head.startswith(b"HTTP/1.1 404 ")
+        assert b"connection: close" not in head.lower()
+        s.sendall(b" world" + b"GET /next HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+        head, body, _ = _read_response(s, left)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert body == b"hello from /next"
+    assert state.requests == ["/next"]

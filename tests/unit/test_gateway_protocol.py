@@ -496,8 +496,72 @@ def test_same_origin_route_refuses_cross_site_post(gw: Gateway) -> None:
         b"Content-Length: 2\r\n\r\nhi"
     )
     assert status_of(t.take()) == 403
-    assert t.closed  # it had a body we did not read through
+    assert not t.closed  # its small body was read and thrown away: the connection goes on
     assert ut.out == b""
+    conn.data_received(GET)
+    assert ut.take().startswith(b"GET /x HTTP/1.1\r\n")
+
+
+POST_NOPE = b"POST /f HTTP/1.1\r\nHost: nope.localhost\r\n"
+
+
+def test_our_answer_to_a_request_with_a_body_keeps_the_connection(gw: Gateway) -> None:
+    # RFC 9112 §9.3: the body is read and discarded, then the next request is served.
+    up, ut = gw.upstream()
+    conn, t = gw.client()
+    conn.data_received(POST_NOPE + b"Content-Length: 10\r\n\r\n01234")
+    assert status_of(t.take()) == 404
+    assert not t.closed
+    conn.data_received(b"56789" + GET)  # the rest of the body, then the next request
+    assert ut.take().startswith(b"GET /x HTTP/1.1\r\n")
+    assert b"56789" not in t.out
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert status_of(t.take()) == 200
+    assert not t.closed
+    assert [(r.status, r.bytes_in) for r in gw.records] == [(404, 10), (200, 0)]
+
+
+def test_a_chunked_body_after_our_answer_is_discarded_too(gw: Gateway) -> None:
+    conn, t = gw.client()
+    conn.data_received(POST_NOPE + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    assert status_of(t.take()) == 404
+    conn.data_received(b"0\r\n\r\n" + GET.replace(b"app.", b"nope."))
+    assert status_of(t.take()) == 404
+    assert not t.closed
+
+
+def test_a_body_over_the_discard_bound_closes_the_connection() -> None:
+    for gw in make_gateway(ProxyConfig(max_discard_body=1024)):
+        conn, t = gw.client()
+        conn.data_received(POST_NOPE + b"Content-Length: 2048\r\n\r\n")
+        assert status_of(t.take()) == 404
+        assert t.closed  # known too large from the head: not read at all
+        conn, t = gw.client()
+        conn.data_received(POST_NOPE + b"Transfer-Encoding: chunked\r\n\r\n")
+        assert status_of(t.take()) == 404
+        for _ in range(4):
+            if t.closed:
+                break
+            conn.data_received(b"200\r\n" + b"x" * 512 + b"\r\n")
+        assert t.closed  # chunked: closed once the bound was passed
+
+
+def test_expect_100_continue_with_our_answer_closes(gw: Gateway) -> None:
+    conn, t = gw.client()
+    conn.data_received(POST_NOPE + b"Content-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+    assert status_of(t.take()) == 404
+    assert t.closed  # the client may never send the body it was waiting to be asked for
+
+
+def test_a_stalled_body_after_our_answer_is_dropped_in_time(gw: Gateway) -> None:
+    conn, t = gw.client()
+    conn.data_received(POST_NOPE + b"Content-Length: 10\r\n\r\n01")
+    assert status_of(t.take()) == 404
+    assert not t.closed
+    assert conn.deadline > 0
+    conn.expire(conn.deadline + 1)
+    assert t.closed
+    assert gw.records[-1].status == 404
 
 
 def test_header_timeout_drops_a_slow_client(gw: Gateway) -> None:

@@ -22,6 +22,9 @@ class ProxyConfig:
         keepalive_timeout: seconds an idle client connection is kept between requests.
         max_header_bytes: request line plus header block; more is answered 431 (RFC 6585 §5).
         max_control_body: request body buffered for the control API; more is answered 413.
+        max_discard_body: when homeport answers a request itself (404, 401, 502 …) before its
+            body arrived, up to this much body is read and thrown away so the connection can
+            serve the next request (RFC 9112 §9.3); a larger body closes the connection.
         max_upstream_header_bytes: a service's response head over this is a 502 (a broken
             service must not make the gateway buffer without bound).
         connect_timeout: seconds to open a connection to an upstream.
@@ -44,6 +47,7 @@ class ProxyConfig:
     keepalive_timeout: float = 75.0
     max_header_bytes: int = 64 * KIB
     max_control_body: int = 1 * MIB
+    max_discard_body: int = 1 * MIB
     max_upstream_header_bytes: int = 1 * MIB
     connect_timeout: float = 5.0
     upstream_header_timeout: float = 120.0

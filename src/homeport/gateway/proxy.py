@@ -353,6 +353,10 @@ class ClientConnection(asyncio.Protocol):
                 self._page(ex, 413, "body-too-large", pages.page(413, "Too large", [], html=False))
                 return
             ex.body += data
+        elif ex.kind == "local" and ex.resp_done and ex.bytes_in > self.config.max_discard_body:
+            # Answered already; past the bound, closing is cheaper than reading on.
+            ex.keep_alive = False
+            self._end(ex)
 
     def _complete(self) -> None:
         ex = self.ex
@@ -518,11 +522,11 @@ class ClientConnection(asyncio.Protocol):
         body: tuple[bytes, bytes],
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        """Answer the current request ourselves; keep the connection only when the request
-        had no body (its bytes would otherwise have to be read and thrown away)."""
+        """Answer the current request ourselves. The connection is kept when the rest of the
+        request's body, if any, can be read and thrown away (``_can_discard``)."""
         head = ex.head
         ex.status, ex.reason = status, reason
-        ex.keep_alive = ex.keep_alive and head is not None and not head.has_body
+        ex.keep_alive = ex.keep_alive and head is not None and self._can_discard(ex, head, status)
         content_type, payload = body
         if ex.keep_alive and head is not None and head.version == b"1.0":
             headers = [*(headers or ()), (b"connection", b"keep-alive")]
@@ -539,8 +543,26 @@ class ClientConnection(asyncio.Protocol):
         self._write(data)
         if not ex.keep_alive:
             self._end(ex)
-        else:
-            self._maybe_end(ex)
+            return
+        if not ex.req_done:
+            # The body still comes: ``_body`` throws it away, ``_complete`` ends the exchange.
+            # No upstream is left to wait for, and a client that stalls is dropped in time.
+            self._resume(_P_UPSTREAM)
+            self.deadline = self.loop.time() + self.config.header_timeout
+        self._maybe_end(ex)
+
+    def _can_discard(self, ex: Exchange, head: RequestHead, status: int) -> bool:
+        """Whether the connection can stay open after our own answer. RFC 9112 §9.3: it
+        persists only if the whole request is read, so its body (if it has one still to
+        come) must be read and discarded: fine up to ``max_discard_body``."""
+        if ex.req_done or not head.has_body:
+            return True
+        if status == 413 or head.expect_continue:
+            # 413: the body is the problem. 100-continue: the client may hold its body back
+            # after a final answer; closing is the one signal it cannot miss (RFC 9110 §10.1.1).
+            return False
+        # Chunked has no length in advance: ``_body`` enforces the bound as it arrives.
+        return head.content_length <= self.config.max_discard_body
 
     def _refuse_head(self, status: int, reason: str, detail: str) -> None:
         """Framing we cannot trust: answer and close (RFC 9112 §6.3 item 4, §11.2)."""
@@ -573,6 +595,9 @@ class ClientConnection(asyncio.Protocol):
             self._page(ex, 504, "upstream-timeout", body)
         elif self.in_head:
             self._refuse_head(408, "header-timeout", "request head not received in time")
+        elif ex is not None and ex.resp_done:
+            ex.keep_alive = False  # the body left to discard after our answer stalled
+            self._end(ex)
         elif ex is None:
             self._close()  # idle keep-alive connection
 
