@@ -3,10 +3,12 @@ API over HTTP through the proxy, the access log, and supervision of services who
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -361,3 +363,28 @@ def test_foreground_up_stops_cleanly_on_ctrl_c(
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
+
+
+def test_basic_auth_password_is_not_on_the_daemons_command_line_or_environment(
+    state_dir: Path, free_port: int, backend: int
+) -> None:
+    password = "pw-" + secrets.token_hex(8)
+    config = DaemonConfig.build(port=free_port, auth=f"basic:ann:{password}")
+    d = Daemon(config, int(start_background(config)["pid"]))
+    try:
+        # What any user can read (cmdline, `ps`) and what the same user can (environ), for as
+        # long as the daemon lives: neither holds the password.
+        for name in ("cmdline", "environ"):
+            assert password.encode() not in Path(f"/proc/{d.pid}/{name}").read_bytes(), name
+        assert b"--auth-fd" in Path(f"/proc/{d.pid}/cmdline").read_bytes()
+        # ... and basic auth works with it.
+        d.client.call("POST", "/api/routes", {"name": "api", "target": str(backend)})
+        host = f"api.localhost:{free_port}"
+        assert request(free_port, "GET", "/hello.txt", host=host)[0] == 401
+        good = base64.b64encode(f"ann:{password}".encode()).decode()
+        ok = request(free_port, "GET", "/hello.txt", host=host,
+                     headers={"Authorization": f"Basic {good}"})  # fmt: skip
+        assert ok == (200, b"hello from the backend\n")
+        assert password not in config.log_path.read_text(errors="replace")
+    finally:
+        d.stop()

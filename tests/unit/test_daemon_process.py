@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from homeport.daemon.config import DaemonConfig
-from homeport.daemon.process import AlreadyRunning, acquire_lock, ensure_token, read_info
+from homeport.daemon.process import (
+    AlreadyRunning,
+    _auth_pipe,
+    acquire_lock,
+    daemon_argv,
+    ensure_token,
+    read_auth_fd,
+    read_info,
+)
 
 
 def test_token_is_created_private_and_kept(tmp_path: Path) -> None:
@@ -43,3 +51,21 @@ def test_read_info_tolerates_garbage(tmp_path: Path) -> None:
     assert read_info(config) is None
     config.info_path.write_text("[1, 2]")
     assert read_info(config) is None
+
+
+def test_auth_goes_through_a_pipe_not_the_command_line(tmp_path: Path) -> None:
+    config = DaemonConfig(state_dir=tmp_path, auth="basic:ann:hunter2")
+    fd = _auth_pipe(config.auth)
+    assert fd is not None
+    argv = daemon_argv(config, ready_fd=7, auth_fd=fd)
+    assert not any("hunter2" in a for a in argv)
+    assert argv[argv.index("--auth-fd") + 1] == str(fd)
+    assert read_auth_fd(fd) == "basic:ann:hunter2"
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)  # read once and closed: the daemon keeps no descriptor on it
+
+
+def test_no_auth_no_pipe(tmp_path: Path) -> None:
+    config = DaemonConfig(state_dir=tmp_path)
+    assert _auth_pipe(config.auth) is None
+    assert "--auth-fd" not in daemon_argv(config, ready_fd=7)

@@ -11,6 +11,9 @@ examples:
   homeport up --expose 192.168.1.20 --auth token
                               also listen on a LAN address; every route then needs auth
 
+With -d, the --auth value reaches the background daemon through a pipe, never its command
+line: ``ps`` shows no password for as long as the daemon runs.
+
 ``homeport run`` and ``homeport route add`` start the gateway on their own when it is not
 running, so ``up`` is mostly for choosing options.
 
@@ -45,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-access-log", action="store_true", help="do not record requests")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    # -d hands --auth to the daemon through this pipe: never on its command line (ps).
+    parser.add_argument("--auth-fd", type=int, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace, env: Env) -> int:
@@ -53,8 +58,11 @@ def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.daemon.client import Client
     from homeport.daemon.config import DaemonConfig
 
+    auth = args.auth
+    if args.auth_fd is not None:
+        auth = process.read_auth_fd(args.auth_fd)
     config = DaemonConfig.build(
-        port=args.port, expose=tuple(args.expose), auth=args.auth, access_log=not args.no_access_log
+        port=args.port, expose=tuple(args.expose), auth=auth, access_log=not args.no_access_log
     )
     if not args.detach:
         from homeport.daemon import main as daemon

@@ -10,6 +10,12 @@ stale lock never blocks a restart. ``daemon.json`` says where the running daemon
 Background start: the parent spawns ``python -m homeport up --ready-fd N`` in a new session and
 waits on a pipe for one line, ``ready {json}`` or ``error MESSAGE``; EOF without a line means the
 child died early, and the tail of ``daemon.log`` says why.
+
+The ``--auth`` value (``basic:USER:PASS`` holds a password) is never put on the daemon's command
+line, which every user can read in ``ps`` / ``/proc/PID/cmdline`` for as long as the daemon
+lives, nor in its environment (``/proc/PID/environ``, readable by the same user and inherited by
+every child). It goes through a second pipe, ``--auth-fd N``, that the daemon reads to EOF and
+closes at start-up.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from homeport.daemon.config import DaemonConfig
-from homeport.errors import DaemonError, ExitStatus, HomeportError
+from homeport.errors import DaemonError, ExitStatus, HomeportError, UsageError
 
 START_TIMEOUT = 15.0
 #: Daemons this process started: kept referenced so that ``Popen.__del__`` does not warn
@@ -75,7 +81,7 @@ def acquire_lock(config: DaemonConfig) -> int:
     return fd
 
 
-def daemon_argv(config: DaemonConfig, ready_fd: int) -> list[str]:
+def daemon_argv(config: DaemonConfig, ready_fd: int, auth_fd: int | None = None) -> list[str]:
     argv = [
         sys.executable,
         "-m",
@@ -88,8 +94,8 @@ def daemon_argv(config: DaemonConfig, ready_fd: int) -> list[str]:
     ]
     for addr in config.expose:
         argv += ["--expose", addr]
-    if config.auth != "none":
-        argv += ["--auth", config.auth]
+    if auth_fd is not None:
+        argv += ["--auth-fd", str(auth_fd)]  # the value itself never goes on argv
     if not config.access_log:
         argv.append("--no-access-log")
     return argv
@@ -97,20 +103,26 @@ def daemon_argv(config: DaemonConfig, ready_fd: int) -> list[str]:
 
 def start_background(config: DaemonConfig, timeout: float = START_TIMEOUT) -> dict[str, Any]:
     """Start a daemon in a new session; return its ``daemon.json`` once it listens."""
+    auth_fd = _auth_pipe(config.auth)
     r, w = os.pipe()
     env = {**os.environ, "HOMEPORT_STATE_DIR": str(config.state_dir)}
-    with _open_log(config.log_path) as logf:
-        proc = subprocess.Popen(
-            daemon_argv(config, w),
-            stdin=subprocess.DEVNULL,
-            stdout=logf,
-            stderr=logf,
-            pass_fds=(w,),
-            start_new_session=True,
-            env=env,
-            cwd="/",
-        )
-    os.close(w)
+    fds = (w,) if auth_fd is None else (w, auth_fd)
+    try:
+        with _open_log(config.log_path) as logf:
+            proc = subprocess.Popen(
+                daemon_argv(config, w, auth_fd),
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=logf,
+                pass_fds=fds,
+                start_new_session=True,
+                env=env,
+                cwd="/",
+            )
+    finally:
+        os.close(w)
+        if auth_fd is not None:
+            os.close(auth_fd)
     _STARTED.append(proc)
     try:
         line = _read_line(r, timeout)
@@ -128,6 +140,35 @@ def start_background(config: DaemonConfig, timeout: float = START_TIMEOUT) -> di
         f"the daemon did not start within {timeout:g}s",
         hint=f"its log says: {_tail(config.log_path)}",
     )
+
+
+def _auth_pipe(auth: str) -> int | None:
+    """A pipe's read end already holding ``auth`` (writer closed), or None without auth.
+
+    Written before the child starts, so the value must fit the pipe buffer: PIPE_BUF
+    (4096 bytes, pipe(7)) is the least Linux guarantees, far more than any password."""
+    if auth == "none":
+        return None
+    data = auth.encode()
+    if len(data) >= 4096:
+        raise UsageError("--auth is too long (4 KiB at most)")
+    r, w = os.pipe()
+    try:
+        os.write(w, data)
+    finally:
+        os.close(w)
+    return r
+
+
+def read_auth_fd(fd: int) -> str:
+    """The daemon's side of ``_auth_pipe``: read to EOF and close, so nothing is left open."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
 
 
 def _open_log(path: Path) -> IO[bytes]:
