@@ -6,7 +6,8 @@ examples:
   homeport route add shop http://[::1]:8080 --wildcard
                                                  also x.shop.localhost, y.shop.localhost ...
   homeport route add admin 9000 --auth token     prints the token the route wants
-  homeport route add app 5173 --auth basic:me:secret --same-origin
+  homeport route add app 5173 --auth basic:me --same-origin
+                                                 asks for me's password twice
   homeport route add sock unix:/run/app.sock
   homeport route rm api
   homeport route ls [--json]
@@ -14,7 +15,10 @@ examples:
 TARGET is PORT, :PORT, HOST:PORT, http://HOST:PORT (HOST on loopback: 127.0.0.1, [::1],
 localhost) or unix:/PATH. NAME gets ``.localhost`` added when it lacks it.
 --auth token: clients send ``Authorization: Bearer TOKEN`` or open the URL once with
-``?homeport_token=TOKEN``. --same-origin refuses cross-site writes and WebSocket upgrades.
+``?homeport_token=TOKEN``. --auth basic:USER takes the password from $HOMEPORT_AUTH_PASSWORD
+when it is set (``read -rs P; HOMEPORT_AUTH_PASSWORD=$P homeport route add ...``), else asks on
+the terminal; basic:USER:PASS works too, but puts the password where ``ps`` shows it to every
+user (a warning says so). --same-origin refuses cross-site writes and WebSocket upgrades.
 The gateway is started when it is not running.
 
 --json shapes:
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 
 from homeport.cli.env import Env
+from homeport.daemon.routes import AUTH_HELP
 
 HELP = "add, remove and list NAME.localhost routes"
 
@@ -39,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = sub.add_parser("add", help="add or replace a route")
     add.add_argument("name", help="api or api.localhost or api.shop")
     add.add_argument("target", help="PORT, HOST:PORT, http://HOST:PORT or unix:/PATH")
-    add.add_argument("--auth", help="token | token:SECRET | basic:USER:PASS")
+    add.add_argument("--auth", help=AUTH_HELP)
     add.add_argument("--same-origin", action="store_true", help="refuse cross-site writes")
     add.add_argument("--wildcard", action="store_true", help="also match *.NAME")
     add.add_argument(
@@ -60,14 +65,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.cli.render import dump_json
     from homeport.daemon.client import connect
-    from homeport.daemon.routes import normalize_name, normalize_target, parse_auth
+    from homeport.daemon.routes import normalize_name, normalize_target
     from homeport.errors import UsageError
+    from homeport.services.password import auth_from_flag
 
     cmd = args.route_cmd or "ls"
-    if cmd == "add":  # validate before starting a daemon for nothing
+    auth = None
+    if cmd == "add":  # validate (and ask) before starting a daemon for nothing
         normalize_name(args.name)
         normalize_target(args.target)
-        parse_auth(args.auth)
+        auth = auth_from_flag(args.auth, env)
     if cmd == "ls":
         return _ls(env, args.json)
     client = connect(start=cmd == "add")
@@ -75,7 +82,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
         body = {
             "name": args.name,
             "target": args.target,
-            "auth": args.auth,
+            "auth": auth,
             "same_origin": args.same_origin,
             "wildcard": args.wildcard,
             "allow_hosts": args.allow_host,

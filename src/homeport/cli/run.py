@@ -17,6 +17,13 @@ examples:
   homeport run --name web -- npx vite
   homeport run --name admin --auth token -- python manage.py runserver
   homeport run --port 8000 -- ./server --listen 127.0.0.1:8000   a command with its own port
+  homeport run --name api --auth basic:me -- npx vite         asks for the password twice
+
+--auth basic:USER takes the password from $HOMEPORT_AUTH_PASSWORD when it is set (for scripts:
+``read -rs P; HOMEPORT_AUTH_PASSWORD=$P homeport run --auth basic:me -- CMD``), else asks on
+the terminal; the variable is removed before CMD starts, so CMD never sees it. Prefer it to
+basic:USER:PASS: this process lives as long as CMD, and ``ps`` shows its command line to every
+user on the machine all that time.
 
 --json: one JSON object per line instead of prefixed text:
   {"event": "ready", "name", "url", "port", "pid", "address", "service_id", "token",
@@ -34,6 +41,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from homeport.cli.env import Env
+from homeport.daemon.routes import AUTH_HELP
 
 if TYPE_CHECKING:
     from homeport.daemon.client import Client
@@ -45,7 +53,7 @@ HELP = "run a dev server on a free port as NAME.localhost"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="route name (default: this folder's name)")
     parser.add_argument("--port", type=int, help="the port the command listens on (default: pick)")
-    parser.add_argument("--auth", help="token | token:SECRET | basic:USER:PASS")
+    parser.add_argument("--auth", help=AUTH_HELP)
     parser.add_argument("--same-origin", action="store_true", help="refuse cross-site writes")
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the command to listen (60)"
@@ -58,8 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.daemon.client import connect
-    from homeport.daemon.routes import name_from_folder, normalize_name, parse_auth
+    from homeport.daemon.routes import name_from_folder, normalize_name
     from homeport.errors import UsageError
+    from homeport.services.password import auth_from_flag
     from homeport.services.runner import RunOptions
 
     cmd = tuple(args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd)
@@ -67,14 +76,14 @@ def run(args: argparse.Namespace, env: Env) -> int:
         raise UsageError("nothing to run; use: homeport run [--name NAME] -- CMD ARGS")
     name = args.name or name_from_folder(os.path.basename(os.getcwd()))
     normalize_name(name)
-    parse_auth(args.auth)
     if args.port is not None and not 0 < args.port < 65536:
         raise UsageError(f"port {args.port} is out of range; use 1-65535")
+    auth = auth_from_flag(args.auth, env)  # before any child (gateway or CMD) starts
     opts = RunOptions(
         cmd=cmd,
         name=name.removesuffix(".localhost"),
         port=args.port,
-        auth=args.auth,
+        auth=auth,
         same_origin=args.same_origin,
         timeout=args.timeout,
         grace=args.grace,

@@ -11,8 +11,14 @@ examples:
   homeport up --expose 192.168.1.20 --auth token
                               also listen on a LAN address; every route then needs auth
 
-With -d, the --auth value reaches the background daemon through a pipe, never its command
-line: ``ps`` shows no password for as long as the daemon runs.
+  homeport up -d --expose 192.168.1.20 --auth basic:me
+                              the same with a user name and password (asked twice)
+
+--auth basic:USER takes the password from $HOMEPORT_AUTH_PASSWORD when it is set (for scripts:
+``read -rs P; HOMEPORT_AUTH_PASSWORD=$P homeport up -d --auth basic:me``), else asks on the
+terminal; no child inherits the variable. basic:USER:PASS works too, with a warning: ``ps``
+shows every command line to every user. With -d, the value reaches the background daemon
+through a pipe, never its command line or environment.
 
 ``homeport run`` and ``homeport route add`` start the gateway on their own when it is not
 running, so ``up`` is mostly for choosing options.
@@ -43,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also listen on this non-loopback address (needs --auth)",
     )
     parser.add_argument(
-        "--auth", metavar="MODE", help="auth for routes without their own: token | basic:USER:PASS"
+        "--auth",
+        metavar="MODE",
+        help="auth for routes without their own: token | basic:USER (password from"
+        " $HOMEPORT_AUTH_PASSWORD, else a prompt) | basic:USER:PASS (visible in ps: avoid)",
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not record requests")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -58,9 +67,13 @@ def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.daemon.client import Client
     from homeport.daemon.config import DaemonConfig
 
-    auth = args.auth
-    if args.auth_fd is not None:
+    auth: str | None
+    if args.auth_fd is not None:  # the daemon -d started: the value is resolved already
         auth = process.read_auth_fd(args.auth_fd)
+    else:
+        from homeport.services.password import auth_from_flag
+
+        auth = auth_from_flag(args.auth, env)
     config = DaemonConfig.build(
         port=args.port, expose=tuple(args.expose), auth=auth, access_log=not args.no_access_log
     )

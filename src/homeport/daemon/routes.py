@@ -1,5 +1,10 @@
 """Pure rules for routes: names, targets and auth specs as users type them.
 
+``--auth`` is resolved here for ``up``, ``run`` and ``route add`` alike (``resolve_auth``):
+``basic:USER`` takes its password from ``HOMEPORT_AUTH_PASSWORD`` or a prompt, so that it never
+sits on a command line, which every user on the machine can read in ``ps`` for as long as the
+process lives; ``basic:USER:PASS`` still works, with a warning saying so.
+
 ``api`` and ``api.localhost`` both name ``api.localhost``; ``3000``, ``:3000``,
 ``127.0.0.1:3000``, ``localhost:3000``, ``[::1]:3000``, ``http://127.0.0.1:3000`` and
 ``unix:/run/app.sock`` are targets. Targets must stay on this machine's loopback: the gateway
@@ -11,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,3 +138,71 @@ def gateway_auth(route: Route, default: AuthSpec) -> Route:
     from dataclasses import replace
 
     return replace(route, auth=default.mode, secret=default.secret)
+
+
+#: Where ``--auth basic:USER`` finds its password when no prompt is wanted (scripts, CI).
+PASSWORD_ENV = "HOMEPORT_AUTH_PASSWORD"
+#: The ``--auth`` help line the three commands share.
+AUTH_HELP = (
+    f"token | token:SECRET | basic:USER (password from ${PASSWORD_ENV}, else a prompt)"
+    " | basic:USER:PASS (visible in ps: avoid)"
+)
+INLINE_WARNING = (
+    "warning: the password in --auth basic:USER:PASS is visible to every user in the process"
+    f" list (ps); use --auth basic:USER with {PASSWORD_ENV} set, or type it at the prompt"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordSource:
+    """Where ``basic:USER`` looks for its password: the environment (the variable is removed
+    from it on read, so no child inherits it), then ``ask(prompt)`` (None: no terminal)."""
+
+    environ: MutableMapping[str, str]
+    ask: Callable[[str], str] | None = None
+    warn: Callable[[str], None] = lambda _: None
+
+
+def resolve_auth(text: str | None, source: PasswordSource) -> str | None:
+    """The ``--auth`` value as the daemon wants it, its password filled in.
+
+    ``HOMEPORT_AUTH_PASSWORD`` is taken out of ``source.environ`` whatever ``text`` is: it is
+    meant for homeport alone and must not reach the command ``homeport run`` starts."""
+    from_env = source.environ.pop(PASSWORD_ENV, None)
+    if text is None:
+        return None
+    kind, _, rest = text.partition(":")
+    user, colon, _ = rest.partition(":")
+    if kind != "basic" or colon:
+        try:
+            parse_auth(text)
+        except UsageError:
+            raise UsageError(
+                f"bad auth {text!r}; use token, token:SECRET or basic:USER"
+                f" (its password from {PASSWORD_ENV} or a prompt)"
+            ) from None
+        if kind == "basic":
+            source.warn(INLINE_WARNING)
+        return text
+    if not user:
+        raise UsageError(f"bad auth {text!r}; use basic:USER, e.g. basic:me")
+    return f"basic:{user}:{_password(user, from_env, source.ask)}"
+
+
+def _password(user: str, from_env: str | None, ask: Callable[[str], str] | None) -> str:
+    if from_env is not None:
+        if not from_env:
+            raise UsageError(f"{PASSWORD_ENV} is empty; put the password for {user} in it")
+        return from_env
+    if ask is None:
+        raise UsageError(
+            f"--auth basic:{user} needs a password and there is no terminal to ask for it;"
+            f" pass it in the environment: read -rs P; {PASSWORD_ENV}=$P homeport ..."
+        )
+    password = ask(f"password for {user}: ")
+    if not password:
+        raise UsageError(f"empty password for {user}; basic auth needs one")
+    # Asked twice, as passwd(1) does: a typo nobody saw would lock the user out.
+    if ask("same password again: ") != password:
+        raise UsageError("the two passwords differ; nothing was started")
+    return password
