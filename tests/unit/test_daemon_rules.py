@@ -10,13 +10,17 @@ from homeport.daemon.config import DaemonConfig
 from homeport.daemon.httpd import ParseError, parse_head
 from homeport.daemon.procs import parse_stat_start
 from homeport.daemon.routes import (
+    PASSWORD_ENV,
+    PasswordSource,
     name_from_folder,
     normalize_name,
     normalize_target,
     parse_auth,
+    resolve_auth,
 )
 from homeport.errors import UsageError
 from homeport.services.flags import plan_command, program_of
+from homeport.services.password import parse_env_block
 
 
 @pytest.mark.parametrize(
@@ -93,6 +97,80 @@ def test_auth_specs() -> None:
     for bad in ("basic:me", "basic::x", "bearer", "token:"):
         with pytest.raises(UsageError):
             parse_auth(bad)
+
+
+class Prompt:
+    """A terminal that answers the prompts with ``answers`` in turn and records them."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.prompts: list[str] = []
+
+    def __call__(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        return self.answers.pop(0)
+
+
+def test_basic_user_takes_the_password_from_the_environment_and_removes_it() -> None:
+    environ = {PASSWORD_ENV: "s3cret:with:colons", "PATH": "/bin"}
+    warnings: list[str] = []
+    ask = Prompt()
+    source = PasswordSource(environ, ask=ask, warn=warnings.append)
+    assert resolve_auth("basic:me", source) == "basic:me:s3cret:with:colons"
+    assert environ == {"PATH": "/bin"}  # no child inherits it
+    assert (ask.prompts, warnings) == ([], [])  # the variable wins over the terminal
+
+
+@pytest.mark.parametrize("flag", [None, "token", "token:abc", "none"])
+def test_the_password_variable_never_outlives_resolution(flag: str | None) -> None:
+    environ = {PASSWORD_ENV: "pw"}
+    assert resolve_auth(flag, PasswordSource(environ)) == flag
+    assert environ == {}
+
+
+def test_basic_user_asks_twice_on_a_terminal() -> None:
+    ask = Prompt("pw", "pw")
+    assert resolve_auth("basic:me", PasswordSource({}, ask=ask)) == "basic:me:pw"
+    assert ask.prompts == ["password for me: ", "same password again: "]
+    with pytest.raises(UsageError, match="differ"):
+        resolve_auth("basic:me", PasswordSource({}, ask=Prompt("pw", "pW")))
+    with pytest.raises(UsageError, match="empty password"):
+        resolve_auth("basic:me", PasswordSource({}, ask=Prompt("")))
+
+
+def test_basic_user_without_variable_or_terminal_says_how_to_pass_it() -> None:
+    with pytest.raises(UsageError) as info:
+        resolve_auth("basic:me", PasswordSource({}))
+    assert PASSWORD_ENV in info.value.message
+    assert "\n" not in info.value.message
+    with pytest.raises(UsageError, match="is empty"):
+        resolve_auth("basic:me", PasswordSource({PASSWORD_ENV: ""}))
+
+
+def test_inline_password_still_works_with_a_warning() -> None:
+    warnings: list[str] = []
+    got = resolve_auth("basic:me:pw", PasswordSource({}, warn=warnings.append))
+    assert got == "basic:me:pw"
+    assert len(warnings) == 1
+    assert "process list" in warnings[0]
+    assert PASSWORD_ENV in warnings[0]
+
+
+@pytest.mark.parametrize("flag", ["basic", "basic:", "basic::pw", "basic:me:", "bearer", "token:"])
+def test_bad_auth_flags(flag: str) -> None:
+    with pytest.raises(UsageError, match="bad auth"):
+        resolve_auth(flag, PasswordSource({PASSWORD_ENV: "pw"}, ask=Prompt("pw", "pw")))
+
+
+def test_env_block_bounds_from_proc_stat() -> None:
+    # fields 3..52 of a stat line: env_start (50) = 1000, env_end (51) = 2000
+    fields = ["S", *["0"] * 46, "1000", "2000", "0"]
+    assert parse_env_block("42 (a) b) " + " ".join(fields)) == (1000, 2000)
+    assert parse_env_block("42 (old kernel) S 1 2 3") is None
+    fields[47] = "3000"  # start after end: not a block
+    assert parse_env_block("42 (a) " + " ".join(fields)) is None
+    start, end = parse_env_block(Path("/proc/self/stat").read_text()) or (0, 0)
+    assert 0 < start < end
 
 
 @pytest.mark.parametrize(
