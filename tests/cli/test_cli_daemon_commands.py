@@ -261,3 +261,97 @@ def test_logs_follow_prints_new_requests_as_json_lines(up: DaemonConfig) -> None
     finally:
         proc.kill()
         proc.communicate(timeout=10)
+
+
+def gateway_status(port: int, host: str, user_pass: str | None) -> int:
+    """The status the gateway answers for ``GET /`` on ``host``, with basic credentials."""
+    import base64
+    import http.client
+
+    headers = {"Host": host}
+    if user_pass is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(user_pass.encode()).decode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/", headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A loopback port held bound but not listening: a connect there is refused."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("route", "add", "api", "80", "--auth", "basic:me"),
+        ("run", "--auth", "basic:me", "--", "true"),
+        ("up", "-d", "--auth", "basic:me"),
+    ],
+)
+def test_basic_user_without_password_or_tty_is_one_usage_line(
+    cli: Cli, config: DaemonConfig, monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...]
+) -> None:
+    monkeypatch.delenv("HOMEPORT_AUTH_PASSWORD", raising=False)
+    result = cli(*argv)  # the cli fixture's stdin is no terminal
+    assert result.status == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "needs a password" in lines[0]
+    assert "HOMEPORT_AUTH_PASSWORD=" in lines[0]  # says how to pass it
+    assert read_info(config) is None  # no gateway started for nothing
+
+
+def test_route_add_basic_user_from_the_environment(
+    cli: Cli, up: DaemonConfig, monkeypatch: pytest.MonkeyPatch, dead_port: int
+) -> None:
+    monkeypatch.setenv("HOMEPORT_AUTH_PASSWORD", "env-pass")
+    added = cli("route", "add", "locked", str(dead_port), "--auth", "basic:me", "--json")
+    assert added.status == 0, added.stderr
+    assert added.stderr == ""  # no warning: nothing secret was on the command line
+    assert json.loads(added.stdout)["route"]["auth"] == "basic"
+    assert "HOMEPORT_AUTH_PASSWORD" not in os.environ  # gone before any child could start
+    host = f"locked.localhost:{up.port}"
+    assert gateway_status(up.port, host, None) == 401
+    assert gateway_status(up.port, host, "me:wrong") == 401
+    assert gateway_status(up.port, host, "me:env-pass") == 502  # past auth; nothing listens
+
+
+def test_inline_password_works_with_a_one_line_warning(
+    cli: Cli, up: DaemonConfig, dead_port: int
+) -> None:
+    added = cli("route", "add", "inline", str(dead_port), "--auth", "basic:me:pw")
+    assert added.status == 0, added.stderr
+    lines = added.stderr.splitlines()
+    assert len(lines) == 1, added.stderr
+    assert "visible to every user in the process list" in lines[0]
+    assert "HOMEPORT_AUTH_PASSWORD" in lines[0]  # and how to avoid it
+    host = f"inline.localhost:{up.port}"
+    assert gateway_status(up.port, host, "me:pw") == 502
+
+
+def test_up_detached_basic_user_from_the_environment(
+    cli: Cli, config: DaemonConfig, monkeypatch: pytest.MonkeyPatch, dead_port: int
+) -> None:
+    monkeypatch.setenv("HOMEPORT_AUTH_PASSWORD", "gw-pass")
+    started = cli("up", "-d", "--auth", "basic:me", "--json")
+    assert started.status == 0, started.stderr
+    assert started.stderr == ""
+    pid = json.loads(started.stdout)["pid"]
+    for part in ("cmdline", "environ"):
+        assert b"gw-pass" not in Path(f"/proc/{pid}/{part}").read_bytes(), part
+    # A route without auth of its own takes the gateway's.
+    assert cli("route", "add", "plain", str(dead_port)).status == 0
+    host = f"plain.localhost:{config.port}"
+    assert gateway_status(config.port, host, None) == 401
+    assert gateway_status(config.port, host, "me:gw-pass") == 502
