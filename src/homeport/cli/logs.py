@@ -71,6 +71,9 @@ def run(args: argparse.Namespace, env: Env) -> int:
         dump_json(env, {"records": records})
         return 0 if records else 1
     _emit(env, records, args.json)
+    if not records and not args.json:
+        where = f" for {route}" if route else ""
+        env.err(f"no requests recorded{where} yet")
     if not args.follow:
         return 0 if records else 1
     last = records[-1]["id"] if records else _newest_id(fetch, route)
