@@ -48,10 +48,11 @@ def gateway(state_dir: Path, free_port: int, monkeypatch: pytest.MonkeyPatch) ->
 class Run:
     """``python -m homeport run ...`` as a child in its own session, output on a pipe."""
 
-    def __init__(self, *argv: str, cwd: Path) -> None:
+    def __init__(self, *argv: str, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "homeport", "run", *argv],
             cwd=cwd,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -101,10 +102,12 @@ def wait_until(cond: Any, timeout: float = 15.0) -> bool:
     return bool(cond())
 
 
-def get(gateway_port: int, host: str, path: str) -> tuple[int, bytes]:
+def get(
+    gateway_port: int, host: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", gateway_port, timeout=10)
     try:
-        conn.request("GET", path, headers={"Host": host})
+        conn.request("GET", path, headers={"Host": host, **(headers or {})})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -293,3 +296,37 @@ def _more(run: Run) -> str:
     if select.select([run.proc.stdout], [], [], 5)[0]:
         run.output += os.read(run.proc.stdout.fileno(), 65536).decode(errors="replace")
     return run.output
+
+
+def test_basic_auth_password_from_the_environment_is_in_no_proc_file(
+    gateway: Client, tmp_path: Path
+) -> None:
+    import base64
+    import secrets
+
+    (tmp_path / "index.txt").write_text("behind basic auth\n")
+    password = "pw-" + secrets.token_hex(8)
+    env = {**os.environ, "HOMEPORT_AUTH_PASSWORD": password}
+    argv = ("--name", "guarded", "--auth", "basic:me", "--", sys.executable, "-m", "http.server")
+    run = Run(*argv, cwd=tmp_path, env=env)
+    try:
+        _, _, pid = run.wait_ready()
+        # The CLI lives as long as the service: neither it nor the service may show the
+        # password to ps (cmdline) or keep it in the block /proc/PID/environ reads.
+        for owner in (run.proc.pid, pid):
+            for part in ("cmdline", "environ"):
+                data = Path(f"/proc/{owner}/{part}").read_bytes()
+                assert password.encode() not in data, (owner, part)
+        assert b"HOMEPORT_AUTH_PASSWORD" not in Path(f"/proc/{pid}/environ").read_bytes()
+        host = f"guarded.localhost:{gateway.port}"
+        assert get(gateway.port, host, "/index.txt")[0] == 401
+        wrong = {"Authorization": "Basic " + base64.b64encode(b"me:nope").decode()}
+        assert get(gateway.port, host, "/index.txt", wrong)[0] == 401
+        right = {"Authorization": "Basic " + base64.b64encode(f"me:{password}".encode()).decode()}
+        assert get(gateway.port, host, "/index.txt", right) == (200, b"behind basic auth\n")
+        os.kill(run.proc.pid, signal.SIGINT)
+        assert run.finish() == 130
+    finally:
+        run.kill()
+    assert password not in run.output
+    assert "visible to every user" not in run.output  # no warning for the safe form
