@@ -5,4 +5,7 @@
   the port homeport picked (``PORT`` is set for every command as well).
 - ``runner``: the edge: start the command in its own process group, stream its output, wait
   until it listens, register it with the daemon, and stop the whole group at the end.
+- ``password``: the edge of ``--auth basic:USER`` for ``up``, ``run`` and ``route add``: the
+  password from ``HOMEPORT_AUTH_PASSWORD`` (then wiped, even from ``/proc/PID/environ``) or
+  the terminal; the rules are ``homeport.daemon.routes.resolve_auth``.
 """
