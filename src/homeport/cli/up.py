@@ -10,9 +10,9 @@ examples:
   homeport up -d --port 8080  another port (http://api.localhost:8080)
   homeport up --expose 192.168.1.20 --auth token
                               also listen on a LAN address; every route then needs auth
-
   homeport up -d --expose 192.168.1.20 --auth basic:me
                               the same with a user name and password (asked twice)
+
 
 --auth basic:USER takes the password from $HOMEPORT_AUTH_PASSWORD when it is set (for scripts:
 ``read -rs P; HOMEPORT_AUTH_PASSWORD=$P homeport up -d --auth basic:me``), else asks on the
