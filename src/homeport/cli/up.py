@@ -13,7 +13,6 @@ examples:
   homeport up -d --expose 192.168.1.20 --auth basic:me
                               the same with a user name and password (asked twice)
 
-
 --auth basic:USER takes the password from $HOMEPORT_AUTH_PASSWORD when it is set (for scripts:
 ``read -rs P; HOMEPORT_AUTH_PASSWORD=$P homeport up -d --auth basic:me``), else asks on the
 terminal; no child inherits the variable. basic:USER:PASS works too, with a warning: ``ps``
