@@ -56,7 +56,8 @@ class DaemonConfig:
         if expose and auth == "none":
             raise UsageError(
                 f"refusing to listen on {', '.join(expose)} without authentication",
-                hint="add --auth token (or --auth basic:USER:PASS) to --expose",
+                hint="add --auth token (or --auth basic:USER, the password from a prompt or "
+                "HOMEPORT_AUTH_PASSWORD) to --expose",
             )
         return cls(
             state_dir=directory or state_dir(),
@@ -127,7 +128,10 @@ def _check_auth(auth: str) -> None:
     parts = auth.split(":", 2)
     if parts[0] == "basic" and len(parts) == 3 and parts[1] and parts[2]:
         return
-    raise UsageError(f"bad --auth {auth!r}; use token or basic:USER:PASS")
+    raise UsageError(
+        f"bad --auth {auth!r}; use token or basic:USER "
+        "(the password from a prompt or HOMEPORT_AUTH_PASSWORD)"
+    )
 
 
 def _check_expose(addr: str) -> None:
