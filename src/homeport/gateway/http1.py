@@ -13,6 +13,7 @@ Everything here takes and returns bytes; names are compared lower-cased.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -265,6 +266,127 @@ def response_head(
         out.append(b"connection: keep-alive\r\n")  # HTTP/1.0 persists only when told so
     out += (b"via: ", via, b"\r\n\r\n")
     return b"".join(out)
+
+
+#: Response fields the forwarding path looks at: framing and hop-by-hop names. llhttp has
+#: already refused bare CR/LF, obs-fold and whitespace before the colon (RFC 9112 §5.1-2), so
+#: every field line starts right after a CRLF, its name ends at the colon, and its value at
+#: the next CR.
+_HOP_NAMES = (
+    rb"transfer-encoding|connection|keep-alive|te|trailer|upgrade"
+    rb"|proxy-connection|proxy-authenticate|proxy-authorization"
+)
+# Matched against a lower-cased copy: lower() plus a case-sensitive scan, which can skip
+# ahead to each CRLF, costs a third of one IGNORECASE scan (and lower() keeps offsets).
+_RESP_FIELDS = re.compile(rb"\r\n(content-length|" + _HOP_NAMES + rb"):([^\r]*)")
+_HOP_LINES = re.compile(rb"\r\n(?:" + _HOP_NAMES + rb"):[^\r]*")
+_CONN_ONLY = frozenset({b"close", b"keep-alive", b""})
+#: What ``response_framing`` found to cut: nothing; hop-by-hop lines only; or a Connection
+#: field naming other fields, which must go too (the general path, RFC 9110 §7.6.1).
+#: HOP_CONNECTION: a lone Connection field (nginx's "Connection: keep-alive"). Ordered: a head
+#: is in the highest case any of its fields puts it in.
+HOP_NONE, HOP_CONNECTION, HOP_LINES, HOP_LISTED = 0, 1, 2, 3
+
+
+def response_framing(head: bytes) -> tuple[bool, bool, int]:
+    """``(framed, chunked, hop)`` of a raw response head (status line and field lines, no
+    final CRLF CRLF): Content-Length or Transfer-Encoding present, Transfer-Encoding present,
+    and which ``HOP_*`` case it is."""
+    framed = chunked = False
+    hop = HOP_NONE
+    # One scan in C; it finds the one or two fields that matter, not every field.
+    for name, value in _RESP_FIELDS.findall(head.lower()):
+        if name == b"content-length":
+            framed = True
+        elif name == b"connection":
+            seen = HOP_CONNECTION if _conn_only(value) else HOP_LISTED
+            hop = max(hop, HOP_LINES if hop else seen, seen)  # a second one: LINES at least
+        else:
+            hop = max(hop, HOP_LINES)
+            if name == b"transfer-encoding":
+                framed = chunked = True
+    return framed, chunked, hop
+
+
+def _conn_only(value: bytes) -> bool:
+    value = value.strip(b" \t")  # lower-cased already
+    if value in _CONN_ONLY:
+        return True
+    return {t.strip(b" \t") for t in value.split(b",")} <= _CONN_ONLY
+
+
+def status_line(head: bytes, status: int, version: bytes) -> bytes:
+    """The status line for the client: the service's own when it already says our version
+    and has a reason phrase, else rebuilt (RFC 9110 §6.2: a proxy sends its own version)."""
+    end = head.find(b"\r\n")
+    line = head if end < 0 else head[:end]
+    # llhttp accepted "HTTP/d.d ddd[ reason]": the reason starts at byte 13.
+    if line[5:8] == version and len(line) > 13:
+        return line
+    return b"HTTP/%s %d %s" % (version, status, line[13:] or _reason(status))
+
+
+def forward_response_head(
+    head: bytes,
+    status: int,
+    *,
+    version: bytes,
+    keep_alive: bool,
+    chunked: bool,
+    via: bytes,
+    hop: int,
+) -> bytes:
+    """The response head for the client, made from the service's raw head (status line and
+    field lines, as llhttp accepted them) by cutting hop-by-hop lines out in place rather
+    than rebuilding every field: the same fields as ``response_head`` on the parsed ones.
+    ``hop`` is ``response_framing``'s finding for this head."""
+    if hop == HOP_LISTED:
+        end = head.find(b"\r\n")
+        fields = b"" if end < 0 else head[end:]
+        reason = head[13:end] if end >= 0 else head[13:]
+        return response_head(
+            status, reason, split_fields(fields), version=version,
+            keep_alive=keep_alive, chunked=chunked, via=via,
+        )  # fmt: skip
+    if hop == HOP_CONNECTION:  # nginx and most servers: "Connection: keep-alive" only
+        start = head.lower().find(b"\r\nconnection:")
+        end = head.find(b"\r\n", start + 2)
+        head = head[:start] if end < 0 else head[:start] + head[end:]
+    elif hop:
+        head = _cut_hop_lines(head)
+    # Usually the status line can stay: our version, a reason phrase (byte 13 on).
+    if head[5:8] != version or head[12:13] != b" " or head[13:14] in (b"\r", b""):
+        end = head.find(b"\r\n")
+        head = status_line(head, status, version) + (b"" if end < 0 else head[end:])
+    if keep_alive and not chunked and version == b"1.1":
+        return b"".join((head, b"\r\nvia: ", via, b"\r\n\r\n"))
+    out = [head]
+    if chunked:
+        out.append(b"\r\ntransfer-encoding: chunked")
+    if not keep_alive:
+        out.append(b"\r\nconnection: close")
+    elif version == b"1.0":
+        out.append(b"\r\nconnection: keep-alive")  # HTTP/1.0 persists only when told so
+    out += (b"\r\nvia: ", via, b"\r\n\r\n")
+    return b"".join(out)
+
+
+def _cut_hop_lines(head: bytes) -> bytes:
+    kept, pos = [], 0
+    for m in _HOP_LINES.finditer(head.lower()):  # same offsets as ``head``
+        kept.append(head[pos : m.start()])
+        pos = m.end()
+    kept.append(head[pos:])
+    return b"".join(kept)
+
+
+def split_fields(fields: bytes) -> list[tuple[bytes, bytes]]:
+    """``"\r\nName: value\r\n..."`` (llhttp-checked field lines) -> [(name, value), ...]."""
+    out = []
+    for line in fields.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        out.append((name, value.strip(b" \t")))
+    return out
 
 
 def _drop_listed(out: list[bytes], options: frozenset[bytes]) -> list[bytes]:

@@ -76,7 +76,7 @@ class Exchange:
     tunnel = False
     client_eof = False  # tunnel: the client sent FIN (its direction has ended)
     upstream_eof = False  # tunnel: the service sent FIN
-    upgrade_101: tuple[bytes, list[tuple[bytes, bytes]]] | None = None
+    upgrade_101: bytes | None = None  # the service's raw 101 head
     body: bytearray | None = None
     logged = False
 
@@ -603,13 +603,13 @@ class ClientConnection(asyncio.Protocol):
 
     # -- response side (called by Upstream) ---------------------------------------------------
 
-    def resp_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def resp_head(self, status: int, head: bytes) -> None:
         ex = self.ex
         if ex is None or ex.head is None:
             return
         if status < 200:
             if status == 101:
-                ex.upgrade_101 = (reason, headers)
+                ex.upgrade_101 = head
             elif status == 100 and ex.head.expect_continue:
                 self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return
@@ -625,14 +625,14 @@ class ClientConnection(asyncio.Protocol):
         if ex.head.upgrade is not None:
             ex.keep_alive = False  # the upgrade was refused; the client's next bytes are not HTTP
         ex.status, ex.resp_started, ex.resp_chunked = status, True, chunked
-        data = http1.response_head(
+        data = http1.forward_response_head(
+            head,
             status,
-            reason,
-            headers,
             version=ex.head.version,
             keep_alive=ex.keep_alive,
             chunked=chunked,
             via=self.server.via,
+            hop=http1.HOP_LISTED if up is None else up.hop,  # unknown: the general path
         )
         ex.bytes_out += len(data)
         self._write(data)
@@ -675,12 +675,11 @@ class ClientConnection(asyncio.Protocol):
         if ex is None or ex.upgrade_101 is None or ex.upstream is None:
             self._close()
             return
-        reason, headers = ex.upgrade_101
-        out = [b"HTTP/1.1 101 ", reason or b"Switching Protocols", b"\r\n"]
-        for name, value in headers:
-            out += (name, b": ", value, b"\r\n")
-        out.append(b"\r\n")
-        data = b"".join(out)
+        # Forwarded whole: Connection and Upgrade are what a 101 is about.
+        head = ex.upgrade_101
+        end = head.find(b"\r\n")
+        fields = b"" if end < 0 else head[end:]
+        data = http1.status_line(head, 101, b"1.1") + fields + b"\r\n\r\n"
         ex.status, ex.tunnel, ex.resp_started = 101, True, True
         ex.keep_alive = False  # when the tunnel ends, so does the connection
         ex.upstream.tunnel = True
