@@ -79,6 +79,15 @@ class RequestHead:
 
 
 _GUARD_FIELDS = frozenset({b"authorization", b"cookie", b"origin", b"sec-fetch-site", b"accept"})
+_PLAIN, _SPECIAL, _HOST, _LENGTH, _EXPECT, _GUARD = "plain", "special", "host", "cl", "expect", "g"
+#: Lower-cased name -> what ``parse_head`` does with the field; absent: forward it as is.
+_KIND: dict[bytes, str] = {
+    **dict.fromkeys(_SKIP, _SPECIAL),
+    **dict.fromkeys(_GUARD_FIELDS, _GUARD),
+    b"host": _HOST,
+    b"content-length": _LENGTH,
+    b"expect": _EXPECT,
+}
 
 
 def parse_head(
@@ -99,21 +108,24 @@ def parse_head(
     te: bytes | None = None
     for name, value in raw:
         lname = name.lower()
-        if lname not in _SKIP:
+        kind = _KIND.get(lname, _PLAIN)  # one lookup for the usual field, not five tests
+        if kind is _PLAIN:
             head.headers.append((name, value))
-            if lname == b"host":
+        elif kind is _SPECIAL:
+            _sort_special(head, lname, value)
+            if lname == b"transfer-encoding":
+                te = value
+        else:
+            head.headers.append((name, value))
+            if kind is _HOST:
                 hosts += 1
                 head.host = value
-            elif lname == b"content-length":
+            elif kind is _LENGTH:
                 head.content_length = int(value)  # llhttp checked the digits
-            elif lname == b"expect":
+            elif kind is _EXPECT:
                 head.expect_continue = value.lower() == b"100-continue"
-            elif lname in _GUARD_FIELDS and lname not in head.extra:
+            elif lname not in head.extra:
                 head.extra[lname] = value
-            continue
-        _sort_special(head, lname, value)
-        if lname == b"transfer-encoding":
-            te = value
     if hosts != 1:
         raise ProtocolError(400, "bad-request", "a request needs exactly one Host field")
     if te is not None:
