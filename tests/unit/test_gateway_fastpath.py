@@ -237,3 +237,31 @@ def test_a_connection_listed_field_is_removed_end_to_end(
     assert out.startswith(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\nvia: ")
     assert b"X-Hop" not in out
     assert b"secret" not in out
+
+
+def test_a_second_response_in_the_same_read_closes_the_upstream(
+    pair: tuple[ClientConnection, _Transport, Upstream, _Transport],
+) -> None:
+    conn, ct, up, ut = pair
+    conn.data_received(GET)
+    up.data_received(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"
+    )
+    assert ct.take().endswith(b"\r\n\r\nok")  # the client got its answer, nothing more
+    assert ut.closed  # the stream is out of step: never reused
+    assert up.closed
+
+
+def test_a_head_trickled_in_many_reads_is_joined_once(
+    pair: tuple[ClientConnection, _Transport, Upstream, _Transport],
+) -> None:
+    conn, ct, up, _ut = pair
+    conn.data_received(GET)
+    filler = b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 50) for i in range(200))
+    response = b"HTTP/1.1 200 OK\r\n" + filler + b"Content-Length: 2\r\n\r\nok"
+    for i in range(0, len(response), 7):
+        up.data_received(response[i : i + 7])
+    out = ct.take()
+    assert out.count(b"\r\nX-F") == 200
+    assert out.endswith(b"Content-Length: 2\r\nvia: " + conn.server.via + b"\r\n\r\nok")

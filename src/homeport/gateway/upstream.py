@@ -49,8 +49,9 @@ class Upstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.sink: ResponseSink | None = None
         self.parser = httptools.HttpResponseParser(self)
-        #: Bytes of the response head(s) not yet handed on (llhttp has checked them).
-        self.raw = b""
+        #: Reads holding the response head(s) not yet handed on (llhttp has checked them);
+        #: a list, so a head trickled in many small reads is joined once, not copied each time.
+        self.raw: list[bytes] = []
         self.closed = False
         self.reused = False
         self.got_response = False
@@ -82,7 +83,7 @@ class Upstream(asyncio.Protocol):
             # llhttp buffers a header field until it ends: bound what a broken service can
             # make us hold before its response head is complete.
             self.head_bytes += len(data)
-            self.raw += data
+            self.raw.append(data)
             if self.head_bytes > self.pool.max_head:
                 self._fail(f"sent a response head over {self.pool.max_head // 1024} KiB")
                 return
@@ -134,20 +135,23 @@ class Upstream(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        raw = self.raw
+        raw = self.raw[0] if len(self.raw) == 1 else b"".join(self.raw)
         # llhttp requires CRLF line ends (it refuses bare LF and CR), so the head ends at the
         # first empty line; what follows is body or the next head (after a 1xx).
         end = raw.find(b"\r\n\r\n")
+        if end < 0:  # bytes after a finished response (no sink): nothing to hand on
+            self._fail("sent more than one response")
+            return
         head = raw[:end]
         self.framed, self.chunked, self.hop = response_framing(head)
         if 100 <= status < 200 and status != 101:
             self.framed = self.chunked = False
-            self.raw = raw[end + 4 :]  # the final head may have come in the same read
+            self.raw = [raw[end + 4 :]]  # the final head may have come in the same read
             if self.sink is not None:
                 self.sink.resp_head(status, head)
             return
         self.in_body = True
-        self.raw = b""
+        self.raw = []
         if self.sink is not None:
             self.sink.resp_head(status, head)
         if self.head_only and self.sink is not None:
@@ -175,7 +179,7 @@ class Upstream(asyncio.Protocol):
         self.got_response = self.framed = self.chunked = self.in_body = False
         self.head_bytes = 0
         self.head_only = head_only
-        self.raw = b""
+        self.raw = []
         assert self.transport is not None
         self.transport.write(head)
 
