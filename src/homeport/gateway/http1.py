@@ -79,7 +79,8 @@ class RequestHead:
 
 
 _GUARD_FIELDS = frozenset({b"authorization", b"cookie", b"origin", b"sec-fetch-site", b"accept"})
-_PLAIN, _SPECIAL, _HOST, _LENGTH, _EXPECT, _GUARD = "plain", "special", "host", "cl", "expect", "g"
+# Sentinels, compared with ``is``.
+_PLAIN, _SPECIAL, _HOST, _LENGTH, _EXPECT, _GUARD = "plain", "special", "host", "cl", "ex", "guard"
 #: Lower-cased name -> what ``parse_head`` does with the field; absent: forward it as is.
 _KIND: dict[bytes, str] = {
     **dict.fromkeys(_SKIP, _SPECIAL),
@@ -293,10 +294,10 @@ _HOP_NAMES = (
 _RESP_FIELDS = re.compile(rb"\r\n(content-length|" + _HOP_NAMES + rb"):([^\r]*)")
 _HOP_LINES = re.compile(rb"\r\n(?:" + _HOP_NAMES + rb"):[^\r]*")
 _CONN_ONLY = frozenset({b"close", b"keep-alive", b""})
-#: What ``response_framing`` found to cut: nothing; hop-by-hop lines only; or a Connection
-#: field naming other fields, which must go too (the general path, RFC 9110 §7.6.1).
-#: HOP_CONNECTION: a lone Connection field (nginx's "Connection: keep-alive"). Ordered: a head
-#: is in the highest case any of its fields puts it in.
+#: What ``response_framing`` found to cut: nothing; one Connection field naming no other field
+#: (nginx's "Connection: keep-alive"); hop-by-hop lines; or a Connection field naming other
+#: fields, which must go too (the general path, RFC 9110 §7.6.1). Ordered: a head is in the
+#: highest case any of its fields puts it in.
 HOP_NONE, HOP_CONNECTION, HOP_LINES, HOP_LISTED = 0, 1, 2, 3
 
 
@@ -362,8 +363,9 @@ def forward_response_head(
         )  # fmt: skip
     if hop == HOP_CONNECTION:  # nginx and most servers: "Connection: keep-alive" only
         start = head.lower().find(b"\r\nconnection:")
-        end = head.find(b"\r\n", start + 2)
-        head = head[:start] if end < 0 else head[:start] + head[end:]
+        if start >= 0:
+            end = head.find(b"\r\n", start + 2)
+            head = head[:start] if end < 0 else head[:start] + head[end:]
     elif hop:
         head = _cut_hop_lines(head)
     # Usually the status line can stay: our version, a reason phrase (byte 13 on).
