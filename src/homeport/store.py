@@ -149,6 +149,23 @@ def db_path(directory: Path | None = None) -> Path:
     return (directory or state_dir()) / DB_NAME
 
 
+def read_route_targets(path: Path | None = None) -> list[tuple[str, str]]:
+    """(name, target) of every route, read-only: nothing is created, migrated or locked, so
+    commands like ``homeport ls`` can show route names without touching the gateway's state.
+    Empty when there is no database yet or it cannot be read."""
+    p = path or (state_dir(create=False) / DB_NAME)
+    if not p.exists():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=0.5)
+        try:
+            return [(str(n), str(t)) for n, t in con.execute("SELECT name, target FROM routes")]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+
+
 class Store:
     """One connection to the state database. Not shared between threads: open one per thread."""
 

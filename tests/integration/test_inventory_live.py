@@ -153,3 +153,22 @@ def test_cli_who_nothing_there(cli, free_port) -> None:
     assert r.status == 1
     assert r.stderr.startswith(f"homeport: nothing listens on :{free_port}")
     assert "Traceback" not in r.stderr
+
+
+def test_ls_names_the_gateway_route_of_a_listener(sockhost, cli, state_dir) -> None:
+    from homeport.gateway.contract import Route
+    from homeport.store import Store
+
+    host = sockhost([{"proto": "tcp", "addr": "127.0.0.1"}])
+    port = host.ports[0]
+    store = Store()  # the gateway's database in this test's state dir; no daemon runs
+    try:
+        store.put_route(Route("api.localhost", f"http://127.0.0.1:{port}"))
+    finally:
+        store.close()
+    r = cli("ls", "--port", str(port), "--json")
+    mine = [x for x in json.loads(r.stdout)["listeners"] if x["pids"] == host.pids]
+    assert [x["route"] for x in mine] == ["api.localhost"]
+    table = cli("ls", "--port", str(port)).stdout
+    assert table.splitlines()[0].split()[4] == "ROUTE"
+    assert "api.localhost" in table

@@ -2,7 +2,8 @@
 
 Sorted by port. EXPOSURE says who can reach it before any firewall: loopback (this machine
 only), all-interfaces (0.0.0.0 or ::, reachable from every network you join), lan (a private,
-link-local, CGNAT/tailnet or ULA address), public.
+link-local, CGNAT/tailnet or ULA address), public. ROUTE (shown when the gateway has routes)
+is the NAME.localhost that points at the listener.
 
 examples:
   homeport ls                      every TCP and UDP listener
@@ -68,7 +69,36 @@ def collect(args: argparse.Namespace) -> list[Listener]:
         items = [x for x in items if any(p.user == args.user for p in x.owners)]
     if args.exposed:
         items = [x for x in items if x.exposure != "loopback"]
-    return items
+    return with_routes(items)
+
+
+def with_routes(items: list[Listener]) -> list[Listener]:
+    """Fill in the gateway route that points at each listener (from the state database,
+    read-only; nothing is started)."""
+    import dataclasses
+
+    from homeport.paths import state_dir
+
+    if not state_dir(create=False).exists() or not items:
+        return items
+    from homeport.addr import parse_target
+    from homeport.errors import UsageError
+    from homeport.store import read_route_targets
+
+    by_port: dict[int, str] = {}
+    for name, target in read_route_targets():
+        try:
+            t = parse_target(target)
+        except UsageError:
+            continue  # unix:/path targets have no port
+        if t.host in ("127.0.0.1", "::1", "localhost"):
+            by_port.setdefault(t.port, name)
+    return [
+        dataclasses.replace(x, route=by_port[x.port])
+        if x.port in by_port and x.socket.listening and x.exposure != "lan"
+        else x
+        for x in items
+    ]
 
 
 def attention(items: list[Listener]) -> list[dict[str, object]]:
@@ -139,6 +169,9 @@ def _print(env: Env, items: list[Listener], args: argparse.Namespace) -> None:
 def table(env: Env, items: list[Listener], show_state: bool = False) -> str:
     now = time.time()
     headers = ["PROTO", "ADDRESS", "PORT", "EXPOSURE", "PID", "PROCESS", "USER", "UP", "COMMAND"]
+    routed = any(x.route for x in items)
+    if routed:
+        headers[4:4] = ["ROUTE"]
     if show_state:
         headers[4:4] = ["STATE", "REMOTE"]
     rows: list[list[str]] = []
@@ -158,6 +191,8 @@ def table(env: Env, items: list[Listener], show_state: bool = False) -> str:
             render.age(min(starts), now) if starts else "-",
             owner.command if owner else (x.owner_hint or ""),
         ]
+        if routed:
+            row[4:4] = [f"{x.route}" if x.route else "-"]
         if show_state:
             remote = (
                 ""
