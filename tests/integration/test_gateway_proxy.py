@@ -465,3 +465,17 @@ def test_a_post_to_an_unknown_host_keeps_the_connection(app: tuple[Gateway, Back
         assert head.startswith(b"HTTP/1.1 200 ")
         assert body == b"hello from /next"
     assert state.requests == ["/next"]
+
+
+def test_client_that_half_closes_after_its_request_still_gets_the_answer(
+    app: tuple[Gateway, BackendState],
+) -> None:
+    # `nc -N`, `printf ... | socat`, some HTTP/1.0 tools: send the request, then FIN. The FIN
+    # ends the client's direction only (TCP half-close); the response must still come back.
+    gw, _state = app
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+        s.sendall(b"GET /half HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        answer = _read_to_eof(s)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"hello from /half")

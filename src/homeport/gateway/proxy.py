@@ -174,8 +174,17 @@ class ClientConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         ex = self.ex
-        if ex is None or not ex.tunnel:
-            return None  # close: outside a tunnel, a FIN means the client has nothing more
+        if ex is None:
+            return None  # idle between requests: the client is done
+        if not ex.tunnel:
+            # A FIN after a whole request ends the client's direction only (TCP half-close,
+            # RFC 9293 §3.6; `nc -N` and some HTTP/1.0 tools do it): answer it, then close
+            # (RFC 9112 §9.6). A FIN inside a request, or with pipelined requests still
+            # queued, leaves nothing we could answer completely: close now.
+            if not ex.req_done or self.queue:
+                return None
+            ex.keep_alive = False
+            return True
         # A tunnel is two independent byte streams (RFC 9110 §9.3.6, and TCP half-close,
         # RFC 9293 §3.6): the client's FIN ends its direction only. Pass it on and keep
         # relaying what the service still sends; the tunnel ends once both have ended.
