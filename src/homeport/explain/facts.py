@@ -114,7 +114,8 @@ _NEAR_BELOW, _NEAR_ABOVE, _NEAR_MAX = 3, 10, 3
 
 
 def _nearby(port: int | None) -> tuple[Listener, ...]:
-    """Listeners a few ports around ``port``: one kernel dump, owners for at most 3 ports."""
+    """Listeners a few ports around ``port`` (at most 3 ports): one kernel dump to find the
+    ports, then one owner walk for them all (a walk per port would read every fd link again)."""
     if port is None:
         return ()
     from homeport.inventory import listeners, sockets
@@ -127,7 +128,10 @@ def _nearby(port: int | None) -> tuple[Listener, ...]:
         },
         key=lambda q: (abs(q - port), q),
     )[:_NEAR_MAX]
-    return tuple(x for q in sorted(near) for x in listeners(port=q, udp=False))
+    if not near:
+        return ()
+    wanted = set(near)
+    return tuple(x for x in listeners(udp=False) if x.port in wanted)
 
 
 def resolve(name: str) -> Resolution:
