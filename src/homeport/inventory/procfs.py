@@ -191,14 +191,20 @@ class Stat:
     start_ticks: int  # field 22: clock ticks since boot
 
 
+def stat_fields(text: str) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after comm: index 0 is field 3 (state), so field N
+    is at N - 3. comm may contain spaces and parentheses, so split at the last ``)``
+    (proc(5)). Raises ValueError on text that is not a stat line."""
+    return text[text.rindex(")") + 2 :].split()
+
+
 def parse_stat_record(text: str) -> Stat:
     """Parse ``/proc/PID/stat``; the one parser every module uses.
 
-    comm may contain spaces and parentheses, so split at the last ``)`` (proc(5)).
     Raises ValueError on text that is not a stat line.
     """
     lpar, rpar = text.index("("), text.rindex(")")
-    rest = text[rpar + 2 :].split()
+    rest = stat_fields(text)
     if len(rest) < 20:
         raise ValueError("truncated /proc/PID/stat")
     return Stat(text[lpar + 1 : rpar], rest[0], int(rest[1]), int(rest[2]), int(rest[19]))

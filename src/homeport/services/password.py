@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from homeport.daemon.routes import PASSWORD_ENV, PasswordSource, resolve_auth
 from homeport.errors import UsageError
+from homeport.inventory import procfs
 
 if TYPE_CHECKING:
     import ctypes
@@ -48,8 +49,10 @@ def _ask(prompt: str) -> str:
 
 def parse_env_block(stat: str) -> tuple[int, int] | None:
     """``(env_start, env_end)`` from ``/proc/PID/stat`` (fields 50 and 51, Linux 3.5+)."""
-    fields = stat[stat.rfind(")") + 2 :].split()
-    # fields[0] is field 3 (state): field N sits at index N - 3.
+    try:
+        fields = procfs.stat_fields(stat)
+    except ValueError:
+        return None
     if len(fields) < 49 or not (fields[47].isdigit() and fields[48].isdigit()):
         return None
     start, end = int(fields[47]), int(fields[48])
