@@ -4,10 +4,8 @@ API over HTTP through the proxy, the access log, and supervision of services who
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import json
-import os
 import secrets
 import signal
 import socket
@@ -20,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from procutil import stop_child
 
 from homeport.daemon.client import Client, lock_held
 from homeport.daemon.config import DaemonConfig
 from homeport.daemon.process import start_background
 from homeport.errors import DaemonError
+from homeport.inventory import procfs
 
 
 @dataclass
@@ -37,15 +37,7 @@ class Daemon:
         return Client.for_config(self.config)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, sig)
-        deadline = time.monotonic() + 10
-        while lock_held(self.config) and time.monotonic() < deadline:
-            time.sleep(0.02)  # the kernel frees the lock when the process is gone
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)  # it is our child: reap it
+        stop_child(self.pid, sig)  # it is our child: waited for on a pidfd, then reaped
 
     def restart(self) -> None:
         self.pid = int(start_background(self.config)["pid"])
@@ -116,10 +108,9 @@ def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: f
 def gone(pid: int) -> bool:
     """No such process, or only its zombie (it can no longer hold anything)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return procfs.parse_stat_record(Path(f"/proc/{pid}/stat").read_text()).state == "Z"
     except OSError:
         return True
-    return stat[stat.rfind(")") + 2] == "Z"
 
 
 def wait_until(cond: Any, timeout: float = 10.0) -> bool:

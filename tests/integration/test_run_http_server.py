@@ -3,7 +3,6 @@ gateway; Ctrl-C, the command exiting, and ``kill -9`` of the CLI each leave no p
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import re
@@ -17,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from procutil import stop_child
 
-from homeport.daemon.client import Client, lock_held
+from homeport.daemon.client import Client
 from homeport.daemon.config import DaemonConfig
 from homeport.daemon.process import start_background
 from homeport.inventory import listeners
@@ -34,15 +34,7 @@ def gateway(state_dir: Path, free_port: int, monkeypatch: pytest.MonkeyPatch) ->
     try:
         yield Client.for_config(config)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while lock_held(config) and time.monotonic() < deadline:
-            time.sleep(0.02)  # the lock frees when the daemon is gone
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+        stop_child(pid)
 
 
 class Run:
