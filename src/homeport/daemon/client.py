@@ -163,11 +163,29 @@ def stop_daemon(client: Client, timeout: float = 10.0) -> int | None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
+    _wait_exit(pid, timeout)  # the daemon is not our child, but a pidfd still says when it exits
     while lock_held(client.config):
         if time.monotonic() > deadline:
             raise NotReady(
                 f"the daemon (pid {pid}) did not stop within {timeout:g}s",
                 hint=f"kill -9 {pid} ends it; routes are kept",
             )
-        time.sleep(0.05)  # the lock frees when the process is gone; nothing to block on
+        time.sleep(0.05)  # only without pidfd (Linux < 5.3): the lock frees at its exit
     return pid
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    """Block until ``pid`` exits (its pidfd turns readable) or ``timeout`` passes; return at
+    once where pidfds are not available."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.poll(int(timeout * 1000))
+    finally:
+        os.close(fd)
