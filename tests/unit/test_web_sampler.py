@@ -218,3 +218,32 @@ def test_run_wakes_from_an_idle_wait_for_a_watcher() -> None:
 
     asyncio.run(go())
     assert ticks[1] - ticks[0] < 5
+
+
+def test_cached_inventory_walks_proc_only_when_sockets_changed_or_stale() -> None:
+    from homeport.web.sampler import CachedInventory, ListenerRow
+
+    keys = {frozenset({("tcp", 1)})}
+    now = [0.0]
+    walks: list[int] = []
+
+    def full() -> list[ListenerRow]:
+        walks.append(1)
+        (key,) = keys
+        return [ListenerRow("tcp", 4, "127.0.0.1", 80 + i, i, "loopback") for _, i in key]
+
+    inv = CachedInventory(
+        10.0, socket_keys=lambda: next(iter(keys)), full=full, clock=lambda: now[0]
+    )
+    first = inv()
+    now[0] = 1.0
+    assert inv() is first  # same sockets, fresh walk: no new walk
+    assert len(walks) == 1
+    keys.clear()
+    keys.add(frozenset({("tcp", 1), ("tcp", 2)}))  # a listener appeared
+    now[0] = 2.0
+    assert sorted(r.inode for r in inv()) == [1, 2]
+    assert len(walks) == 2
+    now[0] = 13.0  # same sockets, but the walk is older than `refresh`: owners may differ
+    inv()
+    assert len(walks) == 3

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from homeport.web.hub import Hub, sse
 from homeport.web.launch import Launcher
-from homeport.web.sampler import Diff, ListenerRow, Sampler, sample_inventory, summarize
+from homeport.web.sampler import CachedInventory, Diff, ListenerRow, Sampler, summarize
 
 if TYPE_CHECKING:
     from homeport.daemon.control import ControlApp
@@ -102,6 +102,7 @@ class Dashboard:
         self.store = app.gateway.store
         self.hub = Hub()
         self.launcher = Launcher(self.gateway, app.config.route_url)
+        self._inventory = CachedInventory()
         self.sampler = Sampler(
             self._on_diff,
             sample=self._sample,
@@ -142,7 +143,7 @@ class Dashboard:
     # -- sampling ------------------------------------------------------------------------
 
     def _sample(self) -> list[ListenerRow]:
-        return annotate(sample_inventory(), self._ports, self.app.config.route_url)
+        return annotate(self._inventory(), self._ports, self.app.config.route_url)
 
     def _on_diff(self, diff: Diff) -> None:
         self.hub.publish("listeners", diff.to_json())

@@ -257,6 +257,51 @@ def sample_inventory() -> list[ListenerRow]:
     return [listener_row(x) for x in listeners()]
 
 
+class CachedInventory:
+    """``sample_inventory`` that walks ``/proc`` only when it may have something new.
+
+    The owner walk (every fd link of every process) is nearly all of a sample's cost, and
+    most samples find the same sockets as the last one. Each call asks the kernel for the
+    socket set (one netlink dump, milliseconds); when it equals the last walk's and that walk
+    is younger than ``refresh`` seconds, the last rows are returned. A socket that appears,
+    goes or changes address is a new inode, so events are as prompt as before; an owner
+    that changes under an unchanged socket (a fork, an exit) shows within ``refresh``.
+    """
+
+    def __init__(
+        self,
+        refresh: float = 10.0,
+        *,
+        socket_keys: Callable[[], frozenset[tuple[str, int]]] | None = None,
+        full: Callable[[], list[ListenerRow]] = sample_inventory,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.refresh = refresh
+        self._socket_keys = socket_keys or _socket_keys
+        self._full = full
+        self._clock = clock
+        self._key: frozenset[tuple[str, int]] | None = None
+        self._rows: list[ListenerRow] = []
+        self._at = 0.0
+        self.walks = 0
+
+    def __call__(self) -> list[ListenerRow]:
+        now = self._clock()
+        fresh = self._key is not None and now - self._at < self.refresh
+        if fresh and self._socket_keys() == self._key:
+            return self._rows
+        rows = self._full()
+        self._rows, self._at, self.walks = rows, now, self.walks + 1
+        self._key = frozenset((r.proto, r.inode) for r in rows)
+        return rows
+
+
+def _socket_keys() -> frozenset[tuple[str, int]]:
+    from homeport.inventory import sockets
+
+    return frozenset((s.proto, s.inode) for s in sockets())
+
+
 class Sampler:
     """Samples every ``interval`` seconds while ``watched()`` (a page or ``events -f`` is
     connected), else every ``idle_interval``, and hands each non-empty ``Diff`` to ``on_diff``.
