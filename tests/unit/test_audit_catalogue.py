@@ -64,7 +64,7 @@ MARIADB = b"Y\x00\x00\x00\x0a5.5.5-10.11.6-MariaDB-0+deb12u1\x00\x08\x00\x00\x00
         ("postgres-startup", PG_HBA, "postgresql", "protected", None),
         ("jdwp-handshake", b"JDWP-Handshake", "jdwp", "open", None),
         ("http-root", MYSQL, "mysql", "unknown", "8.0.36"),
-        ("http-root", MARIADB, "mysql", "unknown", "5.5.5"),
+        ("http-root", MARIADB, "mysql", "unknown", "10.11.6"),
         ("http-root", b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", "ssh", "unknown", "OpenSSH_9.2p1"),
         ("http-root", b"RFB 003.008\n", "vnc", "unknown", "003.008"),
     ],

@@ -25,7 +25,9 @@ from typing import Literal
 
 from homeport.audit.severity import Severity
 
-ProbeKind = Literal["raw", "http"]
+#: raw: send bytes, read one answer; http: one request; dialog: a conversation driven by a
+#: sans-IO client named by ``dialog`` (the MySQL login), whose answer is its verdict text.
+ProbeKind = Literal["raw", "http", "dialog"]
 Verdict = Literal["identify", "open", "protected"]
 
 
@@ -33,7 +35,8 @@ Verdict = Literal["identify", "open", "protected"]
 class Probe:
     id: str
     kind: ProbeKind
-    #: raw: the bytes to send (empty = only listen for a greeting).
+    #: raw: the bytes to send (empty = only listen for a greeting); dialog: its argument
+    #: (the user name to log in as).
     payload: bytes = b""
     method: str = "GET"
     path: str = "/"
@@ -45,8 +48,12 @@ class Probe:
     #: always). ``_NEVER``: only to confirm a service already identified, or on its ports.
     #: Fewer connections per listener is what keeps a 50-listener audit under 3 s.
     when: str | None = None
+    #: dialog only: which client drives it (see ``probe.DIALOGS``).
+    dialog: str = ""
 
     def describe(self) -> str:
+        if self.kind == "dialog":
+            return f"{self.dialog} login as {self.payload.decode()!r} with an empty password"
         if self.kind == "http":
             return f"{self.method} {self.path}"
         return repr(self.payload[:60])[1:] if self.payload else "(connect, wait for greeting)"
@@ -60,7 +67,8 @@ class Signature:
     #: Regex over the answer: raw bytes as latin-1 text, or ``Response.text()`` for HTTP.
     match: str
     verdict: Verdict = "identify"
-    #: What a match proves, in words, for the evidence line.
+    #: What a match proves, in words, for the evidence line; ``{1}`` quotes the match's
+    #: group 1 (e.g. why a login could not be checked).
     proves: str = ""
     #: Regex whose group 1 is the version.
     version: str | None = None
@@ -142,6 +150,9 @@ PROBES: tuple[Probe, ...] = (
     Probe("mongodb-listdatabases", "raw", _mongo_msg_listdatabases(), ports=(27017, 27018)),
     Probe("jdwp-handshake", "raw", b"JDWP-Handshake", ports=(5005, 8000, 8787)),
     Probe("greeting", "raw", b"", ports=(21, 22, 25, 3306, 5900)),
+    # Only run once a MySQL greeting identified the listener (no ports, never in discovery).
+    Probe("mysql-login-root", "dialog", b"root", dialog="mysql"),
+    Probe("mysql-login-anonymous", "dialog", b"", dialog="mysql"),
     Probe("http-root", "http", path="/"),
     Probe("http-json-version", "http", path="/json/version", headers=_JSON, ports=(9222, 9229)),
     Probe("http-json-list", "http", path="/json/list", headers=_JSON, when=_NEVER),
@@ -191,15 +202,29 @@ PROBES: tuple[Probe, ...] = (
     ),
 )
 
+_MYSQL_VERSION = r"\x0a(?:5\.5\.5-)?(\d[\d.]*)"
+_MYSQL_ROOT_OPEN = "user root logged in over TCP with an empty password"
+_MYSQL_ANON_OPEN = "the anonymous user '' logged in over TCP with an empty password"
+_MYSQL_REFUSED = "user root with an empty password was refused"
+_MYSQL_TLS = "the server refuses logins without TLS (not tried over TLS)"
+
 S = Signature
 SIGNATURES: tuple[Signature, ...] = (
     # --- greeting-first protocols: matched on whatever the server sent first
     S("ssh", "*", r"^SSH-\d\.\d+-(\S+)", version=r"^SSH-\d\.\d+-(\S+)"),
-    S("mysql", "*", r"^[\s\S]{3}\x00\x0a(\d[^\x00]{0,60}?)-MariaDB", version=r"\x0a(\d[\d.]*)"),
-    S("mysql", "*", r"^[\s\S]{3}\x00\x0a(\d[^\x00]{0,60})\x00", version=r"\x0a(\d[\d.]*)"),
+    # (MariaDB 10+ greets as "5.5.5-10.x" for old replication clients: skip the prefix.)
+    S("mysql", "*", r"^[\s\S]{3}\x00\x0a(\d[^\x00]{0,60}?)-MariaDB", version=_MYSQL_VERSION),
+    S("mysql", "*", r"^[\s\S]{3}\x00\x0a(\d[^\x00]{0,60})\x00", version=_MYSQL_VERSION),
     S("vnc", "*", r"^RFB \d{3}\.\d{3}\n", version=r"^RFB (\d{3}\.\d{3})"),
     S("smtp", "*", r"^220[ -][^\r\n]*(?:SMTP|ESMTP)"),
     S("ftp", "*", r"^220[ -][^\r\n]*FTP"),
+    # --- MySQL/MariaDB: the mysql-login dialogs answer with mysql.Outcome text. Only root's
+    # refusal proves "protected": the anonymous user is merely a second way in.
+    S("mysql", "mysql-login-root", r"^accepted: ", "open", _MYSQL_ROOT_OPEN),
+    S("mysql", "mysql-login-anonymous", r"^accepted: ", "open", _MYSQL_ANON_OPEN),
+    S("mysql", "mysql-login-root", r"^denied: ", "protected", _MYSQL_REFUSED),
+    S("mysql", "mysql-login-root", r"^tls-required: ", "protected", _MYSQL_TLS),
+    S("mysql", "mysql-login-root", r"^unchecked: (.*)", proves="could not check the login: {1}"),
     # --- Redis (RESP): PING answers +PONG only when no password is needed
     S("redis", "redis-ping", r"^\+PONG\r\n", "open", "PING answered +PONG without AUTH"),
     S("redis", "redis-ping", r"^-NOAUTH", "protected", "PING refused: NOAUTH"),

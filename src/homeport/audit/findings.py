@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from homeport.addr import address_class
-from homeport.audit import services
+from homeport.audit import catalogue, services
 from homeport.audit.catalogue import Service
 from homeport.audit.firewall import FirewallView, blocks, verdict_for
 from homeport.audit.identify import Exchange, Identity, excerpt
@@ -125,7 +125,11 @@ class Exposure:
 
 def evidence_of(ex: Exchange) -> Evidence:
     answer = excerpt(ex.answer) if ex.answer else f"({ex.error or 'no answer'})"
-    return Evidence(excerpt(ex.sent, 400), answer)
+    sent = excerpt(ex.sent, 400)
+    if ex.outcome is not None:  # a dialog: say what it was and its verdict, then the bytes
+        answer = f"{ex.outcome} · {answer}"
+        sent = f"{catalogue.probe(ex.probe).describe()} · {sent}"
+    return Evidence(sent, answer)
 
 
 def covers(bind: str, v6only: bool | None, target: str) -> bool:

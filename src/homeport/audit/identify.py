@@ -28,6 +28,9 @@ class Exchange:
     #: ``timeout``, ``refused``, ``reset`` or ``closed`` (no answer at all); None when answered.
     error: str | None = None
     tls: bool = False
+    #: A dialog probe's verdict (e.g. ``mysql.Outcome.text()``): what its signatures match,
+    #: since a conversation's raw bytes depend on the server's random scramble.
+    outcome: str | None = None
 
     @property
     def response(self) -> httpmsg.Response | None:
@@ -35,6 +38,8 @@ class Exchange:
 
     def text(self) -> str:
         """The answer as the signatures see it."""
+        if self.outcome is not None:
+            return self.outcome
         resp = self.response
         return resp.text() if resp is not None else self.answer.decode("latin-1")
 
@@ -82,7 +87,7 @@ class Identity:
 
 def match(exchange: Exchange) -> list[Hit]:
     """Every signature of this probe (and the greeting ones) that the answer matches."""
-    if not exchange.answer:
+    if not exchange.answer and exchange.outcome is None:
         return []
     text = exchange.text()
     resp = exchange.response
@@ -90,8 +95,8 @@ def match(exchange: Exchange) -> list[Hit]:
     for sig in catalogue.signatures_for(exchange.probe):
         if sig.status is not None and (resp is None or resp.status != sig.status):
             continue
-        if sig.probe == "*" and resp is not None:
-            continue  # a greeting is never an HTTP answer
+        if sig.probe == "*" and (resp is not None or exchange.outcome is not None):
+            continue  # a greeting is never an HTTP answer nor a dialog's verdict
         if not sig.pattern.search(text):
             continue
         hits.append(Hit(sig, exchange, _version(sig, text)))
@@ -120,7 +125,8 @@ def identify(exchanges: Iterable[Exchange]) -> Identity | None:
     best = min(hits, key=lambda h: services.SERVICES[h.signature.service].rank)
     service = services.SERVICES[best.signature.service]
     mine = [h for h in hits if h.signature.service == service.id]
-    proof = min(mine, key=lambda h: _AUTH_ORDER[h.signature.verdict])
+    # Among equals, a signature that says what it proves beats a bare identification.
+    proof = min(mine, key=lambda h: (_AUTH_ORDER[h.signature.verdict], not h.signature.proves))
     verdict = proof.signature.verdict
     http_ex = next((ex for ex in exchanges if ex.response is not None), None)
     resp = http_ex.response if http_ex else None
@@ -133,9 +139,17 @@ def identify(exchanges: Iterable[Exchange]) -> Identity | None:
         http=resp is not None,
         server=resp.header("server") if resp else None,
         title=httpmsg.title(resp.body) if resp else None,
-        proves=proof.signature.proves,
+        proves=_proves(proof),
         evidence=proof.exchange,
     )
+
+
+def _proves(hit: Hit) -> str:
+    text = hit.signature.proves
+    if "{1}" in text:
+        m = hit.signature.pattern.search(hit.exchange.text())
+        text = text.replace("{1}", m.group(1) if m and m.lastindex else "")
+    return text
 
 
 def excerpt(data: bytes, limit: int = 300) -> str:
@@ -154,4 +168,5 @@ def evidence_json(ex: Exchange) -> dict[str, Any]:
         "answer": excerpt(ex.answer) if ex.answer else None,
         "error": ex.error,
         "tls": ex.tls,
+        "outcome": ex.outcome,
     }

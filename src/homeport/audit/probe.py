@@ -4,7 +4,8 @@
 the probes hinted for its port, then an HTTP ``GET /`` (which also catches servers that
 greet first, since their greeting arrives before any answer), then every other raw probe at
 once, then TLS. Once something is identified, the remaining probes of that service run
-to settle the auth verdict. Every connection is closed right after the first answer.
+to settle the auth verdict. Every connection is closed right after the first answer,
+except a dialog's (the MySQL login), which lasts until its sans-IO client has a verdict.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import contextlib
 import logging
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from homeport.audit import catalogue, httpmsg, services
+from homeport.audit import catalogue, httpmsg, mysql, services
 from homeport.audit.catalogue import Probe
 from homeport.audit.identify import Exchange, Identity, identify, match
 
@@ -24,6 +27,22 @@ log = logging.getLogger("homeport.audit.probe")
 
 #: After the first bytes of a raw answer, how long to wait for the rest of it.
 _IDLE_GRACE = 0.15
+
+
+class Dialog(Protocol):
+    """A sans-IO client: fed the server's bytes, it returns what to send back."""
+
+    def receive(self, data: bytes) -> bytes: ...
+
+    def verdict(self) -> str | None: ...
+
+    def closed(self) -> str: ...
+
+
+#: ``Probe.dialog`` -> a client for the probe's argument (its ``payload``).
+DIALOGS: dict[str, Callable[[bytes], Dialog]] = {
+    "mysql": lambda user: mysql.Login(user.decode()),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +134,52 @@ class Prober:
                 await writer.wait_closed()
         return Exchange(probe_id, data, buf, None if buf else "closed", tls)
 
+    async def converse(self, target: Target, probe: Probe) -> Exchange:
+        """Run a dialog probe to its verdict within the probe timeout; never raises."""
+        dialog = DIALOGS[probe.dialog](probe.payload)
+        sent: list[bytes] = []
+        got: list[bytes] = []
+        error: str | None = None
+        async with self.target_sem(target), self.sem():
+            try:
+                await asyncio.wait_for(self._converse(target, dialog, sent, got), self.timeout)
+                verdict = dialog.verdict() or dialog.closed()
+            except TimeoutError:
+                error = "timeout"
+                verdict = f"unchecked: no verdict within {self.timeout:g}s"
+            except OSError as exc:  # refused or reset before a verdict: not checked
+                decided = dialog.verdict()
+                error = None if decided else _os_error(exc)
+                verdict = decided or f"unchecked: connection {error}"
+        return Exchange(probe.id, b"".join(sent), b"".join(got), error, outcome=verdict)
+
+    async def _converse(
+        self, target: Target, dialog: Dialog, sent: list[bytes], got: list[bytes]
+    ) -> None:
+        reader, writer = await asyncio.open_connection(
+            target.host,
+            target.port,
+            local_addr=(target.source, 0) if target.source else None,
+        )
+        try:
+            while dialog.verdict() is None and sum(map(len, got)) < httpmsg.MAX_ANSWER:
+                chunk = await reader.read(16384)
+                if not chunk:
+                    break
+                got.append(chunk)
+                out = dialog.receive(chunk)
+                if out:  # the last answer (COM_QUIT) goes out too, then we close
+                    sent.append(out)
+                    writer.write(out)
+                    await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
     async def run(self, target: Target, probe: Probe, *, tls: bool = False) -> Exchange:
+        if probe.kind == "dialog":
+            return await self.converse(target, probe)
         if probe.kind == "http":
             req = httpmsg.build_request(
                 probe.method, probe.path, target.netloc, probe.headers, probe.body
@@ -146,6 +210,10 @@ async def _read_answer(
         elif match(Exchange(probe_id, sent, buf, None, tls)):
             break
     return buf
+
+
+def _os_error(exc: OSError) -> str:
+    return "refused" if isinstance(exc, ConnectionRefusedError) else "reset"
 
 
 def _tls_context() -> ssl.SSLContext:

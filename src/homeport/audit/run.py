@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from homeport import addr
-from homeport.audit import findings, firewall, outside, services, web
+from homeport.audit import catalogue, findings, firewall, outside, services, web
 from homeport.audit.findings import Exposure, Finding
 from homeport.audit.identify import Auth, Identity
 from homeport.audit.probe import Fingerprint, Prober, Target, fingerprint
@@ -120,7 +120,10 @@ async def _remote_auth(
     proof = ident.evidence
     http = proof.response is not None
     data = web.rewrite(proof.sent, host=target.netloc) if http else proof.sent
-    ex = await prober.send(target, proof.probe, data, http=http, tls=proof.tls)
+    if proof.outcome is not None:  # a dialog (MySQL login): run it again, not its bytes
+        ex = await prober.run(target, catalogue.probe(proof.probe))
+    else:
+        ex = await prober.send(target, proof.probe, data, http=http, tls=proof.tls)
     verdict: Auth = "open" if web.still_open(ident.service, ex) else "protected"
     return dataclasses.replace(ident, remote_auth=verdict, remote_evidence=ex)
 
