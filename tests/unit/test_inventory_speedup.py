@@ -13,7 +13,7 @@ import pytest
 
 from homeport.cli import render
 from homeport.cli.env import Env
-from homeport.inventory import netlink, procfs
+from homeport.inventory import fdwalk, netlink
 
 P = 8080
 
@@ -105,9 +105,9 @@ def test_or_program_is_laid_out_as_ss_does() -> None:
 
 
 def test_split_owner_walk_merges_sorted() -> None:
-    a = procfs.OwnerScan({10: [7, 300]}, {5}, set())
-    b = procfs.OwnerScan({10: [40], 11: [41]}, set(), {9})
-    merged = procfs._merge([a, b])
+    a = fdwalk.OwnerScan({10: [7, 300]}, {5}, set())
+    b = fdwalk.OwnerScan({10: [40], 11: [41]}, set(), {9})
+    merged = fdwalk._merge([a, b])
     assert merged.holders == {10: [7, 40, 300], 11: [41]}
     assert (merged.denied, merged.gone) == ({5}, {9})
 

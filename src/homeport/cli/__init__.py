@@ -46,6 +46,9 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("audit", "homeport.cli.audit"),
 )
 
+#: Commands that report owners: the CLI starts the /proc fd walk before importing them.
+EARLY_WALK = frozenset({"ls", "who"})
+
 EPILOG = """\
 with no command, homeport shows what listens on this machine and what needs attention.
 
@@ -139,11 +142,6 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
     if args_list in (["--version"], ["-V"]):  # fast path: no parser, no imports
         (env.stdout if env else sys.stdout).write(f"homeport {__version__}\n")
         return 0
-    from homeport.cli.env import Env
-
-    env = env or Env()
-    from homeport.errors import ExitStatus, HomeportError
-
     names = {name for name, _ in COMMANDS}
     first = next((a for a in args_list if not a.startswith("-")), None)
     if first is None and set(args_list) <= {"--json"}:
@@ -151,6 +149,25 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
         args_list = ["ls", "--summary", *(a for a in args_list if a == "--json")]
         first = "ls"
     only = first if first in names and args_list[0] == first else None
+    if only in EARLY_WALK and not {"-h", "--help"} & set(args_list):
+        from homeport.inventory import fdwalk
+
+        fdwalk.begin_early()  # the owner walk runs while everything else imports
+    from homeport.cli.env import Env
+
+    env = env or Env()
+    try:
+        return _dispatch(args_list, only, env)
+    finally:
+        if only in EARLY_WALK:
+            from homeport.inventory import fdwalk
+
+            fdwalk.discard_early()
+
+
+def _dispatch(args_list: list[str], only: str | None, env: Env) -> int:
+    from homeport.errors import ExitStatus, HomeportError
+
     parser, modules = build_parser(only)
     try:
         args = parser.parse_args(args_list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -11,7 +12,7 @@ from typing import Any, Literal
 
 from homeport.addr import Target, exposure, ip, parse_target, unmap
 from homeport.errors import NotFound, UsageError
-from homeport.inventory import procfs
+from homeport.inventory import fdwalk, procfs
 from homeport.model import Listener, OwnerStatus, Process, Proto, Socket
 
 Backend = Literal["netlink", "procfs", "psutil"]
@@ -106,8 +107,18 @@ def listeners(
 ) -> list[Listener]:
     """Listening sockets (or every socket with ``all_states``), with owners and exposure,
     sorted by port."""
-    socks, holders = _collect(_protos(tcp, udp), not all_states, port)
-    return _sorted(_join(socks, holders, owners=owners))
+    # The owner walk starts first and runs beside the socket dump (see procfs.OwnerWalk).
+    with _owner_walk(owners) as walk:
+        socks, holders = _collect(_protos(tcp, udp), not all_states, port)
+        return _sorted(_join(socks, holders, owners=owners, walk=walk))
+
+
+def _owner_walk(wanted: bool) -> contextlib.AbstractContextManager[procfs.OwnerWalk | None]:
+    """An owner walk begun now (or by the CLI before its imports), when owners are wanted
+    and the backend does not bring its own (psutil does)."""
+    if wanted and backend() != "psutil":
+        return fdwalk.take_early() or procfs.OwnerWalk()
+    return contextlib.nullcontext()
 
 
 def _sorted(items: list[Listener]) -> list[Listener]:
@@ -130,12 +141,14 @@ def _join(
     *,
     owners: bool,
     parents: bool = False,
+    walk: procfs.OwnerWalk | None = None,
 ) -> list[Listener]:
     if not owners:
         return [_listener(s, (), "none", None) for s in socks]
     denied: set[int] = set()
     if holders is None:
-        scan = procfs.scan_owners({s.inode for s in socks if s.inode > 0})
+        inodes = {s.inode for s in socks if s.inode > 0}
+        scan = walk.result(inodes) if walk else procfs.scan_owners(inodes)
         holders, denied = scan.holders, scan.denied
     reader = procfs.ProcReader()
     cache: dict[int, Process | None] = {}
@@ -254,6 +267,18 @@ def who(target: str | int, *, tcp: bool = True, udp: bool = True) -> WhoReport:
         raise NotFound(
             f"nothing listens on {t.display}", hint=f"try 'homeport explain {t.display}'"
         )
+    with _owner_walk(holders is None) as walk:  # runs beside the connection dump
+        return _who_report(t, found, holders, walk, tcp=tcp)
+
+
+def _who_report(
+    t: Target,
+    found: list[Socket],
+    holders: dict[int, list[int]] | None,
+    walk: procfs.OwnerWalk | None,
+    *,
+    tcp: bool,
+) -> WhoReport:
     # One dump for both ends of every connection to the port: each all-states dump walks
     # the whole established hash (262,144 buckets here, ~13 ms a family), so the server
     # ends (sport == P) and the local clients' ends (dport == P) come in one walk.
@@ -269,8 +294,8 @@ def who(target: str | int, *, tcp: bool = True, udp: bool = True) -> WhoReport:
     peers = [s for s in conns if s.remote_port == t.port] if accepted else []
     wanted = [*found, *accepted, *peers]
     if holders is None:
-        scan = procfs.scan_owners({s.inode for s in wanted if s.inode > 0})
-        holders = scan.holders
+        inodes = {s.inode for s in wanted if s.inode > 0}
+        holders = (walk.result(inodes) if walk else procfs.scan_owners(inodes)).holders
     joined = _join(found, holders, owners=True, parents=True)
     clients = _clients(accepted, peers, holders)
     return WhoReport(t, tuple(_sorted(joined)), tuple(clients))

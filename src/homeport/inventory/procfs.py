@@ -13,11 +13,14 @@ import os
 import pwd
 import socket
 import sys
-import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
+# The owner walk lives in fdwalk, light enough for the CLI to start before its imports.
+from homeport.inventory.fdwalk import OwnerScan as OwnerScan
+from homeport.inventory.fdwalk import OwnerWalk as OwnerWalk
+from homeport.inventory.fdwalk import scan_owners as scan_owners
 from homeport.model import TCP_STATES, UDP_UNCONN, Family, Process, Proto, Socket
 
 #: Paths are plain strings here: pathlib costs several milliseconds of import on every `ls`.
@@ -81,103 +84,6 @@ def read_proc_net(
             socks = parse_proc_net(text, proto, fam)
             out.extend(s for s in socks if s.listening or not listening_only)
     return out
-
-
-# --- owners -----------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class OwnerScan:
-    """Result of walking ``/proc/*/fd``: which PIDs hold which socket inodes."""
-
-    holders: dict[int, list[int]] = field(default_factory=dict)
-    #: PIDs whose fd table we could not read (another user's, and we are not root).
-    denied: set[int] = field(default_factory=set)
-    #: PIDs that exited while we walked.
-    gone: set[int] = field(default_factory=set)
-
-
-def scan_owners(inodes: set[int] | None, proc: str = PROC) -> OwnerScan:
-    """Map socket inodes to every PID holding them (forked servers share one socket).
-
-    ``inodes=None`` records every socket. Reading links relative to an open directory fd
-    avoids a path walk through /proc for each link, the bulk of the cost. ``readlink``
-    releases the GIL, so two threads split the PIDs (1.6-2x faster with 12,000 fds on two
-    cores, bench/bench_inventory.py); PID lists come out sorted, as one walk gives them.
-    """
-    pids = [int(n) for n in os.listdir(proc) if n.isdigit()]
-    workers = min(2, os.cpu_count() or 1) if len(pids) > 64 else 1
-    parts = [OwnerScan() for _ in range(workers)]
-    if workers == 1:
-        _scan_pids(pids, inodes, proc, parts[0])
-        return parts[0]
-    threads = [
-        threading.Thread(target=_scan_pids, args=(pids[i::workers], inodes, proc, parts[i]))
-        for i in range(workers)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return _merge(parts)
-
-
-def _scan_pids(pids: list[int], want: set[int] | None, proc: str, scan: OwnerScan) -> None:
-    for pid in pids:
-        try:
-            dfd = os.open(f"{proc}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY)
-        except PermissionError:
-            scan.denied.add(pid)
-            continue
-        except OSError:
-            scan.gone.add(pid)
-            continue
-        try:
-            if not _scan_fds(dfd, pid, want, scan.holders):
-                scan.denied.add(pid)
-        finally:
-            os.close(dfd)
-
-
-def _merge(parts: list[OwnerScan]) -> OwnerScan:
-    out = OwnerScan()
-    for part in parts:
-        for inode, pids in part.holders.items():
-            out.holders.setdefault(inode, []).extend(pids)
-        out.denied |= part.denied
-        out.gone |= part.gone
-    for pids in out.holders.values():
-        pids.sort()
-    return out
-
-
-def _scan_fds(dfd: int, pid: int, want: set[int] | None, holders: dict[int, list[int]]) -> bool:
-    """Record the sockets ``pid`` holds; False when its fd links may not be read.
-
-    Listing the directory can succeed where reading the links fails (EACCES), even for
-    root: the kernel's ptrace access check applies per link (a PID 1 of another container,
-    or no CAP_SYS_PTRACE)."""
-    try:
-        names = os.listdir(dfd)
-    except PermissionError:
-        return False
-    except OSError:
-        return True
-    seen: set[int] = set()
-    for fd in names:
-        try:
-            link = os.readlink(fd, dir_fd=dfd)
-        except PermissionError:
-            return False
-        except OSError:
-            continue  # fd closed meanwhile
-        if not link.startswith("socket:["):
-            continue
-        inode = int(link[8:-1])
-        if (want is None or inode in want) and inode not in seen:
-            seen.add(inode)
-            holders.setdefault(inode, []).append(pid)
-    return True
 
 
 @dataclass(frozen=True, slots=True)
