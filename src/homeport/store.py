@@ -131,7 +131,7 @@ class AccessEntry:
     record: AccessRecord
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, **asdict(self.record)}
+        return {"id": self.id, **self.record._asdict()}
 
 
 @dataclass(frozen=True, slots=True)

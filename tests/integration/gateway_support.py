@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import socket
@@ -42,7 +41,7 @@ def _serve(spec: dict[str, Any]) -> None:
 
     def sink(record: AccessRecord) -> None:
         if log_file is not None:
-            log_file.write(json.dumps(dataclasses.asdict(record)) + "\n")
+            log_file.write(json.dumps(record._asdict()) + "\n")
 
     def table(routes: list[dict[str, Any]]) -> RouteTable:
         return RouteTable(

@@ -237,6 +237,24 @@ def test_request_is_forwarded_with_hop_by_hop_removed_and_forwarding_set(gw: Gat
     assert (rec.status, rec.route, rec.reason, rec.external) == (200, "app.localhost", None, False)
 
 
+def test_the_access_record_is_whole_and_immutable(gw: Gateway) -> None:
+    # The proxy builds it with tuple.__new__ (no field-count check): every field must be set.
+    up, _ut = gw.upstream()
+    conn, _t = gw.client()
+    conn.data_received(b"GET /a?b=1 HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    rec = gw.records[-1]
+    assert rec == AccessRecord(**rec._asdict())
+    assert (rec.client_addr, rec.host, rec.method, rec.path) == (
+        "127.0.0.1", "app.localhost", "GET", "/a?b=1",
+    )  # fmt: skip
+    assert rec.bytes_in == 0
+    assert rec.bytes_out > 2
+    assert rec.duration_ms >= 0
+    with pytest.raises(AttributeError):
+        rec.status = 500  # type: ignore[misc]
+
+
 def test_forwarding_fields_from_an_external_client_are_not_trusted(gw: Gateway) -> None:
     up, ut = gw.upstream()
     conn, _t = gw.client(peer=("192.0.2.9", 5555))

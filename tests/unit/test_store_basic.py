@@ -193,10 +193,8 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
 
 
 def test_access_can_skip_a_reason(store: Store) -> None:
-    from dataclasses import replace
-
     store.append_access(
-        [record(1), replace(record(2), reason="control"), replace(record(3), reason="unknown-host")]
+        [record(1), record(2)._replace(reason="control"), record(3)._replace(reason="unknown-host")]
     )
     kept = store.access(limit=10, skip_reason="control")
     assert [e.record.path for e in kept] == ["/p/1", "/p/3"]

@@ -40,6 +40,7 @@ _P_QUEUE = 4  # a pipelined request waits for the current exchange
 _P_UPGRADE = 8  # upgrade asked; bytes wait for the upstream's 101
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 Event = tuple[Callable[..., None], tuple[Any, ...]]
+_new_record = tuple.__new__
 
 
 class _Stop(Exception):
@@ -860,20 +861,25 @@ class ClientConnection(asyncio.Protocol):
         if "token=" in path:
             # never log a credential: ?homeport_token= on routes, /login?token= codes
             path = path.partition("?")[0]
-        record = AccessRecord(  # positional: this runs once per request
-            ex.start,
-            self.client_ip,
-            self.client_port,
-            head.host.decode("latin-1") if head is not None else "",
-            head.method.decode("latin-1") if head is not None else "",
-            path,
-            ex.status,
-            ex.bytes_in,
-            ex.bytes_out,
-            (self.loop.time() - ex.t0) * 1000.0,
-            ex.route,
-            ex.reason,
-            not self.trusted,
+        # tuple.__new__ skips the NamedTuple's Python-level __new__ (0.17 µs against 0.38):
+        # this runs once per request, and the 13 fields below are exactly AccessRecord's.
+        record = _new_record(
+            AccessRecord,
+            (
+                ex.start,
+                self.client_ip,
+                self.client_port,
+                head.host.decode("latin-1") if head is not None else "",
+                head.method.decode("latin-1") if head is not None else "",
+                path,
+                ex.status,
+                ex.bytes_in,
+                ex.bytes_out,
+                (self.loop.time() - ex.t0) * 1000.0,
+                ex.route,
+                ex.reason,
+                not self.trusted,
+            ),
         )
         try:
             sink(record)
