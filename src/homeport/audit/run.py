@@ -198,7 +198,7 @@ async def audit_async(
         fw,
         started,
         time.monotonic() - t0,
-        _notes(out_report, fw),
+        _notes(out_report, fw) + _unchecked(audits),
     )
 
 
@@ -238,6 +238,16 @@ def _notes(rep: outside.OutsideReport, fw: firewall.FirewallView | None) -> tupl
             "INPUT rules and reachable unless published on 127.0.0.1"
         )
     return tuple(notes)
+
+
+def _unchecked(audits: Sequence[ListenerAudit]) -> tuple[str, ...]:
+    """Say so where an auth check ran but could not conclude (e.g. a MySQL login that
+    met an auth plugin needing a real password): "unknown" alone reads like "not tried"."""
+    return tuple(
+        f"{x.listener.address}:{x.listener.port}: {x.identity.label}: {x.identity.proves}"
+        for x in audits
+        if x.identity is not None and x.identity.auth == "unknown" and x.identity.proves
+    )
 
 
 def audit(
