@@ -1,5 +1,9 @@
 """Where homeport keeps its state: ``$HOMEPORT_STATE_DIR``, else ``$XDG_STATE_HOME/homeport``,
-else ``~/.local/state/homeport``. Created with mode 0700 on first use."""
+else ``~/.local/state/homeport``. Created with mode 0700 on first use.
+
+Also the one read of the state database that commands like ``homeport ls`` make, kept here
+rather than in ``homeport.store`` so that they do not import the store (logging, the gateway
+contract: ~15 ms of every ``ls``)."""
 
 from __future__ import annotations
 
@@ -17,3 +21,29 @@ def state_dir(create: bool = True) -> Path:
     if create:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+DB_NAME = "homeport.db"
+
+
+def db_path(directory: Path | None = None) -> Path:
+    return (directory or state_dir()) / DB_NAME
+
+
+def read_route_targets(path: Path | None = None) -> list[tuple[str, str]]:
+    """(name, target) of every route, read-only: nothing is created, migrated or locked, so
+    commands like ``homeport ls`` can show route names without touching the gateway's state.
+    Empty when there is no database yet or it cannot be read."""
+    import sqlite3
+
+    p = path or (state_dir(create=False) / DB_NAME)
+    if not p.exists():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=0.5)
+        try:
+            return [(str(n), str(t)) for n, t in con.execute("SELECT name, target FROM routes")]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []

@@ -29,11 +29,11 @@ from typing import Any, Literal, cast
 
 from homeport.errors import EnvironmentProblem
 from homeport.gateway.contract import AccessRecord, AuthMode, Route
-from homeport.paths import state_dir
+from homeport.paths import DB_NAME as DB_NAME
+from homeport.paths import db_path as db_path
 
 log = logging.getLogger("homeport.store")
 
-DB_NAME = "homeport.db"
 #: The issue asks for at least 100,000 rows of access log.
 DEFAULT_ACCESS_CAPACITY = 100_000
 
@@ -143,27 +143,6 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "time": self.time, "kind": self.kind, "data": self.data}
-
-
-def db_path(directory: Path | None = None) -> Path:
-    return (directory or state_dir()) / DB_NAME
-
-
-def read_route_targets(path: Path | None = None) -> list[tuple[str, str]]:
-    """(name, target) of every route, read-only: nothing is created, migrated or locked, so
-    commands like ``homeport ls`` can show route names without touching the gateway's state.
-    Empty when there is no database yet or it cannot be read."""
-    p = path or (state_dir(create=False) / DB_NAME)
-    if not p.exists():
-        return []
-    try:
-        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=0.5)
-        try:
-            return [(str(n), str(t)) for n, t in con.execute("SELECT name, target FROM routes")]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return []
 
 
 class Store:

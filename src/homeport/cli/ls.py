@@ -77,13 +77,12 @@ def with_routes(items: list[Listener]) -> list[Listener]:
     read-only; nothing is started)."""
     import dataclasses
 
-    from homeport.paths import state_dir
+    from homeport.paths import read_route_targets, state_dir
 
     if not state_dir(create=False).exists() or not items:
         return items
     from homeport.addr import parse_target
     from homeport.errors import UsageError
-    from homeport.store import read_route_targets
 
     by_port: dict[int, str] = {}
     for name, target in read_route_targets():
