@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from homeport.cli import render
 from homeport.cli.env import Env
@@ -100,6 +100,11 @@ def with_routes(items: list[Listener]) -> list[Listener]:
     ]
 
 
+def listing_json(items: list[Listener]) -> list[dict[str, Any]]:
+    owners: dict[int, dict[str, Any]] = {}  # each process's record built once, shared
+    return [x.to_json(owners) for x in items]
+
+
 def attention(items: list[Listener]) -> list[dict[str, object]]:
     """What deserves a look: exposure beyond loopback, owners we could not see."""
     out: list[dict[str, object]] = []
@@ -137,9 +142,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
         return _watch(args, env)
     items = collect(args)
     if args.json:
-        render.dump_json(
-            env, {"listeners": [x.to_json() for x in items], "attention": attention(items)}
-        )
+        render.dump_json(env, {"listeners": listing_json(items), "attention": attention(items)})
         return 0
     _print(env, items, args)
     if args.port is not None and not items:
@@ -224,9 +227,7 @@ def _watch(args: argparse.Namespace, env: Env) -> int:
         while True:
             items = collect(args)
             if args.json:
-                render.dump_json(
-                    env, {"time": time.time(), "listeners": [x.to_json() for x in items]}
-                )
+                render.dump_json(env, {"time": time.time(), "listeners": listing_json(items)})
             else:
                 if env.stdout_isatty:
                     env.stdout.write("\x1b[H\x1b[2J")
