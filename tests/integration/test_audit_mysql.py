@@ -7,6 +7,8 @@ through the unix socket with the ``mariadb`` client; the audit only ever talks T
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import shutil
 import signal
@@ -21,8 +23,10 @@ from pathlib import Path
 import pytest
 
 from homeport.audit import AuditConfig, audit
-from homeport.audit.run import AuditReport
+from homeport.audit.probe import Prober
+from homeport.audit.run import AuditReport, _remote_auth
 from homeport.inventory import listeners
+from homeport.model import Listener
 from homeport.ports import free_port, release_port
 
 FIXTURE_GREETING = bytes.fromhex(
@@ -49,6 +53,7 @@ class Server:
     log: list[str] = field(default_factory=list)
     ready: threading.Event = field(default_factory=threading.Event)
     password: str = ""
+    reader: threading.Thread | None = None
 
     def sql(self, statements: str) -> None:
         env = dict(os.environ, MYSQL_PWD=self.password)
@@ -64,6 +69,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        if self.reader is not None:
+            self.reader.join(10)  # it ends at the EOF of the exited server's stderr
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
         release_port(self.port)
 
 
@@ -96,7 +105,8 @@ def _start(mariadbd: str, base: Path) -> Server:
             start_new_session=True,
         )
         server = Server(proc, port, base / "sock")
-        threading.Thread(target=_read_log, args=(server,), daemon=True).start()
+        server.reader = threading.Thread(target=_read_log, args=(server,), daemon=True)
+        server.reader.start()
         server.ready.wait(60)
         if proc.poll() is None and server.ready.is_set():
             return server
@@ -165,6 +175,11 @@ def _version(report: AuditReport) -> str | None:
     return ident.version
 
 
+def _as_wildcard(x: Listener) -> Listener:
+    sock = dataclasses.replace(x.socket, local_addr="0.0.0.0")
+    return dataclasses.replace(x, socket=sock, exposure="all-interfaces")
+
+
 ROOTS = "'root'@'localhost', 'root'@'127.0.0.1', 'root'@'::1'"
 
 
@@ -183,6 +198,16 @@ def test_mariadb_logins(mariadb: Server) -> None:
     assert f.evidence[0].answer.startswith("accepted: OK: user 'root' logged in over TCP")
     assert "ALTER USER 'root'@'localhost' IDENTIFIED BY" in f.fix
     assert "bind-address = 127.0.0.1" in f.fix
+    # Bound beyond loopback, the proof is run again from the host's own address (here:
+    # loopback standing in for it) as a whole new login, not a replay of stale bytes.
+    wide = _as_wildcard(report.listeners[0].listener)
+    ident = asyncio.run(
+        _remote_auth(Prober(timeout=2.0), wide, report.listeners[0].identity, ["127.0.0.1"])
+    )
+    assert ident is not None
+    assert ident.remote_auth == "open"
+    assert ident.remote_evidence is not None
+    assert (ident.remote_evidence.outcome or "").startswith("accepted: OK: user 'root'")
 
     # 2. the same, but the server refuses clients without TLS: MariaDB says 1045
     mariadb.sql("SET GLOBAL require_secure_transport = ON")

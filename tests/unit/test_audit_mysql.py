@@ -302,7 +302,7 @@ def test_greeting_alone_proves_nothing() -> None:
 def _listener(addr: str) -> Listener:
     from homeport.addr import exposure as bind_exposure
 
-    sock = Socket("tcp", 4, addr, 3306, "", 0, "LISTEN", 1, 0, None)  # type: ignore[arg-type]
+    sock = Socket("tcp", 4, addr, 3306, "", 0, "LISTEN", 1, 0, None)
     return Listener(
         sock, bind_exposure(addr), (Process(77, "mariadbd", ("mariadbd",), 0, "mysql"),)
     )
