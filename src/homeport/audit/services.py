@@ -48,11 +48,11 @@ SERVICES: dict[str, Service] = {
             "MySQL/MariaDB",
             "medium",
             True,
-            "give the accounts that let you in a password, through the unix socket "
-            "(`sudo mariadb` / `mysql -u root`): `ALTER USER 'root'@'localhost' IDENTIFIED BY "
-            "'NEW-PASSWORD';` (and for root@'127.0.0.1', root@'::1', root@'%' where they "
-            "exist), `DROP USER ''@'localhost';` for anonymous accounts; and keep it off the "
-            "network: `bind-address = 127.0.0.1` in my.cnf [mysqld]",
+            "set a password on each account that got in, through the unix socket "
+            "(`sudo mariadb`): `ALTER USER 'root'@'localhost' IDENTIFIED BY 'NEW-PASSWORD';` "
+            "(likewise root@'127.0.0.1', '::1', '%' where they exist), "
+            "`DROP USER ''@'localhost';` for anonymous accounts; and keep "
+            "`bind-address = 127.0.0.1` in my.cnf [mysqld]",
             "in my.cnf [mysqld]: `bind-address = 127.0.0.1`",
             rank=10,
         ),
