@@ -106,7 +106,10 @@ def listeners(
     owners: bool = True,
 ) -> list[Listener]:
     """Listening sockets (or every socket with ``all_states``), with owners and exposure,
-    sorted by port."""
+    sorted by port.
+
+    Finding owners reads every fd link under /proc. In a single-threaded caller with many
+    fds, a short-lived forked helper walks half of them (see ``inventory.fdwalk``)."""
     # The owner walk starts first and runs beside the socket dump (see procfs.OwnerWalk).
     with _owner_walk(owners) as walk:
         socks, holders = _collect(_protos(tcp, udp), not all_states, port)
