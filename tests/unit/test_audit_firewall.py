@@ -11,10 +11,12 @@ from homeport.audit.firewall import (
     blocks,
     parse_iptables_save,
     parse_nft_json,
+    read_firewall,
     verdict_for,
 )
 
 FIX = Path(__file__).parent.parent / "fixtures" / "audit"
+FW_DUMPS = Path(__file__).parent.parent / "fixtures" / "firewall"
 
 
 @pytest.fixture
@@ -83,3 +85,44 @@ def test_empty_rulesets_filter_nothing() -> None:
     assert verdict_for(None, 1) == "firewall rules unreadable"
     accept_all = parse_iptables_save("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")
     assert not accept_all.input_filter
+
+
+@pytest.mark.parametrize("name", ["empty", "iptables_legacy_style"])
+def test_one_ruleset_one_view_whichever_tool_dumped_it(name: str) -> None:
+    """These rulesets were built with iptables (tests/fixtures/firewall/capture.sh) and
+    dumped through both nft and iptables-save: the audit's verdicts must not depend on
+    which was read. (The audit once missed iptables-nft's REJECT, an ``xt`` target in
+    nft's JSON.) The other scenarios there are native nft tables, which iptables-save
+    does not show."""
+    nft = parse_nft_json((FW_DUMPS / f"{name}.nft.json").read_text())
+    ipt = parse_iptables_save((FW_DUMPS / f"{name}.iptables.txt").read_text())
+    assert (nft.input_filter, nft.default_drop, nft.docker) == (
+        ipt.input_filter,
+        ipt.default_drop,
+        ipt.docker,
+    )
+    assert {(r.lo, r.hi, r.verdict, r.conditional) for r in nft.rules} == {
+        (r.lo, r.hi, r.verdict, r.conditional) for r in ipt.rules
+    }
+    for port in (22, 3000, 5432, 6379, 8080, 9999):
+        assert blocks(nft, port) == blocks(ipt, port), port
+
+
+def test_iptables_nft_reject_is_a_blocking_port_rule() -> None:
+    nft = parse_nft_json((FW_DUMPS / "iptables_legacy_style.nft.json").read_text())
+    assert verdict_for(nft, 8080) == "blocked by a nft rule (reject)"
+    assert blocks(nft, 8080)
+
+
+def test_read_firewall_is_doctors_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One reader: the audit's view comes from ``homeport.doctor.firewall.read_firewall``."""
+    from homeport.doctor import firewall as doctor_fw
+
+    text = (FW_DUMPS / "lo_port_drop.nft.json").read_text()
+    chains, rules = doctor_fw.parse_nft_json(text)
+    reading = doctor_fw.FirewallReading("ok", "nft", chains, rules)
+    monkeypatch.setattr(doctor_fw, "read_firewall", lambda run: reading)
+    assert read_firewall() == parse_nft_json(text)
+    denied = doctor_fw.FirewallReading("denied", message="nft: Operation not permitted")
+    monkeypatch.setattr(doctor_fw, "read_firewall", lambda run: denied)
+    assert read_firewall() is None

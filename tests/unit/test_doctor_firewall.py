@@ -110,3 +110,40 @@ def test_garbage_json_is_an_error_not_a_crash() -> None:
         which=lambda name: "/usr/sbin/nft" if name == "nft" else None,
     )
     assert r.status == "error"
+
+
+@pytest.mark.parametrize(
+    ("name", "want"),
+    [
+        # (rule text substring, TCP dports, conditional) for each rule with a port
+        ("lo_port_drop.nft.json", {("dport 5432", ((5432, 5432),), True)}),
+        (
+            "iptables_legacy_style.iptables.txt",
+            {("--dport 8080", ((8080, 8080),), False), ("--dport 3000", ((3000, 3000),), True)},
+        ),
+        (
+            "iptables_legacy_style.nft.json",
+            {("dport 8080", ((8080, 8080),), False), ("dport 3000", ((3000, 3000),), True)},
+        ),
+        ("policy_drop_no_lo.nft.json", {("dport 22", ((22, 22),), True)}),  # iifname eth0
+    ],
+)
+def test_rules_carry_their_tcp_ports_and_conditions(
+    name: str, want: set[tuple[str, tuple[tuple[int, int], ...], bool]]
+) -> None:
+    """What the audit's "not verified" fallback reads from the same records."""
+    text = (FW / name).read_text()
+    _chains, rules = parse_nft_json(text) if name.endswith(".json") else parse_iptables_save(text)
+    got = {(r.text, r.tcp_dports, r.conditional) for r in rules if r.tcp_dports}
+    assert len(got) == len(want)
+    for sub, ports, cond in want:
+        assert any(sub in t and p == ports and c == cond for t, p, c in got), (sub, got)
+
+
+def test_chain_type_is_kept() -> None:
+    chains, _ = parse_nft_json((FW / "policy_drop_no_lo.nft.json").read_text())
+    assert [(c.name, c.hook, c.type, c.policy) for c in chains] == [
+        ("input", "input", "filter", "drop")
+    ]
+    chains, _ = parse_iptables_save((FW / "iptables_legacy_style.iptables.txt").read_text())
+    assert ("INPUT", "filter", "drop") in {(c.name, c.type, c.policy) for c in chains}

@@ -1,26 +1,26 @@
 """Reading the firewall when the outside-in probe cannot run: a best-effort, "not verified"
 view of what the input path would do to a TCP port.
 
-``parse_nft_json`` reads ``nft -j list ruleset`` (libnftables JSON schema, nft 0.9+),
-``parse_iptables_save`` reads ``iptables-save``; both are pure. ``read_firewall`` runs them.
-Only rules in chains hooked on *input* count (packets to this host's own addresses);
-a rule that also matches on interface or source address is "conditional".
+The rules are read and parsed once, by ``homeport.doctor.firewall`` (``nft -j list
+ruleset``, libnftables JSON schema, nft 0.9+; else ``iptables-save``/``ip6tables-save``);
+``view`` (pure) reduces its records to what the audit asks: only rules in *filter* chains
+hooked on *input* count (packets to this host's own addresses), per TCP destination port;
+a rule that also matches on interface, address or state is "conditional".
 Docker's ``DOCKER`` chains are noted because published ports are DNAT-ed in *prerouting*
 and forwarded, so input rules never see them.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-log = logging.getLogger("homeport.audit.firewall")
+from homeport.doctor import firewall as fw
 
 RuleVerdict = Literal["accept", "drop", "reject"]
+_VERDICTS: dict[str, RuleVerdict] = {"accept": "accept", "drop": "drop", "reject": "reject"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,114 +65,43 @@ def blocks(view: FirewallView | None, port: int) -> bool:
     return view.default_drop
 
 
+def view(chains: Sequence[fw.FwChain], rules: Sequence[fw.FwRule], tool: str) -> FirewallView:
+    """The audit's view of a parsed ruleset (``tool``: "nft" or "iptables-save")."""
+    inputs = {
+        (c.source, c.table, c.name) for c in chains if c.hook == "input" and c.type == "filter"
+    }
+    default_drop = any(c.policy == "drop" for c in chains if (c.source, c.table, c.name) in inputs)
+    mine = [r for r in rules if (r.source, r.table, r.chain) in inputs]
+    ports = tuple(
+        PortRule(lo, hi, verdict, r.conditional, r.source)
+        for r in mine
+        if (verdict := _VERDICTS.get(r.verdict)) is not None  # jumps, logs: no verdict
+        for lo, hi in r.tcp_dports
+    )
+    # An input chain that neither drops by default nor holds a rule filters nothing: an
+    # iptables filter table always has its INPUT chain, usually empty and accepting.
+    filtering = bool(inputs) and (default_drop or bool(mine))
+    docker = any(c.name.startswith("DOCKER") for c in chains)
+    return FirewallView(tool, filtering, default_drop, ports, docker)
+
+
 def parse_nft_json(text: str) -> FirewallView:
-    items = json.loads(text).get("nftables", [])
-    inputs: set[tuple[str, str, str]] = set()
-    default_drop = False
-    docker = False
-    for item in items:
-        chain = item.get("chain")
-        if chain:
-            docker |= chain.get("name", "").startswith("DOCKER")
-            if chain.get("hook") == "input" and chain.get("type", "filter") == "filter":
-                inputs.add((chain["family"], chain["table"], chain["name"]))
-                default_drop |= chain.get("policy") == "drop"
-    rules = []
-    for item in items:
-        rule = item.get("rule")
-        if rule and (rule["family"], rule["table"], rule["chain"]) in inputs:
-            rules += _nft_rule(rule.get("expr", []))
-    return FirewallView("nft", bool(inputs), default_drop, tuple(rules), docker)
-
-
-def _nft_rule(exprs: list[dict[str, Any]]) -> list[PortRule]:
-    ports: list[tuple[int, int]] = []
-    verdict: RuleVerdict | None = None
-    conditional = False
-    for e in exprs:
-        if "match" in e:
-            left = e["match"].get("left", {})
-            field = left.get("payload", {}) if isinstance(left, dict) else {}
-            if field.get("field") == "dport" and field.get("protocol") in ("tcp", "th"):
-                ports += _nft_ports(e["match"].get("right"))
-            elif not (
-                field.get("field") == "protocol"
-                or ("meta" in left and left["meta"].get("key") in ("l4proto", "nfproto"))
-            ):
-                conditional = True
-        for v in _NFT_VERDICTS:
-            if v in e:
-                verdict = v
-    if verdict is None:
-        return []
-    return [PortRule(lo, hi, verdict, conditional, "nft") for lo, hi in ports]
-
-
-def _is_l4proto(left: Any) -> bool:
-    return isinstance(left, dict) and left.get("meta", {}).get("key") in ("l4proto", "nfproto")
-
-
-def _nft_ports(right: Any) -> list[tuple[int, int]]:
-    if isinstance(right, int):
-        return [(right, right)]
-    if isinstance(right, dict) and "range" in right:
-        lo, hi = right["range"]
-        return [(int(lo), int(hi))]
-    if isinstance(right, dict) and "set" in right:
-        out: list[tuple[int, int]] = []
-        for x in right["set"]:
-            out += _nft_ports(x)
-        return out
-    return []
+    return view(*fw.parse_nft_json(text), "nft")
 
 
 def parse_iptables_save(text: str) -> FirewallView:
-    default_drop = False
-    rules: list[PortRule] = []
-    seen_input = False
-    docker = False
-    for line in text.splitlines():
-        if line.startswith(":INPUT "):
-            default_drop = line.split()[1] in ("DROP", "REJECT")
-            seen_input = True
-        docker |= line.startswith(":DOCKER")
-        if line.startswith("-A INPUT "):
-            rules += _ipt_rule(line.split())
-    has_filter = seen_input and (default_drop or bool(rules))
-    return FirewallView("iptables-save", has_filter, default_drop, tuple(rules), docker)
+    return view(*fw.parse_iptables_save(text), "iptables-save")
 
 
-_IPT_VERDICTS: dict[str, RuleVerdict] = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject"}
-_NFT_VERDICTS: tuple[RuleVerdict, ...] = ("accept", "drop", "reject")
-
-
-def _ipt_rule(words: list[str]) -> list[PortRule]:
-    opts = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("-")}
-    verdict = _IPT_VERDICTS.get(opts.get("-j", ""))
-    dport = opts.get("--dport") or opts.get("--dports")
-    if verdict is None or dport is None or opts.get("-p", "tcp") != "tcp":
-        return []
-    conditional = any(k in opts for k in ("-s", "-i", "-d", "--state", "--ctstate"))
-    out = []
-    for part in dport.split(","):  # multiport: "22,80,8000:8100"
-        lo_s, _, hi_s = part.partition(":")
-        out.append(PortRule(int(lo_s), int(hi_s or lo_s), verdict, conditional, "iptables"))
-    return out
+def _run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def read_firewall(timeout: float = 3.0) -> FirewallView | None:
-    """Run ``nft -j list ruleset`` or ``iptables-save``; None when neither can be read."""
-    for tool, argv, parse in (
-        ("nft", ["nft", "-j", "list", "ruleset"], parse_nft_json),
-        ("iptables-save", ["iptables-save"], parse_iptables_save),
-    ):
-        if shutil.which(argv[0]) is None:
-            continue
-        try:
-            out = subprocess.run(
-                argv, capture_output=True, text=True, timeout=timeout, check=True
-            ).stdout
-            return parse(out)
-        except (subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
-            log.debug("%s unreadable: %s", tool, exc)
-    return None
+    """The rules as ``homeport doctor`` reads them; None when neither tool could be read."""
+    reading = fw.read_firewall(run=lambda argv: _run(argv, timeout))
+    if reading.status != "ok":
+        return None
+    return view(
+        reading.chains, reading.rules, "nft" if reading.source == "nft" else "iptables-save"
+    )

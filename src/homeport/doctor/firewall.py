@@ -1,10 +1,13 @@
-"""Read-only view of the packet filter, as far as it concerns loopback traffic.
+"""Read-only view of the packet filter: the one reader of the rules in homeport.
 
 Pure parsers for ``nft -j list ruleset`` (libnftables JSON, schema 1) and ``iptables-save``
 text turn a dump into ``FwRule``/``FwChain`` records; ``lo_effects`` says which of them can
-drop or reject traffic on ``lo``. ``read_firewall`` is the only edge: it runs the two tools
-(never anything that changes rules) and degrades to a reading with ``status`` ``missing``
-or ``denied`` when a tool is absent or the user may not read the rules.
+drop or reject traffic on ``lo`` (for ``doctor`` and ``explain``); each rule also carries
+the TCP destination ports it matches and whether it matches anything else, which is what
+``homeport.audit.firewall`` needs to judge a port arriving from outside. ``read_firewall``
+is the only edge: it runs the two tools (never anything that changes rules) and degrades
+to a reading with ``status`` ``missing`` or ``denied`` when a tool is absent or the user
+may not read the rules.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class FwChain:
     name: str
     hook: str | None
     policy: Verdict
+    #: nft chain type (filter, nat, route); for iptables the table's name.
+    type: str = "filter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,11 @@ class FwRule:
     verdict: Verdict
     #: (direction "in"/"out", interface, negated) for every interface match.
     ifaces: tuple[tuple[str, str, bool], ...] = ()
+    #: TCP destination port ranges (inclusive) the rule matches; empty = no port match.
+    tcp_dports: tuple[tuple[int, int], ...] = ()
+    #: The rule also matches on something other than the protocol and ports (addresses,
+    #: interfaces, conntrack state …): it applies to some packets only.
+    conditional: bool = False
 
     @property
     def applies_to_lo(self) -> bool:
@@ -84,7 +94,8 @@ def parse_nft_json(text: str) -> tuple[tuple[FwChain, ...], tuple[FwRule, ...]]:
             hook = c.get("hook")
             hooks[(c.get("family", "?"), c.get("table", "?"), c.get("name", "?"))] = hook
             policy = _verdict_word(c.get("policy", "accept")) if hook else "accept"
-            chains.append(FwChain("nft", table, c.get("name", "?"), hook, policy))
+            kind = str(c.get("type", "filter"))
+            chains.append(FwChain("nft", table, c.get("name", "?"), hook, policy, kind))
         elif "rule" in item:
             rules.append(_nft_rule(item["rule"], hooks))
     return tuple(chains), tuple(rules)
@@ -93,11 +104,14 @@ def parse_nft_json(text: str) -> tuple[tuple[FwChain, ...], tuple[FwRule, ...]]:
 def _nft_rule(r: dict[str, Any], hooks: dict[tuple[str, str, str], str | None]) -> FwRule:
     parts: list[str] = []
     ifaces: list[tuple[str, str, bool]] = []
+    ports: list[tuple[int, int]] = []
+    conditional = False
     verdict: Verdict = "other"
     for expr in r.get("expr", []):
         key, value = next(iter(expr.items())) if expr else ("", None)
         if key == "match" and isinstance(value, dict):
             parts.append(_nft_match(value, ifaces))
+            conditional |= _nft_scope(value, ports)
         elif key in ("accept", "drop", "reject"):
             verdict = _verdict_word(key)
             parts.append(key)
@@ -117,7 +131,32 @@ def _nft_rule(r: dict[str, Any], hooks: dict[tuple[str, str, str], str | None]) 
         " ".join(p for p in parts if p),
         verdict,
         tuple(ifaces),
+        tuple(ports),
+        conditional,
     )
+
+
+def _nft_scope(m: dict[str, Any], ports: list[tuple[int, int]]) -> bool:
+    """Collect a TCP dport match into ``ports``; True when the match narrows the rule to
+    some packets in another way (a protocol match alone does not)."""
+    left = m.get("left", {})
+    payload = left.get("payload", {}) if isinstance(left, dict) else {}
+    if payload.get("field") == "dport" and payload.get("protocol") in ("tcp", "th"):
+        ports += _nft_ports(m.get("right"))
+        return False
+    meta = left.get("meta", {}).get("key") if isinstance(left, dict) else None
+    return not (payload.get("field") == "protocol" or meta in ("l4proto", "nfproto"))
+
+
+def _nft_ports(right: Any) -> list[tuple[int, int]]:
+    if isinstance(right, int):
+        return [(right, right)]
+    if isinstance(right, dict) and "range" in right:
+        lo, hi = right["range"]
+        return [(int(lo), int(hi))]
+    if isinstance(right, dict) and "set" in right:
+        return [p for x in right["set"] for p in _nft_ports(x)]
+    return []
 
 
 def _nft_match(m: dict[str, Any], ifaces: list[tuple[str, str, bool]]) -> str:
@@ -167,9 +206,8 @@ def parse_iptables_save(text: str) -> tuple[tuple[FwChain, ...], tuple[FwRule, .
         elif line.startswith(":"):
             name, policy = [*line[1:].split(), "-"][:2]
             hook = _HOOKS.get(name)
-            chains.append(
-                FwChain("iptables", table, name, hook, _verdict_word(policy) if hook else "accept")
-            )
+            verdict = _verdict_word(policy) if hook else "accept"
+            chains.append(FwChain("iptables", table, name, hook, verdict, table))
         elif line.startswith("-A "):
             rules.append(_iptables_rule(table, line))
     return tuple(chains), tuple(rules)
@@ -186,9 +224,30 @@ def _iptables_rule(table: str, line: str) -> FwRule:
             ifaces.append(("in" if w == "-i" else "out", words[i + 1], negated))
         elif w in ("-j", "-g") and i + 1 < len(words):
             verdict = _verdict_word(words[i + 1])
+    opts = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("-")}
     return FwRule(
-        "iptables", table, chain, _HOOKS.get(chain), " ".join(words[2:]), verdict, tuple(ifaces)
+        "iptables",
+        table,
+        chain,
+        _HOOKS.get(chain),
+        " ".join(words[2:]),
+        verdict,
+        tuple(ifaces),
+        _iptables_ports(opts),
+        any(k in opts for k in ("-s", "-i", "-d", "--state", "--ctstate")),
     )
+
+
+def _iptables_ports(opts: dict[str, str]) -> tuple[tuple[int, int], ...]:
+    dport = opts.get("--dport") or opts.get("--dports")
+    if dport is None or opts.get("-p", "tcp") != "tcp":
+        return ()
+    out = []
+    for part in dport.split(","):  # multiport: "22,80,8000:8100"
+        lo, _, hi = part.partition(":")
+        if lo.isdigit() and (hi or lo).isdigit():
+            out.append((int(lo), int(hi or lo)))
+    return tuple(out)
 
 
 # ---------------------------------------------------------------- what it means for lo (pure)
