@@ -2,9 +2,10 @@
 firewall), what answers without authentication, and what a web page could reach.
 
 Modules: ``catalogue`` (service fingerprints as data), ``identify`` (pure matching),
-``probe`` (async loopback probes), ``web`` (browser-risk checks), ``outside`` (namespace
-probe), ``firewall`` (rules fallback), ``findings`` (pure rules), ``report`` (text, JSON,
-SARIF 2.1.0), ``run`` (the ``audit()`` entry point).
+``probe`` (async loopback probes), ``mysql`` (sans-IO MySQL/MariaDB login with an empty
+password), ``web`` (browser-risk checks), ``outside`` (namespace probe), ``firewall``
+(rules fallback, over ``homeport.doctor.firewall``), ``findings`` (pure rules), ``report``
+(text, JSON, SARIF 2.1.0), ``run`` (the ``audit()`` entry point).
 
 Public API (re-exported from ``homeport``)::
 
