@@ -291,3 +291,52 @@ def test_a_server_that_greets_then_goes_silent() -> None:
     assert (ident.service, ident.auth) == ("mysql", "unknown")
     assert ident.proves == "could not check the login: no verdict within 0.5s"
     assert report.findings == ()
+
+
+async def _dialog_against(behaviour: str) -> tuple[str | None, str | None, bytes]:
+    """Run the root login dialog against a loopback fake that greets and then ``behaviour``."""
+    from homeport.audit.catalogue import probe
+    from homeport.audit.probe import Target
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(FIXTURE_GREETING)
+        await writer.drain()
+        if behaviour == "close":
+            writer.close()
+            return
+        await reader.read(1 << 16)  # the HandshakeResponse41
+        writer.write(b"\x03\x00\x00\x02\x00\x00\x00")  # an OK too short to be one
+        await writer.drain()
+        await reader.read(1 << 16)
+        writer.close()
+
+    if behaviour == "refused":
+        with socket.socket() as s:  # bound, never listening: connect() is refused
+            s.bind(("127.0.0.1", 0))
+            ex = await Prober(timeout=2.0).run(
+                Target("127.0.0.1", s.getsockname()[1]), probe("mysql-login-root")
+            )
+        return ex.error, ex.outcome, ex.sent
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        ex = await Prober(timeout=2.0).run(Target("127.0.0.1", port), probe("mysql-login-root"))
+    return ex.error, ex.outcome, ex.sent
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "error", "outcome"),
+    [
+        ("refused", "refused", "unchecked: connection refused"),
+        ("close", None, "unchecked: the server closed the connection during the login"),
+        (
+            "garbled",
+            None,
+            "unchecked: unexpected handshake: unexpected packet 0x00 during authentication",
+        ),
+    ],
+)
+def test_dialog_edges(behaviour: str, error: str | None, outcome: str) -> None:
+    got_error, got_outcome, sent = asyncio.run(_dialog_against(behaviour))
+    assert (got_error, got_outcome) == (error, outcome)
+    assert b"\x01\x00\x00\x00\x01" not in sent  # COM_QUIT only after a real OK
