@@ -340,3 +340,31 @@ def test_dialog_edges(behaviour: str, error: str | None, outcome: str) -> None:
     got_error, got_outcome, sent = asyncio.run(_dialog_against(behaviour))
     assert (got_error, got_outcome) == (error, outcome)
     assert b"\x01\x00\x00\x00\x01" not in sent  # COM_QUIT only after a real OK
+
+
+def test_remote_recheck_that_cannot_conclude_claims_nothing() -> None:
+    """A remote re-run that times out must not read as "refused from elsewhere" (which
+    would lower an open MySQL to "loopback only")."""
+    from homeport.audit.identify import Exchange, Identity
+
+    proof = Exchange("mysql-login-root", b"", b"", outcome="accepted: OK: ...")
+    ident = Identity("mysql", "MySQL/MariaDB", auth="open", evidence=proof)
+
+    async def go() -> Identity | None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(FIXTURE_GREETING)
+            await reader.read(1 << 16)
+            await reader.read(1 << 16)  # then nothing, until the client gives up
+            writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            wide = next(x for x in listeners(port=port) if x.proto == "tcp")
+            return await _remote_auth(Prober(timeout=0.3), _as_wildcard(wide), ident, ["127.0.0.1"])
+
+    got = asyncio.run(go())
+    assert got is not None
+    assert got.remote_auth is None
+    assert got.remote_evidence is not None
+    assert got.remote_evidence.outcome == "unchecked: no verdict within 0.3s"

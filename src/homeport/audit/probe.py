@@ -29,8 +29,16 @@ log = logging.getLogger("homeport.audit.probe")
 _IDLE_GRACE = 0.15
 
 
+#: How a dialog's verdict starts when it could not conclude (timeout, unexpected bytes …).
+UNCHECKED = "unchecked: "
+
+
 class Dialog(Protocol):
-    """A sans-IO client: fed the server's bytes, it returns what to send back."""
+    """A sans-IO client: fed the server's bytes, it returns what to send back.
+
+    ``verdict()`` is None until decided, then a text whose first word is the outcome
+    (``UNCHECKED`` when it could not conclude); ``closed()`` settles it at EOF.
+    """
 
     def receive(self, data: bytes) -> bytes: ...
 
@@ -146,11 +154,11 @@ class Prober:
                 verdict = dialog.verdict() or dialog.closed()
             except TimeoutError:
                 error = "timeout"
-                verdict = f"unchecked: no verdict within {self.timeout:g}s"
+                verdict = f"{UNCHECKED}no verdict within {self.timeout:g}s"
             except OSError as exc:  # refused or reset before a verdict: not checked
                 decided = dialog.verdict()
                 error = None if decided else _os_error(exc)
-                verdict = decided or f"unchecked: connection {error}"
+                verdict = decided or f"{UNCHECKED}connection {error}"
         return Exchange(probe.id, b"".join(sent), b"".join(got), error, outcome=verdict)
 
     async def _converse(

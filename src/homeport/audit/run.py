@@ -22,7 +22,7 @@ from homeport import addr
 from homeport.audit import catalogue, findings, firewall, outside, services, web
 from homeport.audit.findings import Exposure, Finding
 from homeport.audit.identify import Auth, Identity
-from homeport.audit.probe import Fingerprint, Prober, Target, fingerprint
+from homeport.audit.probe import UNCHECKED, Fingerprint, Prober, Target, fingerprint
 from homeport.audit.severity import Severity, rank
 from homeport.model import Listener
 
@@ -122,6 +122,8 @@ async def _remote_auth(
     data = web.rewrite(proof.sent, host=target.netloc) if http else proof.sent
     if proof.outcome is not None:  # a dialog (MySQL login): run it again, not its bytes
         ex = await prober.run(target, catalogue.probe(proof.probe))
+        if ex.outcome is None or ex.outcome.startswith(UNCHECKED):
+            return dataclasses.replace(ident, remote_evidence=ex)  # no conclusion either way
     else:
         ex = await prober.send(target, proof.probe, data, http=http, tls=proof.tls)
     verdict: Auth = "open" if web.still_open(ident.service, ex) else "protected"
