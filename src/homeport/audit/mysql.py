@@ -140,34 +140,35 @@ def parse_handshake(payload: bytes) -> Handshake:
         raise ProtocolError("greeting too short")
     conn_id = int.from_bytes(payload[at : at + 4], "little")
     part1 = payload[at + 4 : at + 12]
-    at += 13  # auth-plugin-data-part-1 (8) and its filler byte
-    caps = int.from_bytes(payload[at : at + 2], "little")
-    at += 2
-    charset = status = data_len = 0
-    part2, plugin = b"", ""
-    if len(payload) >= at + 16:  # "if more data in the packet"
-        charset = payload[at]
-        status = int.from_bytes(payload[at + 1 : at + 3], "little")
-        caps |= int.from_bytes(payload[at + 3 : at + 5], "little") << 16
-        data_len = payload[at + 5]
-        at += 16  # + 10 reserved bytes (MariaDB keeps extended capabilities in the last 4)
-        if caps & CLIENT_SECURE_CONNECTION:
-            n = max(13, data_len - 8)
-            part2 = payload[at : at + n].rstrip(b"\x00")
-            at += n
-        if caps & CLIENT_PLUGIN_AUTH and at < len(payload):
-            end = payload.find(b"\x00", at)
-            plugin = payload[at : end if end >= 0 else len(payload)].decode("latin-1")
+    # auth-plugin-data-part-1 (8 bytes) and a filler byte, then the lower capability flags
+    caps = int.from_bytes(payload[at + 13 : at + 15], "little")
+    charset, status, caps, part2, plugin = _handshake_tail(payload, at + 15, caps)
     return Handshake(
-        10,
-        version.decode("latin-1"),
-        conn_id,
-        caps,
-        charset,
-        status,
-        plugin,
-        part1 + part2,
+        10, version.decode("latin-1"), conn_id, caps, charset, status, plugin, part1 + part2
     )
+
+
+def _handshake_tail(payload: bytes, at: int, caps: int) -> tuple[int, int, int, bytes, str]:
+    """The part after the lower capability flags, present "if more data in the packet"
+    (every server since 4.1): charset, status, upper flags, the rest of the scramble and
+    the auth plugin's name."""
+    if len(payload) < at + 16:
+        return 0, 0, caps, b"", ""
+    charset = payload[at]
+    status = int.from_bytes(payload[at + 1 : at + 3], "little")
+    caps |= int.from_bytes(payload[at + 3 : at + 5], "little") << 16
+    data_len = payload[at + 5]
+    at += 16  # + 10 reserved bytes (MariaDB keeps extended capabilities in the last 4)
+    part2, plugin = b"", ""
+    if caps & CLIENT_SECURE_CONNECTION:
+        n = max(13, data_len - 8)  # "$len=MAX(13, length of auth-plugin-data - 8)"
+        part2 = payload[at : at + n]
+        part2 = part2[:-1] if part2.endswith(b"\x00") else part2  # its NUL terminator
+        at += n
+    if caps & CLIENT_PLUGIN_AUTH and at < len(payload):
+        end = payload.find(b"\x00", at)
+        plugin = payload[at : end if end >= 0 else len(payload)].decode("latin-1")
+    return charset, status, caps, part2, plugin
 
 
 def handshake_response(hs: Handshake, user: str) -> bytes:
