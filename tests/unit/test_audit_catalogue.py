@@ -34,6 +34,20 @@ def test_every_probe_is_read_only() -> None:
                 assert p.id in ("http-mcp-ping", "http-etcd-auth"), p
 
 
+def test_dialogs_run_only_to_settle_an_identified_service() -> None:
+    """A dialog logs in (MySQL): never a discovery probe, only for a service its
+    signatures name, and always one whose client exists."""
+    from homeport.audit.probe import DIALOGS
+
+    dialogs = [p for p in catalogue.PROBES if p.kind == "dialog"]
+    assert {p.id for p in dialogs} == {"mysql-login-root", "mysql-login-anonymous"}
+    for p in dialogs:
+        assert p.dialog in DIALOGS, p
+        assert p.ports == (), f"{p.id} must not run on port hints"
+        owners = {s.service for s in catalogue.SIGNATURES if s.probe == p.id}
+        assert owners == {"mysql"}, p
+
+
 def _ex(probe: str, answer: bytes) -> Exchange:
     return Exchange(probe, catalogue.probe(probe).payload, answer)
 
