@@ -68,6 +68,23 @@ def test_unused_walk_leaves_no_process() -> None:
         os.waitpid(pid, os.WNOHANG)  # already reaped: no zombie left behind
 
 
+def test_walk_without_a_process_to_spare_walks_alone(
+    sockhost: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = sockhost(FORKED)
+    want = _inodes(FORKED, a.ports)
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")  # RLIMIT_NPROC
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    before = len(os.listdir("/proc/self/fd"))
+    walk = fdwalk.OwnerWalk(parallel=True)
+    assert walk.helper_pid is None
+    assert walk.result(want).holders == {want.pop(): sorted(a.pids)}
+    assert len(os.listdir("/proc/self/fd")) == before  # no pipe left open
+
+
 CLI = """
 import sys
 from homeport.inventory import fdwalk

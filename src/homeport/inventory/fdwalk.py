@@ -87,7 +87,10 @@ class OwnerWalk:
         if parallel is None:
             parallel = _fork_pays(len(self._pids), sum(self._sizes.values()))
         if parallel:
-            self._fork()
+            try:
+                self._fork()
+            except OSError:  # no process or pipe to spare (EAGAIN, EMFILE): walk alone
+                self._reap(kill=True)
 
     @property
     def helper_pid(self) -> int | None:
@@ -131,15 +134,18 @@ class OwnerWalk:
 
     def _fork(self) -> None:
         queue_r, queue_w = os.pipe()
+        self._queue = queue_r  # closed by _reap whatever happens next
         try:
-            _fill_queue(queue_w, self._pids)
-        except OSError:  # more PIDs than a pipe holds: walk here alone
-            os.close(queue_r)
-            return
+            _fill_queue(queue_w, self._pids)  # OSError: more PIDs than a pipe holds
         finally:
             os.close(queue_w)  # the queue reads EOF once drained
         out_r, out_w = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(out_r)
+            os.close(out_w)
+            raise
         if pid == 0:  # the helper: walk, send, exit without the parent's atexit handlers
             try:
                 os.close(out_r)
@@ -147,7 +153,6 @@ class OwnerWalk:
             finally:
                 os._exit(0)
         os.close(out_w)
-        self._queue = queue_r
         self._helper = (pid, out_r)
 
     def _collect_helper(self) -> OwnerScan | None:
