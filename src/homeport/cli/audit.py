@@ -11,7 +11,8 @@ Per TCP listener, homeport:
      version, JDWP handshake, HTTP GETs …) sent over loopback only: a 0.0.0.0 listener is
      probed at 127.0.0.1.
   3. proves whether it answers without authentication (Redis +PONG, Postgres trust,
-     Jupyter /api/kernels, inspector /json/list …). Never a write.
+     MySQL/MariaDB root or anonymous login with an empty password, Jupyter /api/kernels,
+     inspector /json/list …). Never a write, never a password.
   4. for HTTP: tries a foreign Host (DNS rebinding; also localhost6, a trailing dot and
      127.0.0.1.nip.io — sent as a header, never resolved), CORS with a foreign Origin,
      Private Network Access, a WebSocket upgrade from a foreign Origin, and a cross-site
@@ -38,7 +39,9 @@ finding reaches the threshold; 3 when a requested outside-in probe cannot run.
   "listeners": [{"proto", "address", "port", "exposure", "scope", "v6only", "owner", "pids",
                  "probed_at", "service": null | {"service", "label", "version",
                  "auth" (open | protected | unknown), "tls", "http", "server", "title",
-                 "proves", "evidence", "remote_auth" (null | open | protected)},
+                 "proves", "evidence" (null | {"probe", "sent", "answer", "error", "tls",
+                 "outcome"}),
+                 "remote_auth" (null | open | protected)},
                  "outside": {"status", "detail"}, "error"}],
   "findings": [{"rule", "severity", "title", "listener", "proto", "address", "port",
                 "service", "owner", "pids", "evidence": [{"probe", "answer"}], "fix"}]}
