@@ -145,10 +145,13 @@ def _join(
     owners: bool,
     parents: bool = False,
     walk: procfs.OwnerWalk | None = None,
+    denied: set[int] | None = None,
 ) -> list[Listener]:
+    """Sockets with their owners: from ``holders`` when the caller has them (with the PIDs
+    whose fds could not be read in ``denied``), else from ``walk`` or a walk begun here."""
     if not owners:
         return [_listener(s, (), "none", None) for s in socks]
-    denied: set[int] = set()
+    denied = denied or set()
     if holders is None:
         inodes = {s.inode for s in socks if s.inode > 0}
         scan = walk.result(inodes) if walk else procfs.scan_owners(inodes)
@@ -296,10 +299,12 @@ def _who_report(
     ]
     peers = [s for s in conns if s.remote_port == t.port] if accepted else []
     wanted = [*found, *accepted, *peers]
+    denied: set[int] = set()
     if holders is None:
         inodes = {s.inode for s in wanted if s.inode > 0}
-        holders = (walk.result(inodes) if walk else procfs.scan_owners(inodes)).holders
-    joined = _join(found, holders, owners=True, parents=True)
+        scan = walk.result(inodes) if walk else procfs.scan_owners(inodes)
+        holders, denied = scan.holders, scan.denied
+    joined = _join(found, holders, owners=True, parents=True, denied=denied)
     clients = _clients(accepted, peers, holders)
     return WhoReport(t, tuple(_sorted(joined)), tuple(clients))
 
