@@ -37,6 +37,11 @@ FORWARDING = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
 )
 _SKIP = HOP_BY_HOP | FORWARDING | {b"via"}
+#: HOP_BY_HOP as a regex alternation, for scans of raw (lower-cased) heads.
+_HOP_NAMES = (
+    rb"transfer-encoding|connection|keep-alive|te|trailer|upgrade"
+    rb"|proxy-connection|proxy-authenticate|proxy-authorization"
+)
 
 
 class ProtocolError(Exception):
@@ -72,10 +77,25 @@ class RequestHead:
     via: bytes | None = None
     #: Lower-cased name -> value for the few fields the guard reads (first occurrence).
     extra: dict[bytes, bytes] = field(default_factory=dict)
+    #: Set by ``whole_head`` instead of ``headers`` and ``extra``: the field lines as received
+    #: (``"\r\nName: value..."``; a lone Connection field cut out), all forwardable as they are.
+    raw: bytes | None = None
 
     @property
     def has_body(self) -> bool:
         return self.chunked or self.content_length > 0
+
+    def field(self, name: bytes) -> bytes | None:
+        """The first value of a field the guard or the pages read (``name`` lower-cased)."""
+        raw = self.raw
+        if raw is None:
+            return self.extra.get(name)
+        start = raw.lower().find(b"\r\n" + name + b":")
+        if start < 0:
+            return None
+        start += len(name) + 3
+        end = raw.find(b"\r", start)
+        return (raw[start:] if end < 0 else raw[start:end]).lstrip(b" \t")
 
 
 _GUARD_FIELDS = frozenset({b"authorization", b"cookie", b"origin", b"sec-fetch-site", b"accept"})
@@ -142,6 +162,86 @@ def parse_head(
     return head
 
 
+_VERSIONS = (b" HTTP/1.1", b" HTTP/1.0")
+#: Request fields that need ``parse_head``'s field-by-field treatment: framing (RFC 9112 §6),
+#: Expect, hop-by-hop (RFC 9110 §7.6.1), forwarding and Via. Host is here to be counted.
+_REQ_NAMES = re.compile(
+    rb"\r\n(host|content-length|expect|x-forwarded-for|x-forwarded-proto|x-forwarded-host"
+    rb"|forwarded|via|" + _HOP_NAMES + rb"):"
+)
+_HOST_ONLY = [b"host"]
+_HOST_CONNECTION = [b"connection", b"host"]
+_CONNECTION_ALONE = (b"close", b"keep-alive")
+
+
+def whole_head(data: bytes, limit: int) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """``(target, version, host, field_lines)`` when ``data``, read at the start of a request,
+    is exactly one plain request head: ``METHOD SP /target SP HTTP/1.x``, one Host, no field
+    the proxy must act on (``_REQ_NAMES``) but a lone ``Connection: close|keep-alive`` (cut
+    out), CRLF CRLF and nothing after it. Else None: the caller parses it field by field (a
+    body, pipelined requests, a head over several reads, hop-by-hop or forwarding fields,
+    absolute-form targets).
+
+    A shape check before llhttp validates the bytes; that it accepts them is what makes the
+    slicing safe. llhttp requires CRLF line ends and refuses bare CR/LF, obs-fold and
+    whitespace before a colon (RFC 9112 §2.2, §5.1-2), so the head ends at the first CRLF CRLF
+    and every field line starts right after a CRLF. No Content-Length and no
+    Transfer-Encoding means no body (RFC 9112 §6.3 item 7): llhttp ends the request within
+    ``data``, and the next one starts on a read boundary too."""
+    end = len(data) - 4
+    if end > limit or data.find(b"\r\n\r\n") != end:
+        return None
+    line_end = data.find(b"\r\n")
+    version = data[line_end - 9 : line_end]
+    if version not in _VERSIONS:
+        return None
+    sp = data.find(b" ", 0, line_end)
+    target = data[sp + 1 : line_end - 9]
+    # One space each side of an origin-form target (llhttp tolerates more, and then on_url's
+    # value is not this slice). CONNECT goes the long way, to its 405.
+    if target[:1] != b"/" or target[-1:] == b" " or data[:sp] == b"CONNECT":
+        return None
+    fields = data[line_end:end]
+    lower = fields.lower()
+    names = _REQ_NAMES.findall(lower)
+    if names != _HOST_ONLY:
+        if sorted(names) != _HOST_CONNECTION:
+            return None
+        # A lone "Connection: close" or "keep-alive" (wrk -H, browsers, HTTP/1.0 clients):
+        # llhttp's should_keep_alive() has it, and the line goes (RFC 9110 §7.6.1).
+        start = lower.find(b"\r\nconnection:")
+        stop = lower.find(b"\r", start + 2)
+        value = lower[start + 13 :] if stop < 0 else lower[start + 13 : stop]
+        if value.strip(b" \t") not in _CONNECTION_ALONE:
+            return None
+        fields = fields[:start] if stop < 0 else fields[:start] + fields[stop:]
+        lower = lower[:start] if stop < 0 else lower[:start] + lower[stop:]
+    start = lower.find(b"\r\nhost:") + 7
+    stop = fields.find(b"\r", start)
+    host = (fields[start:] if stop < 0 else fields[start:stop]).lstrip(b" \t")
+    return target, version[6:], host, fields
+
+
+def request_fields(fields: bytes) -> list[tuple[bytes, bytes]]:
+    """``"\r\nName: value..."`` (llhttp-checked) -> [(name, value), ...] as llhttp's on_header
+    reports them: the value's leading whitespace dropped, trailing whitespace kept."""
+    out = []
+    for line in fields.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        out.append((name, value.lstrip(b" \t")))
+    return out
+
+
+def unraw(head: RequestHead) -> RequestHead:
+    """The same head as ``parse_head`` makes it (``headers`` and ``extra`` filled), for the
+    rare paths that edit fields (the guard strips credentials) or list them (control API)."""
+    if head.raw is None:
+        return head
+    version = head.version.decode()
+    fields = request_fields(head.raw)
+    return parse_head(head.method, head.target, version, fields, head.keep_alive, False)
+
+
 def _sort_special(head: RequestHead, lname: bytes, value: bytes) -> None:
     if lname == b"connection":
         opts = tuple(t.strip().lower() for t in value.split(b",") if t.strip())
@@ -190,11 +290,17 @@ def upstream_head(
     ``trusted`` says whether the peer may have set X-Forwarded-* / Forwarded / Via itself
     (only loopback peers); otherwise those are replaced, never appended to.
     """
+    if head.raw is not None and not drop:
+        # ``whole_head`` let no hop-by-hop, forwarding or framing field through: every field
+        # line goes as it came, and the forwarding fields are the fresh ones.
+        fwd = _fresh_forwarding(client_ip, head.host, via)
+        line = (head.method, b" ", head.target, b" HTTP/1.1")
+        return b"".join((*line, head.raw, b"\r\n", fwd, b"\r\n"))
     out = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
     skip = drop
     if head.connection_options:
         skip = drop | frozenset(head.connection_options)
-    for name, value in head.headers:
+    for name, value in head.headers if head.raw is None else request_fields(head.raw):
         if skip and name.lower() in skip:
             continue
         out += (name, b": ", value, b"\r\n")
@@ -285,10 +391,6 @@ def response_head(
 #: already refused bare CR/LF, obs-fold and whitespace before the colon (RFC 9112 §5.1-2), so
 #: every field line starts right after a CRLF, its name ends at the colon, and its value at
 #: the next CR.
-_HOP_NAMES = (
-    rb"transfer-encoding|connection|keep-alive|te|trailer|upgrade"
-    rb"|proxy-connection|proxy-authenticate|proxy-authorization"
-)
 # Matched against a lower-cased copy: lower() plus a case-sensitive scan, which can skip
 # ahead to each CRLF, costs a third of one IGNORECASE scan (and lower() keeps offsets).
 _RESP_FIELDS = re.compile(rb"\r\n(content-length|" + _HOP_NAMES + rb"):([^\r]*)")
