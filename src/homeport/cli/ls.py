@@ -178,20 +178,28 @@ def table(env: Env, items: list[Listener], show_state: bool = False) -> str:
         headers[4:4] = ["STATE", "REMOTE"]
     rows: list[list[str]] = []
     styles: list[list[str]] = []
+    # A server's many listeners share their owners: their five cells are built once.
+    owned: dict[tuple[int, ...], list[str]] = {}
     for x in items:
         owner = x.owners[0] if x.owners else None
-        pids = ",".join(str(p) for p in x.pids) or "-"
-        starts = [p.start_time for p in x.owners if p.start_time]
+        cells: list[str] | None = None
+        if owner is None:
+            cells = ["-", _unknown(x), "-", "-", x.owner_hint or ""]
+        elif (cells := owned.get(pids := x.pids)) is None:
+            starts = [p.start_time for p in x.owners if p.start_time]
+            cells = owned[pids] = [
+                ",".join(map(str, pids)),
+                owner.name,
+                owner.user or "-",
+                render.age(min(starts), now) if starts else "-",
+                owner.command,
+            ]
         row = [
             x.proto,
             f"[{x.address}]" if ":" in x.address else x.address,
             str(x.port),
             x.exposure,
-            pids,
-            owner.name if owner else _unknown(x),
-            (owner.user or "-") if owner else "-",
-            render.age(min(starts), now) if starts else "-",
-            owner.command if owner else (x.owner_hint or ""),
+            *cells,
         ]
         if routed:
             row[4:4] = [f"{x.route}" if x.route else "-"]
