@@ -102,11 +102,15 @@ sys.exit(status)
 """
 
 
-@pytest.mark.parametrize("command", ["ls", "who"])
+@pytest.mark.parametrize("command", ["ls", "who", "explain"])
 def test_cli_early_walk_reports_every_owner(sockhost: Callable[..., Any], command: str) -> None:
     a = sockhost(FORKED)
     port = a.ports[0]
-    args = ["ls", "--json", "--port", str(port)] if command == "ls" else ["who", str(port)]
+    args = {
+        "ls": ["ls", "--port", str(port)],
+        "who": ["who", str(port)],
+        "explain": ["explain", f"127.0.0.1:{port}"],
+    }[command]
     done = subprocess.run(
         [sys.executable, "-c", CLI, *args, "--json"],
         capture_output=True,
@@ -117,5 +121,7 @@ def test_cli_early_walk_reports_every_owner(sockhost: Callable[..., Any], comman
     assert done.returncode == 0, done.stderr
     # One walk, begun before the imports and split, served the command.
     assert "walks (split): [True]" in done.stderr
-    rows = [r for r in json.loads(done.stdout)["listeners"] if r["address"] == "127.0.0.1"]
+    out = json.loads(done.stdout)
+    rows = out["live"]["listeners"] if command == "explain" else out["listeners"]
+    rows = [r for r in rows if r["address"] == "127.0.0.1"]
     assert [r["pids"] for r in rows] == [sorted(a.pids)]

@@ -47,7 +47,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 #: Commands that report owners: the CLI starts the /proc fd walk before importing them.
-EARLY_WALK = frozenset({"ls", "who"})
+EARLY_WALK = frozenset({"ls", "who", "explain"})
 
 EPILOG = """\
 with no command, homeport shows what listens on this machine and what needs attention.
