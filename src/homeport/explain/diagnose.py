@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeport.addr import address_class, in_range, ip, unmap
+from homeport.explain import conn
 from homeport.explain import sections as sec
 from homeport.explain.facts import Facts
 from homeport.explain.parse import Parsed
@@ -76,6 +77,10 @@ class Explanation:
                 "serving": list(self.serving),
                 "time_wait": f.time_wait,
                 "firewall_lo": list(f.firewall_lo),
+                "tls": f.tls,
+                "cgroup_connect_hooks": list(f.bpf_hooks),
+                "security_modules": list(f.security),
+                "landlock_abi": f.landlock,
                 "notes": list(self.live),
             },
             "diagnosis": [d.to_json() for d in self.diagnosis],
@@ -101,7 +106,7 @@ def diagnose(p: Parsed, f: Facts) -> Explanation:
         meaning=meaning,
         address=sec.address_lines(p, f),
         port=sec.port_lines(p, f),
-        live=sec.live_lines(p, f, dests),
+        live=sec.live_lines(p, f, dests) + conn.live_lines(p, f, dests),
         destinations=dests,
         serving=serving,
         diagnosis=tuple(findings),
@@ -215,6 +220,9 @@ _CHOOSERS: dict[Kind, Chooser] = {
     "timeout": _timeout,
     "not-found": _not_found,
     "vm-disconnected": _vm,
+    "reset": conn.reset_situation,
+    "connect-denied": conn.denied_situation,
+    "unreachable": conn.unreachable_situation,
 }
 
 
@@ -238,7 +246,7 @@ def notes(p: Parsed, f: Facts, dests: tuple[str, ...], sid: str) -> tuple[str, .
         out.append("note.docker")
     if p.kind == "in-use" and p.port is not None and in_range(p.port, f.ephemeral):
         out.append("note.ephemeral")
-    return tuple(out)
+    return (*out, *conn.notes(p, sid))
 
 
 def conflicts(x: Listener, bind_host: str | None) -> bool:
@@ -305,6 +313,7 @@ def template_vars(p: Parsed, f: Facts, dests: tuple[str, ...]) -> dict[str, str]
             f"{sec.host_port(x.address, x.port)} ({sec.owners_text(x)})" for x in f.nearby
         )
         or "none",
+        **conn.template_vars(p, f, dests),
     }
 
 

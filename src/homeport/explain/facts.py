@@ -4,13 +4,18 @@
 ``gather`` reads this machine now: the inventory for the port (listeners, TIME-WAIT),
 ``getaddrinfo`` for the name and for ``localhost``, the kernel's port ranges, whether the
 address can be bound, and — only for refusals and timeouts — the firewall's rules on lo.
+For the connection-level kinds it adds ``probes``: a TLS ClientHello to a loopback listener
+after a reset; cgroup BPF connect hooks, enforcing security modules, Landlock and the
+firewall after a denied or unreachable connect().
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +64,20 @@ class Facts:
     firewall_note: str | None = None
     #: TCP listeners on ports just around ``port`` (gathered when nothing listens on it).
     nearby: tuple[Listener, ...] = ()
+    #: When the facts were read (seconds since the epoch), to say how long ago owners started.
+    now: float = 0.0
+    #: Whether the listener answered a TLS ClientHello (None: not probed, or no answer).
+    tls: bool | None = None
+    #: The port homeport's own gateway listens on (HOMEPORT_PORT, default 62893).
+    gateway_port: int = 62893
+    #: cgroup BPF programs on the connect4/6 hooks, "PATH: connect4 (1 program)".
+    bpf_hooks: tuple[str, ...] = ()
+    #: Why the cgroup BPF hooks could not be read (None when they were, or were not asked).
+    bpf_note: str | None = None
+    #: Security modules enforcing now (SELinux, AppArmor profiles).
+    security: tuple[str, ...] = ()
+    #: Landlock ABI version available to programs here (None: none, or not asked).
+    landlock: int | None = None
 
 
 def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
@@ -80,17 +99,54 @@ def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
         bindable=can_bind(p.host) if p.kind == "not-available" and p.host else None,
         ipv6_lo=ipv6_on_lo(proc),
         nearby=_nearby(p.port) if no_tcp and p.kind in (None, "refused") else (),
+        now=time.time(),
+        gateway_port=_gateway_port(),
     )
     if _firewall_matters(p, facts):
         fw, note = _firewall()
         facts = replace(facts, firewall_lo=fw, firewall_note=note)
-    return facts
+    return _connection_facts(p, facts, proc)
+
+
+def _connection_facts(p: Parsed, f: Facts, proc: Path) -> Facts:
+    """The probes the connection-level kinds need, and only those."""
+    from homeport.explain import probes
+
+    if p.kind == "reset" and p.port is not None and not client_spoke_tls(p.text):
+        from homeport.explain.sections import destinations, serves
+
+        tcp = [x for x in f.listeners if x.proto == "tcp"]
+        served = [d for d in destinations(p, f) if any(serves(x.socket, d) for x in tcp)]
+        if served:
+            return replace(f, tls=probes.tls_answers(served[0], p.port))
+    if p.kind == "connect-denied":
+        hooks, note = probes.cgroup_connect_hooks(proc)
+        return replace(
+            f,
+            bpf_hooks=hooks,
+            bpf_note=note,
+            security=probes.security_modules(),
+            landlock=probes.landlock_abi(),
+        )
+    return f
+
+
+def client_spoke_tls(text: str) -> bool:
+    """Whether the error text shows the client used TLS itself (then a TLS port is no mistake)."""
+    low = text.lower()
+    return "https://" in low or "ssl" in low or "tls" in low
+
+
+def _gateway_port() -> int:
+    text = os.environ.get("HOMEPORT_PORT", "")
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else 62893
 
 
 def _firewall_matters(p: Parsed, f: Facts) -> bool:
-    """A DROP rule explains a loopback timeout; a REJECT rule explains a refusal only while a
+    """A DROP rule explains a loopback timeout, a reject rule a loopback EHOSTUNREACH, and both
+    are candidates for a denied connect(); a REJECT rule explains a refusal only while a
     socket that should receive the connection listens. Otherwise spare the nft/iptables run."""
-    if p.kind == "timeout":
+    if p.kind in ("timeout", "connect-denied", "unreachable"):
         return True
     if p.kind != "refused":
         return False

@@ -7,6 +7,8 @@ Three tables, no I/O and no decisions:
   ``name`` and ``port``, where in the text the address is. The first rule that matches wins.
 - ``DIAGNOSES``: one template per situation that ``diagnose`` can conclude (summary, detail
   lines, next steps), with ``{placeholders}`` from ``TEMPLATE_FIELDS``.
+  The connection-level kinds (reset, connect-denied, unreachable) keep theirs in
+  ``conn_templates``, merged in here.
 - Per-tool advice: how a client connects to a given family (``CONNECT_HINTS``) and how a
   server binds both loopback families (``BIND_BOTH_HINTS``), keyed by tool or process name.
 
@@ -20,6 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from homeport.explain.conn_templates import CONNECTION_TEMPLATES
+
 Kind = Literal[
     "refused",  # ECONNREFUSED: RST to our SYN, nothing listens on that address
     "in-use",  # EADDRINUSE on bind()/listen()
@@ -28,6 +32,9 @@ Kind = Literal[
     "timeout",  # ETIMEDOUT: no answer at all to the SYN
     "not-found",  # the name did not resolve (ENOTFOUND, EAI_NONAME)
     "vm-disconnected",  # a Java debugger session (JDWP over a socket) ended
+    "reset",  # ECONNRESET, or a close before any answer: accepted, then dropped
+    "connect-denied",  # EACCES/EPERM on connect(): a local policy said no, not the server
+    "unreachable",  # EHOSTUNREACH/ENETUNREACH: an ICMP error (on lo: a firewall reject)
 ]
 
 KINDS: tuple[Kind, ...] = (
@@ -38,6 +45,9 @@ KINDS: tuple[Kind, ...] = (
     "timeout",
     "not-found",
     "vm-disconnected",
+    "reset",
+    "connect-denied",
+    "unreachable",
 )
 
 #: What each kind means, in one line, before any live fact.
@@ -52,10 +62,24 @@ MEANING: dict[Kind, str] = {
     "timeout": "the connection to {where} timed out: the SYN got no answer at all",
     "not-found": "the name {host} did not resolve to any address",
     "vm-disconnected": "the debugger's JDWP socket connection to {where} closed",
+    "reset": "the connection to {where} was dropped by the other end: a TCP reset"
+    " (ECONNRESET, 'Connection reset by peer') or a close before any reply ('Empty reply',"
+    " 'socket hang up'); something accepted the connection, then let it go",
+    "connect-denied": "connect() to {where} failed with EACCES or EPERM: this machine did not"
+    " let the program connect, before any server saw it (unlike 'permission', which is"
+    " bind()); on Linux a firewall DROP gives TCP a timeout, not this",
+    "unreachable": "connect() to {where} failed with EHOSTUNREACH or ENETUNREACH ('No route"
+    " to host'): an ICMP error answered, not the server; on loopback that is a firewall"
+    " rule that rejects with icmp admin-/host-prohibited (firewalld's default reject)",
 }
 
 _HP = r"(?P<host>\[[^\]\s]+\]|[^\s'\"()\[\]]+?):(?P<port>\d{1,5})\b"  # host:port, [v6]:port
 _NODE_HP = r"(?P<host>[0-9A-Za-z.:%_-]*):(?P<port>\d{1,5})\b"  # Node prints ::1:3000 unbracketed
+_DENIED = r"(?:Permission denied|Operation not permitted)"  # strerror(EACCES), strerror(EPERM)
+_UNREACH = r"(?:No route to host|Network is unreachable)"  # EHOSTUNREACH, ENETUNREACH
+_PSQL_AT = (
+    r"connection to server at \"(?P<name>[^\"]+)\"(?: \((?P<host>[^)]+)\))?, port (?P<port>\d+)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +108,188 @@ def _compile(pattern: str, flags: int) -> re.Pattern[str]:
 
 _I, _S = re.IGNORECASE, re.DOTALL
 
+#: Connection-level failures (reset, connect-denied, unreachable), ahead of the older rules:
+#: several of these texts also say "Couldn't connect" or "Permission denied", which the
+#: refused and bind rules below would otherwise claim. Texts captured by capture_conn.sh.
+_CONNECTION: tuple[Rule, ...] = (
+    # --- Node.js (lib/internal/errors.js) and undici (fetch)
+    Rule("node-reset", "node", "reset", r"(?:connect|read|write) ECONNRESET(?: " + _NODE_HP + ")?"),
+    Rule("node-epipe", "node", "reset", r"write EPIPE"),
+    Rule("node-hang-up", "node", "reset", r"socket hang up"),
+    Rule(
+        "node-fetch-closed",
+        "node",
+        "reset",
+        r"SocketError: other side closed(?:[\s\S]*?remoteAddress: '(?P<host>[^']*)',"
+        r"\s*remotePort: (?P<port>\d+))?",
+    ),
+    Rule("node-connect-denied", "node", "connect-denied", r"connect (?:EACCES|EPERM) " + _NODE_HP),
+    Rule(
+        "node-unreachable",
+        "node",
+        "unreachable",
+        r"connect (?:EHOSTUNREACH|ENETUNREACH) " + _NODE_HP,
+    ),
+    # --- curl: CURLE_RECV_ERROR (56), CURLE_SEND_ERROR (55), CURLE_GOT_NOTHING (52); with -v,
+    # the connect() errno that its "(7) Couldn't connect to server" line hides (lib/cf-socket.c)
+    Rule(
+        "curl-reset",
+        "curl",
+        "reset",
+        r"\((?:55|56)\) (?:Recv|Send) failure: (?:Connection reset by peer|Broken pipe)",
+    ),
+    Rule("curl-empty-reply", "curl", "reset", r"\(52\) Empty reply from server"),
+    Rule(
+        "curl-verbose-denied",
+        "curl",
+        "connect-denied",
+        r"Immediate connect fail for (?P<host>\S+?): " + _DENIED,
+    ),
+    Rule(
+        "curl-verbose-unreachable",
+        "curl",
+        "unreachable",
+        r"connect to (?P<host>\S+) port (?P<port>\d+) failed: " + _UNREACH,
+    ),
+    # --- Python requests / urllib3, http.client, the socket module
+    Rule(
+        "requests-reset",
+        "python-requests",
+        "reset",
+        r"Connection aborted\.',\s*(?:ConnectionResetError|RemoteDisconnected|BrokenPipeError)",
+    ),
+    Rule(
+        "requests-connect-denied",
+        "python-requests",
+        "connect-denied",
+        r"host='(?P<host>[^']+)', port=(?P<port>\d+)\).*\[Errno (?:13|1)\] " + _DENIED,
+        _S,
+    ),
+    Rule(
+        "requests-unreachable",
+        "python-requests",
+        "unreachable",
+        r"host='(?P<host>[^']+)', port=(?P<port>\d+)\).*\[Errno (?:113|101|65|51)\] " + _UNREACH,
+        _S,
+    ),
+    Rule(
+        "urllib-remote-disconnected",
+        "python-urllib",
+        "reset",
+        r"RemoteDisconnected: Remote end closed connection without response",
+    ),
+    Rule(
+        "python-reset",
+        "python",
+        "reset",
+        r"ConnectionResetError: \[Errno (?:104|54)\]|\[WinError 10054\]",
+    ),
+    # A PermissionError is bind()'s unless the traceback shows connect() raising it.
+    Rule(
+        "python-connect-denied",
+        "python",
+        "connect-denied",
+        r"(?:\.connect(?:_ex)?\(|create_connection)[\s\S]{0,400}?\[Errno (?:13|1)\] " + _DENIED,
+    ),
+    Rule("python-eperm", "python", "connect-denied", r"\[Errno 1\] Operation not permitted"),
+    Rule(
+        "python-unreachable",
+        "python",
+        "unreachable",
+        r"\[Errno (?:113|101|65|51)\] " + _UNREACH + r"|\[WinError 100(?:65|51)\]",
+    ),
+    # --- libpq (fe-connect.c, fe-misc.c) and redis-cli (hiredis errstr)
+    Rule(
+        "psql-reset",
+        "psql",
+        "reset",
+        _PSQL_AT + r" failed: (?:server closed the connection unexpectedly"
+        r"|Connection reset by peer)",
+    ),
+    Rule("psql-reset-session", "psql", "reset", r"server closed the connection unexpectedly"),
+    Rule("psql-connect-denied", "psql", "connect-denied", _PSQL_AT + r" failed: " + _DENIED),
+    Rule("psql-unreachable", "psql", "unreachable", _PSQL_AT + r" failed: " + _UNREACH),
+    Rule(
+        "redis-cli-reset",
+        "redis-cli",
+        "reset",
+        r"(?:Could not connect to Redis at " + _HP + r": |Error: )"
+        r"(?:Connection reset by peer|Server closed the connection)",
+    ),
+    Rule(
+        "redis-cli-connect-denied",
+        "redis-cli",
+        "connect-denied",
+        r"Could not connect to Redis at " + _HP + r": " + _DENIED,
+    ),
+    Rule(
+        "redis-cli-unreachable",
+        "redis-cli",
+        "unreachable",
+        r"Could not connect to Redis at " + _HP + r": " + _UNREACH,
+    ),
+    # --- Chrome (net/base/net_error_list.h), Java, Go (net.OpError, net/http transport)
+    Rule(
+        "chrome-reset",
+        "chrome",
+        "reset",
+        r"ERR_CONNECTION_RESET|ERR_EMPTY_RESPONSE|ERR_CONNECTION_CLOSED",
+    ),
+    Rule("chrome-denied", "chrome", "connect-denied", r"ERR_NETWORK_ACCESS_DENIED"),
+    Rule("chrome-unreachable", "chrome", "unreachable", r"ERR_ADDRESS_UNREACHABLE"),
+    Rule("java-reset", "java", "reset", r"java\.net\.SocketException: Connection reset"),
+    Rule(
+        "go-reset",
+        "go",
+        "reset",
+        r"(?:read|write) tcp \S+?->" + _HP + r": (?:read|write): (?:connection reset by peer"
+        r"|broken pipe)",
+    ),
+    Rule("go-closed-idle", "go", "reset", r"http: server closed idle connection"),
+    Rule("go-eof", "go", "reset", r"(?:Get|Head|Post|Put|Patch|Delete) \"[^\"]+\": EOF\b"),
+    Rule(
+        "go-connect-denied",
+        "go",
+        "connect-denied",
+        r"dial tcp " + _HP + r": connect: (?:permission denied|operation not permitted)",
+    ),
+    Rule(
+        "go-unreachable",
+        "go",
+        "unreachable",
+        r"dial tcp " + _HP + r": connect: (?:no route to host|network is unreachable)",
+    ),
+)
+
+#: Last-resort texts for the connection-level kinds, tried among the other generic rules.
+_CONNECTION_GENERIC: tuple[Rule, ...] = (
+    Rule(
+        "generic-reset",
+        "unknown",
+        "reset",
+        r"ECONNRESET|connection reset|reset by peer|socket hang up|closed the connection"
+        r" unexpectedly|empty reply from server|ECONNABORTED|connection aborted",
+        _I,
+    ),
+    Rule(
+        "generic-unreachable",
+        "unknown",
+        "unreachable",
+        r"EHOSTUNREACH|ENETUNREACH|no route to host|network is unreachable",
+        _I,
+    ),
+    Rule(
+        "generic-connect-denied",
+        "unknown",
+        "connect-denied",
+        r"\bconnect(?:ion)?\b[^\n]{0,80}?(?:EACCES|EPERM|permission denied|operation not"
+        r" permitted)|EPERM|operation not permitted",
+        _I,
+    ),
+)
+
 RULES: tuple[Rule, ...] = (
+    *_CONNECTION,
     # --- Node.js: `Error: <syscall> <CODE>[: <strerror>] <address>:<port>` (lib/internal/errors.js)
     Rule("node-connect-refused", "node", "refused", r"connect ECONNREFUSED " + _NODE_HP),
     Rule("node-connect-timeout", "node", "timeout", r"connect ETIMEDOUT " + _NODE_HP),
@@ -311,6 +516,7 @@ RULES: tuple[Rule, ...] = (
         r"EADDRNOTAVAIL|cannot assign requested address|address not available",
         _I,
     ),
+    *_CONNECTION_GENERIC,
     Rule("generic-permission", "unknown", "permission", r"EACCES|permission denied", _I),
     Rule("generic-timeout", "unknown", "timeout", r"ETIMEDOUT|timed out", _I),
     Rule(
@@ -435,6 +641,10 @@ TEMPLATE_FIELDS: frozenset[str] = frozenset(
         "alt_port",  # a suggested unprivileged port
         "firewall",  # firewall rules on lo that drop or reject, "; "-joined
         "nearby",  # listeners on ports near the one asked about
+        "started",  # when the newest owner of the port started: "42 s ago"
+        "bpf",  # cgroup BPF connect hooks, "; "-joined, or why they were not read
+        "security",  # security modules enforcing now
+        "landlock",  # "Landlock ABI 7 available" or "no Landlock"
     }
 )
 
@@ -751,4 +961,6 @@ DIAGNOSES: dict[str, Template] = {
         (),
         ("start the server, then `homeport wait {wait}`",),
     ),
+    # ----- reset, connect-denied, unreachable (conn_templates.py)
+    **{sid: Template(*row) for sid, row in CONNECTION_TEMPLATES.items()},
 }
