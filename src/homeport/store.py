@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -395,6 +395,8 @@ class AccessWriter:
         self.written = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="homeport-access", daemon=True)
+        #: Called from the writer's thread after rows were committed (the dashboard's nudge).
+        self.on_written: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -423,6 +425,12 @@ class AccessWriter:
             store.close()
 
     def _flush(self, store: Store) -> None:
+        before = self.written
+        self._write_pending(store)
+        if self.written != before and self.on_written is not None:
+            self.on_written()
+
+    def _write_pending(self, store: Store) -> None:
         while self._pending:
             batch: list[AccessRecord] = []
             while self._pending and len(batch) < 5000:

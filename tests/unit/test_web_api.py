@@ -223,3 +223,36 @@ def test_poll_publishes_routes_services_output_and_access_once(dash: Dashboard) 
     kinds = [c.split(b"\n", 1)[0] for c in asyncio.run(go())]
     assert sorted(kinds) == [b"event: access", b"event: output", b"event: routes",
                              b"event: services"]  # fmt: skip
+
+
+def test_committed_access_rows_wake_the_watcher(dash: Dashboard) -> None:
+    """The access writer's thread nudges the watcher: with a watch interval of a minute, a
+    request still reaches the pages as soon as its row is committed."""
+    from homeport.gateway.contract import AccessRecord
+    from homeport.store import AccessWriter
+
+    dash.watch_interval = 60.0
+    writer = AccessWriter(dash.app.config.db_path, interval=0.05)
+    writer.on_written = dash.nudge
+
+    async def go() -> bytes:
+        it = dash.hub.stream(list, frozenset({"access"}))
+        dash.start()
+        await asyncio.sleep(0)  # the watcher's first poll: nothing new yet
+        writer.sink(AccessRecord(1.0, "127.0.0.1", 5, "api.localhost", "GET", "/n", 200, 0, 2,
+                                 1.0, "api.localhost"))  # fmt: skip
+        try:
+            async with asyncio.timeout(20):  # far below the minute the interval would take
+                async for chunk in it:
+                    if chunk.startswith(b"event: access"):
+                        return chunk
+        finally:
+            await dash.close()
+        return b""
+
+    writer.start()
+    try:
+        chunk = asyncio.run(go())
+    finally:
+        writer.close()
+    assert b'"path": "/n"' in chunk or b'"path":"/n"' in chunk

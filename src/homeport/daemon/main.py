@@ -105,6 +105,8 @@ class _Parts:
         if hasattr(self.server, "set_routes"):
             self._targets.append(self.server.set_routes)
         self.dashboard = _mount_dashboard(self.app)
+        if self.dashboard is not None:  # access rows reach the pages as soon as committed
+            self.writer.on_written = self.dashboard.nudge
 
     def _publish(self, table: RouteTable) -> None:
         for set_routes in self._targets:

@@ -7,7 +7,8 @@ Two loops, both owned by ``Dashboard`` (started by ``start``, ended by ``close``
 - the **watcher** reads what others write to SQLite (the proxy's access log, events such as
   ``service-reaped``, route and service changes) every ``watch_interval`` seconds, by id,
   and publishes what is new. Polling an indexed ``id > N`` is how a reader follows SQLite:
-  it has no change notification across connections.
+  it has no change notification across connections. The access writer, a thread of this
+  daemon, nudges it (``nudge``) after each commit, so requests reach the pages at once.
 
 Messages on the stream (``event:`` names; ``data:`` is JSON):
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -120,6 +122,8 @@ class Dashboard:
         self._hits: collections.deque[tuple[float, str | None]] = collections.deque()
         self._seen: dict[str, Any] = {}
         self._refresh_routes()
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by the watcher
+        self._wake: asyncio.Event | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -169,13 +173,23 @@ class Dashboard:
             last = batch[-1].id
         return last
 
+    def nudge(self) -> None:
+        """Wake the watcher now (thread-safe): the access writer has committed rows."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
+
     async def _watch(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         while True:
             try:
                 self.poll()
             except Exception:  # e.g. "database is locked" past the busy timeout: try again
                 log.exception("dashboard watcher failed")
-            await asyncio.sleep(self.watch_interval)  # SQLite has no cross-process notify
+            # A nudge, or the interval: SQLite has no change notification of its own.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.watch_interval)
+            self._wake.clear()
 
     def poll(self) -> None:
         """Publish what changed in the store since the last call."""
