@@ -6,8 +6,15 @@
     e = explain("connect ECONNREFUSED ::1:3000")
     e.diagnosis[0].summary, e.next_steps, e.to_json()
 
-The pieces: ``rules`` (patterns and templates, data), ``parse`` (text -> ``Parsed``, pure),
-``facts`` (the edge that reads the machine), ``sections`` and ``diagnose`` (pure).
+The pieces: ``rules`` and ``conn_templates`` (patterns and templates, data), ``parse``
+(text -> ``Parsed``, pure), ``facts`` and ``probes`` (the edges that read the machine),
+``sections``, ``diagnose`` and ``conn`` (pure; ``conn`` decides resets, denied and
+unreachable connects).
+
+Side effects of reading the machine, all read-only: for a reset on a port that listens on
+loopback, one TLS ClientHello is sent to it (to tell a TLS port spoken to in plain text);
+for a denied connect(), the cgroup2 tree is walked with BPF_PROG_QUERY; for a denied or
+unreachable connect() and a loopback timeout, the firewall's rules are listed.
 Names load on first use, so ``homeport doctor`` can borrow ``facts.resolve`` cheaply.
 (``diagnose`` is not re-exported: it is also a submodule name, and the import system would
 replace the function with the module; import it from ``homeport.explain.diagnose``.)
