@@ -12,6 +12,7 @@ import ctypes
 import importlib.util
 import json
 import os
+import pwd
 import shutil
 import socket
 import ssl
@@ -256,6 +257,21 @@ def test_a_cgroup_bpf_connect_hook_is_found(cli: Cli, empty_cgroup_with_connect_
     assert f"{empty_cgroup_with_connect_hook}: connect4 (1 program)" in hooks
     assert j["diagnosis"][0]["id"] == "connect-denied.bpf"
     assert empty_cgroup_with_connect_hook in j["diagnosis"][0]["summary"]
+
+
+def test_denied_unix_socket_shows_its_owner_and_mode(cli: Cli, tmp_path: Path) -> None:
+    path = str(tmp_path / "app.sock")
+    with socket.socket(socket.AF_UNIX) as srv:
+        srv.bind(path)
+        os.chmod(path, 0o600)
+        r = cli("explain", f"Error: connect EACCES {path}")
+    assert r.status == 0, r.stderr
+    owner = pwd.getpwuid(os.getuid()).pw_name
+    assert (
+        f"{path} is a Unix socket this user may not connect to: a socket, srw-------," in r.stdout
+    )
+    assert f"owner {owner}," in r.stdout
+    assert f"`ls -l {path}`" in r.stdout
 
 
 # ------------------------------------------------------------------ unreachable

@@ -11,7 +11,7 @@ import pytest
 
 from homeport.addr import exposure
 from homeport.explain import Facts, parse_input
-from homeport.explain.conn import ago, error_time
+from homeport.explain.conn import ago, error_time, unix_path
 from homeport.explain.diagnose import diagnose
 from homeport.explain.facts import client_spoke_tls
 from homeport.explain.probes import (
@@ -80,6 +80,13 @@ CASES = [
     ("reset-listening", fixture("requests_reset.txt"), "127.0.0.1:3000",
      facts(lst("::", 3000, owner="python3")), "reset.listening",
      ["started 24 h ago", "SO_LINGER 0", "retry idempotent requests"]),
+    ("denied-unix", fixture("node_unix_eacces.txt"), None,
+     facts(port=None, unix_socket="a socket, srw-------, owner root, group root"),
+     "connect-denied.unix-socket",
+     ["/tmp/tmp.t3g0EAYiwY/app.sock is a Unix socket", "srw-------", "usermod -aG docker"]),
+    ("denied-docker-socket", "dial unix /var/run/docker.sock: connect: permission denied", None,
+     facts(port=None, bpf_hooks=("/x: connect4 (1 program)",)), "connect-denied.unix-socket",
+     ["ls -l /var/run/docker.sock", "not examined"]),
     ("denied-bpf", fixture("node_connect_eperm.txt"), None,
      facts(bpf_hooks=("/system.slice/api.service: connect4 (1 program)",)),
      "connect-denied.bpf", ["/system.slice/api.service", "bpftool cgroup tree"]),
@@ -221,3 +228,24 @@ def test_error_time() -> None:
 )  # fmt: skip
 def test_ago(seconds: float, text: str) -> None:
     assert ago(seconds) == text
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "node_unix_eacces.txt",
+        "curl_verbose_unix_eacces.txt",
+        "psql_unix_eacces.txt",
+        "redis_cli_unix_eacces.txt",
+    ],
+)
+def test_unix_path_of_each_captured_text(name: str) -> None:
+    path = unix_path(fixture(name))
+    assert path is not None
+    assert path.startswith("/tmp/tmp.t3g0EAYiwY/")
+    assert path.endswith(("app.sock", ".s.PGSQL.5432"))
+
+
+def test_no_unix_path_in_tcp_texts() -> None:
+    assert unix_path(fixture("node_connect_eacces.txt")) is None
+    assert unix_path(fixture("curl_verbose_connect_eperm.txt")) is None

@@ -41,6 +41,14 @@ KEEPALIVE_TOOLS = frozenset({"python-requests", "node", "go"})
 #: Without a time in the error, an owner younger than this is taken as restarted since.
 RECENT_S = 600.0
 
+#: Where tools print the Unix socket path of a denied connect() (Node, curl -v, libpq,
+#: redis-cli, Go's dial unix).
+_UNIX_PATH = re.compile(
+    r"connect (?:EACCES|EPERM) (?P<a>/\S+)|Immediate connect fail for (?P<b>/\S+?): "
+    r"|on socket \"(?P<c>/[^\"]+)\"|Could not connect to Redis at (?P<d>/\S+?): "
+    r"|dial unix (?P<e>/\S+?): "
+)
+
 _TIME = re.compile(
     r"(?P<date>\d{4}-\d\d-\d\d)[T ](?P<time>\d\d:\d\d:\d\d)(?:[.,]\d+)?"
     r"(?P<tz>Z|[+-]\d\d:?\d\d)?"
@@ -71,6 +79,8 @@ def reset_situation(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[
 
 
 def denied_situation(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[str, ...]) -> str:
+    if unix_path(p.text):
+        return "connect-denied.unix-socket"
     if f.bpf_hooks:
         return "connect-denied.bpf"
     if f.security:
@@ -119,6 +129,12 @@ def newest_start(listeners: list[Listener]) -> float | None:
     return max(starts) if starts else None
 
 
+def unix_path(text: str) -> str | None:
+    """The Unix socket path a denied connect() names, if the text says."""
+    m = _UNIX_PATH.search(text)
+    return next((v for v in m.groupdict().values() if v), None) if m else None
+
+
 def error_time(text: str) -> float | None:
     """The first ISO-8601-like timestamp in the text (log lines), as epoch seconds; a time
     without a zone is local time, as loggers print it."""
@@ -155,6 +171,8 @@ def template_vars(p: Parsed, f: Facts, dests: tuple[str, ...]) -> dict[str, str]
         "bpf": "; ".join(f.bpf_hooks) or f.bpf_note or "none attached",
         "security": "; ".join(f.security) or "none enforcing",
         "landlock": f"Landlock ABI {f.landlock} available" if f.landlock else "no Landlock",
+        "path": unix_path(p.text) or "the socket",
+        "socket": f.unix_socket or "not examined",
     }
 
 
@@ -172,6 +190,8 @@ def live_lines(p: Parsed, f: Facts, dests: tuple[str, ...]) -> tuple[str, ...]:
         if f.tls is not None and p.port is not None and probed:
             says = "answers" if f.tls else "does not answer"
             out.append(f"{host_port(probed[0], p.port)} {says} a TLS ClientHello")
+    if p.kind == "connect-denied" and f.unix_socket:
+        out.append(f"{unix_path(p.text)}: {f.unix_socket}")
     if p.kind == "connect-denied":
         out.append(f"cgroup BPF connect hooks: {'; '.join(f.bpf_hooks) or 'none'}")
         if f.bpf_note:

@@ -113,6 +113,21 @@ CONNECTION_TEMPLATES: dict[str, Row] = {
         (),
     ),
     # ----- connect-denied: EACCES/EPERM from connect(), before any packet left
+    "connect-denied.unix-socket": (
+        "{path} is a Unix socket this user may not connect to: {socket}.",
+        (
+            "Connecting to a Unix socket needs write permission on the socket file and search"
+            " (x) permission on every directory above it; whoever creates it decides both.",
+        ),
+        (
+            "compare owner, group and mode with your user: `ls -l {path}` and `id`",
+            "Docker's socket: join its group (`sudo usermod -aG docker $USER`, then log in"
+            " again), or use rootless Docker",
+            "or have the server create it for a group you are in (PostgreSQL:"
+            " unix_socket_group, unix_socket_permissions)",
+            "or run the client as the socket's owner",
+        ),
+    ),
     "connect-denied.bpf": (
         "A cgroup BPF program on the connect hook decides connects here: {bpf}.",
         (

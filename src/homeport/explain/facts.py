@@ -78,6 +78,8 @@ class Facts:
     security: tuple[str, ...] = ()
     #: Landlock ABI version available to programs here (None: none, or not asked).
     landlock: int | None = None
+    #: The Unix socket a denied connect() named: "a socket, srw-------, owner root, group root".
+    unix_socket: str | None = None
 
 
 def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
@@ -120,6 +122,9 @@ def _connection_facts(p: Parsed, f: Facts, proc: Path) -> Facts:
         if served:
             return replace(f, tls=probes.tls_answers(served[0], p.port))
     if p.kind == "connect-denied":
+        from homeport.explain.conn import unix_path
+
+        path = unix_path(p.text)
         hooks, note = probes.cgroup_connect_hooks(proc)
         return replace(
             f,
@@ -127,6 +132,7 @@ def _connection_facts(p: Parsed, f: Facts, proc: Path) -> Facts:
             bpf_note=note,
             security=probes.security_modules(),
             landlock=probes.landlock_abi(),
+            unix_socket=probes.describe_socket(path) if path else None,
         )
     return f
 

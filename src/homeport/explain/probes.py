@@ -5,6 +5,7 @@
 - ``cgroup_connect_hooks``: cgroup BPF programs on the connect4/connect6 hooks, found by
   walking the cgroup2 tree with ``BPF_PROG_QUERY`` (include/uapi/linux/bpf.h); a program
   there returning 0 makes ``connect()`` fail with EPERM.
+- ``describe_socket``: mode, owner and group of a Unix socket a connect() was denied.
 - ``security_modules``: SELinux in enforcing mode, AppArmor profiles in enforce mode;
   ``landlock_abi``: whether programs here may sandbox their own connects (EACCES).
 
@@ -145,6 +146,35 @@ def _query_dir(libc: ctypes.CDLL, nr: int, path: str) -> tuple[str, str | None]:
         return ", ".join(parts), None
     finally:
         os.close(fd)
+
+
+# ------------------------------------------------------------------ Unix sockets
+
+
+def describe_socket(path: str) -> str:
+    """Type, mode, owner and group of a Unix socket path, as a person reads them."""
+    import grp
+    import pwd
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "it does not exist now"
+    except PermissionError:
+        return "a directory above it is not searchable by this user"
+    except OSError as exc:
+        return f"it cannot be examined ({exc.strerror})"
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    kind = "a socket" if stat.S_ISSOCK(st.st_mode) else "not a socket"
+    return f"{kind}, {stat.filemode(st.st_mode)}, owner {owner}, group {group}"
 
 
 # ------------------------------------------------------------------ security modules

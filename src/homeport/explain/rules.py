@@ -123,6 +123,7 @@ _CONNECTION: tuple[Rule, ...] = (
         r"SocketError: other side closed(?:[\s\S]*?remoteAddress: '(?P<host>[^']*)',"
         r"\s*remotePort: (?P<port>\d+))?",
     ),
+    Rule("node-unix-denied", "node", "connect-denied", r"connect (?:EACCES|EPERM) /\S+"),
     Rule("node-connect-denied", "node", "connect-denied", r"connect (?:EACCES|EPERM) " + _NODE_HP),
     Rule(
         "node-unreachable",
@@ -140,10 +141,16 @@ _CONNECTION: tuple[Rule, ...] = (
     ),
     Rule("curl-empty-reply", "curl", "reset", r"\(52\) Empty reply from server"),
     Rule(
+        "curl-verbose-unix-denied",
+        "curl",
+        "connect-denied",
+        r"Immediate connect fail for /\S+?: " + _DENIED,
+    ),
+    Rule(
         "curl-verbose-denied",
         "curl",
         "connect-denied",
-        r"Immediate connect fail for (?P<host>\S+?): " + _DENIED,
+        r"Immediate connect fail for (?P<host>[^\s/]\S*?): " + _DENIED,
     ),
     Rule(
         "curl-verbose-unreachable",
@@ -208,6 +215,12 @@ _CONNECTION: tuple[Rule, ...] = (
     ),
     Rule("psql-reset-session", "psql", "reset", r"server closed the connection unexpectedly"),
     Rule("psql-connect-denied", "psql", "connect-denied", _PSQL_AT + r" failed: " + _DENIED),
+    Rule(
+        "psql-unix-denied",
+        "psql",
+        "connect-denied",
+        r"connection to server on socket \"/[^\"]+\" failed: " + _DENIED,
+    ),
     Rule("psql-unreachable", "psql", "unreachable", _PSQL_AT + r" failed: " + _UNREACH),
     Rule(
         "redis-cli-reset",
@@ -215,6 +228,12 @@ _CONNECTION: tuple[Rule, ...] = (
         "reset",
         r"(?:Could not connect to Redis at " + _HP + r": |Error: )"
         r"(?:Connection reset by peer|Server closed the connection)",
+    ),
+    Rule(
+        "redis-cli-unix-denied",
+        "redis-cli",
+        "connect-denied",
+        r"Could not connect to Redis at /\S+?: " + _DENIED,
     ),
     Rule(
         "redis-cli-connect-denied",
@@ -248,6 +267,12 @@ _CONNECTION: tuple[Rule, ...] = (
     Rule("go-closed-idle", "go", "reset", r"http: server closed idle connection"),
     Rule("go-eof", "go", "reset", r"(?:Get|Head|Post|Put|Patch|Delete) \"[^\"]+\": EOF\b"),
     Rule(
+        "go-unix-denied",
+        "go",
+        "connect-denied",
+        r"dial unix /\S+: connect: (?:permission denied|operation not permitted)",
+    ),
+    Rule(
         "go-connect-denied",
         "go",
         "connect-denied",
@@ -268,7 +293,7 @@ _CONNECTION_GENERIC: tuple[Rule, ...] = (
         "unknown",
         "reset",
         r"ECONNRESET|connection reset|reset by peer|socket hang up|closed the connection"
-        r" unexpectedly|empty reply from server|ECONNABORTED|connection aborted",
+        r" unexpectedly|empty reply from server|ECONNABORTED|\[WinError 10053\]",
         _I,
     ),
     Rule(
@@ -645,6 +670,8 @@ TEMPLATE_FIELDS: frozenset[str] = frozenset(
         "bpf",  # cgroup BPF connect hooks, "; "-joined, or why they were not read
         "security",  # security modules enforcing now
         "landlock",  # "Landlock ABI 7 available" or "no Landlock"
+        "path",  # the Unix socket path a denied connect() names
+        "socket",  # its type, mode, owner and group now
     }
 )
 
