@@ -246,6 +246,14 @@ def test_unix_path_of_each_captured_text(name: str) -> None:
     assert path.endswith(("app.sock", ".s.PGSQL.5432"))
 
 
+def test_a_unix_socket_is_not_given_an_ip_address_section() -> None:
+    e = diagnose(parse_input(fixture("redis_cli_unix_eacces.txt")), facts(port=None))
+    assert e.address == (
+        "/tmp/tmp.t3g0EAYiwY/app.sock: a Unix socket, a file in the file system: no IP address"
+        " or port",
+    )
+
+
 def test_no_unix_path_in_tcp_texts() -> None:
     assert unix_path(fixture("node_connect_eacces.txt")) is None
     assert unix_path(fixture("curl_verbose_connect_eperm.txt")) is None

@@ -176,6 +176,14 @@ def template_vars(p: Parsed, f: Facts, dests: tuple[str, ...]) -> dict[str, str]
     }
 
 
+def address_lines(p: Parsed) -> tuple[str, ...] | None:
+    """The address section for a Unix socket path (None: the usual IP/name section)."""
+    path = unix_path(p.text) if p.kind == "connect-denied" else None
+    if path is None:
+        return None
+    return (f"{path}: a Unix socket, a file in the file system: no IP address or port",)
+
+
 def live_lines(p: Parsed, f: Facts, dests: tuple[str, ...]) -> tuple[str, ...]:
     """What the connection-level probes found, for the "live now" section."""
     out: list[str] = []

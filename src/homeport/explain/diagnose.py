@@ -104,7 +104,7 @@ def diagnose(p: Parsed, f: Facts) -> Explanation:
         parsed=p,
         facts=f,
         meaning=meaning,
-        address=sec.address_lines(p, f),
+        address=conn.address_lines(p) or sec.address_lines(p, f),
         port=sec.port_lines(p, f),
         live=sec.live_lines(p, f, dests) + conn.live_lines(p, f, dests),
         destinations=dests,
