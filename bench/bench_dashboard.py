@@ -27,6 +27,7 @@ import os
 import platform
 import select
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -165,6 +166,7 @@ def one_run(ctx: Any, port: int, state: Path, want: int, updates: int) -> dict[s
         )
         first = page.evaluate("window.__homeport.firstRender")
         build = page.evaluate("window.__homeport.renderMs")
+        appear, gone = live_latency(page)  # first: the in-page runs below rewrite the table
         keyed = page.evaluate(KEYED, updates)
         naive = page.evaluate(NAIVE, max(5, updates // 5))
     finally:
@@ -174,7 +176,27 @@ def one_run(ctx: Any, port: int, state: Path, want: int, updates: int) -> dict[s
         "build_ms": build,
         "keyed_update_ms": statistics.median(keyed),
         "naive_update_ms": statistics.median(naive),
+        "appear_ms": appear,
+        "gone_ms": gone,
     }
+
+
+def live_latency(page: Any) -> tuple[float, float]:
+    """ms from ``listen()`` until the page shows the row, and from ``close()`` until it is
+    gone: the issue's "appears within 2 s without reload" (1 s sampling, then a push)."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        sel = f'#l-body [data-key^="tcp/127.0.0.1/{s.getsockname()[1]}/"]'
+        t0 = time.monotonic()
+        page.wait_for_function(f"!!document.querySelector('{sel}')", polling=20, timeout=60_000)
+        appear = (time.monotonic() - t0) * 1000
+    finally:
+        s.close()
+    t1 = time.monotonic()
+    page.wait_for_function(f"!document.querySelector('{sel}')", polling=20, timeout=60_000)
+    return appear, (time.monotonic() - t1) * 1000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"per update, naive full re-render (peer):        {med['naive_update_ms']:.2f} ms")
     ratio = med["naive_update_ms"] / med["keyed_update_ms"]
     print(f"ratio naive/keyed:                             {ratio:.1f}x")
+    worst = max(r["appear_ms"] for r in results)
+    print(f"new listener -> row on the page (promise 2 s):  {med['appear_ms']:.0f} ms median,"
+          f" {worst:.0f} ms worst")  # fmt: skip
+    print(f"closed listener -> row gone:                   {med['gone_ms']:.0f} ms median")
     return 0
 
 
