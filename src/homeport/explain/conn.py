@@ -38,7 +38,7 @@ PROXIES = frozenset(
 #: Clients that pool keep-alive connections by default (requests/urllib3, Node's agent and
 #: undici, Go's Transport): the idle-close race is theirs.
 KEEPALIVE_TOOLS = frozenset({"python-requests", "node", "go"})
-#: Without a time in the error, an owner younger than this is taken as restarted since.
+#: Without a time in the error, an owner younger than this may have restarted since.
 RECENT_S = 600.0
 
 #: Where tools print the Unix socket path of a denied connect() (Node, curl -v, libpq,
@@ -71,10 +71,10 @@ def reset_situation(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[
     if f.tls:
         return "reset.tls"
     started, when = newest_start(served), error_time(p.text)
-    if started is not None and (
-        (when is not None and started > when) or (when is None and f.now - started < RECENT_S)
-    ):
-        return "reset.restarted"
+    if started is not None and when is not None and started > when:
+        return "reset.restarted"  # the error's own timestamp proves it
+    if started is not None and when is None and f.now - started < RECENT_S:
+        return "reset.recent"
     return "reset.listening"
 
 

@@ -85,6 +85,21 @@ CONNECTION_TEMPLATES: dict[str, Row] = {
             "retry; in scripts, wait for readiness after a restart: `homeport wait {wait}`",
         ),
     ),
+    "reset.recent": (
+        "{where} is served by {owners}, which started only {started}: if the error came"
+        " before that, the server restarted in between.",
+        (
+            "A server that exits (a crash, a file-watcher reload, a deploy) resets the"
+            " connections it held. The error text carries no time to compare with; paste it"
+            " with its log line's timestamp and homeport will.",
+        ),
+        (
+            "if it restarted: find why in its log around the restart, or the watcher's output",
+            "if the error is newer: read the server's log at that time (a handler exception"
+            " or a limit)",
+            "in scripts, wait for readiness after a restart: `homeport wait {wait}`",
+        ),
+    ),
     "reset.listening": (
         "{where} is served by {owners} (started {started}): it accepted the connection, then"
         " dropped it.",
