@@ -141,6 +141,7 @@ def test_reset_at_homeports_gateway_points_to_its_access_log(
     assert r.status == 0, r.stderr
     assert "homeport's gateway" in r.stdout
     assert "`homeport logs --access`" in r.stdout
+    assert "TLS ClientHello" not in r.stdout  # the gateway is not probed
 
 
 @pytest.fixture(scope="module")

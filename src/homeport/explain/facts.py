@@ -114,7 +114,10 @@ def _connection_facts(p: Parsed, f: Facts, proc: Path) -> Facts:
     """The probes the connection-level kinds need, and only those."""
     from homeport.explain import probes
 
-    if p.kind == "reset" and p.port is not None and not client_spoke_tls(p.text):
+    # Not the gateway's port: it speaks plain HTTP, and a ClientHello would only add a
+    # bad-request line to its access log.
+    probe_tls = p.port is not None and p.port != f.gateway_port and not client_spoke_tls(p.text)
+    if p.kind == "reset" and probe_tls and p.port is not None:
         from homeport.explain.sections import destinations, serves
 
         tcp = [x for x in f.listeners if x.proto == "tcp"]
