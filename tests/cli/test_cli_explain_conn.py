@@ -292,3 +292,19 @@ def test_human_output_names_the_kind_and_the_steps(cli: Cli) -> None:
     assert "cgroup BPF connect hooks:" in r.stdout
     assert "\nnext steps\n  1. " in r.stdout
     assert r.stderr == ""
+
+
+def test_stale_keepalive_connections_are_seen_in_close_wait(cli: Cli) -> None:
+    with serve(lambda conn: None) as port:  # accepts, then closes at once: a FIN, no answer
+        pooled = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            assert pooled.recv(1) == b""  # the FIN arrived: this end is now in CLOSE-WAIT
+            client = f"127.0.0.1:{pooled.getsockname()[1]}"
+            later = stamp(timedelta(hours=1))  # the error is newer than the server
+            j = explain_json(cli, f"{later} Error: read ECONNRESET", "--at", f"127.0.0.1:{port}")
+        finally:
+            pooled.close()
+    assert j["diagnosis"][0]["id"] == "reset.keepalive"
+    assert f"{client} (python" in j["diagnosis"][0]["summary"]
+    assert f"pid {os.getpid()})" in j["diagnosis"][0]["summary"]
+    assert len(j["diagnosis"]) == 1  # the keep-alive note would only repeat the finding

@@ -50,6 +50,7 @@ def fixture(name: str) -> str:
 
 
 RESET = "Error: connect ECONNRESET 127.0.0.1:3000"
+STAMP = datetime.fromtimestamp(NOW - 10, UTC).isoformat()  # the error, after the server start
 GATEWAY_CMD = ("/usr/bin/python3", "-m", "homeport", "up", "--ready-fd", "5")
 
 CASES = [
@@ -80,6 +81,13 @@ CASES = [
     ("reset-listening", fixture("requests_reset.txt"), "127.0.0.1:3000",
      facts(lst("::", 3000, owner="python3")), "reset.listening",
      ["started 24 h ago", "SO_LINGER 0", "retry idempotent requests"]),
+    ("reset-keepalive", f"{STAMP} {RESET}", None,
+     facts(lst("127.0.0.1", 3000), close_wait=("127.0.0.1:53422 (node pid 42)",)),
+     "reset.keepalive", ["1 client connection(s) to 127.0.0.1:3000 sit in CLOSE-WAIT",
+                         "127.0.0.1:53422 (node pid 42)", "keepAliveTimeout"]),
+    ("reset-recent-beats-close-wait", RESET, None,
+     facts(lst("127.0.0.1", 3000, started=NOW - 5), close_wait=("127.0.0.1:1 (x pid 1)",)),
+     "reset.recent", []),
     ("denied-unix", fixture("node_unix_eacces.txt"), None,
      facts(port=None, unix_socket="a socket, srw-------, owner root, group root"),
      "connect-denied.unix-socket",
@@ -137,6 +145,8 @@ def test_live_lines_say_what_the_probes_found() -> None:
     e = diagnose(parse_input(RESET), facts(lst("127.0.0.1", 3000, started=NOW - 7200), tls=False))
     assert "its owner started 2 h ago" in e.live
     assert "127.0.0.1:3000 does not answer a TLS ClientHello" in e.live
+    k = diagnose(parse_input(RESET), facts(lst("127.0.0.1", 3000), close_wait=("1.2.3.4:5 (x)",)))
+    assert "client connection in CLOSE-WAIT (closed by the server): 1.2.3.4:5 (x)" in k.live
     d = diagnose(parse_input(fixture("node_connect_eacces.txt")), facts(landlock=None))
     assert "cgroup BPF connect hooks: none" in d.live
     assert "Landlock: not available" in d.live

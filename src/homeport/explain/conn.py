@@ -75,6 +75,8 @@ def reset_situation(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[
         return "reset.restarted"  # the error's own timestamp proves it
     if started is not None and when is None and f.now - started < RECENT_S:
         return "reset.recent"
+    if f.close_wait:
+        return "reset.keepalive"  # live evidence: the client still holds what the server closed
     return "reset.listening"
 
 
@@ -101,7 +103,7 @@ def unreachable_situation(
 
 
 def notes(p: Parsed, sid: str) -> tuple[str, ...]:
-    if p.tool in KEEPALIVE_TOOLS and sid in ("reset.listening", "reset.gateway"):
+    if p.tool in KEEPALIVE_TOOLS and sid in ("reset.listening", "reset.gateway", "reset.recent"):
         return ("note.keepalive",)
     return ()
 
@@ -173,6 +175,8 @@ def template_vars(p: Parsed, f: Facts, dests: tuple[str, ...]) -> dict[str, str]
         "landlock": f"Landlock ABI {f.landlock} available" if f.landlock else "no Landlock",
         "path": unix_path(p.text) or "the socket",
         "socket": f.unix_socket or "not examined",
+        "close_wait": "; ".join(f.close_wait) or "none",
+        "close_wait_count": str(len(f.close_wait)),
     }
 
 
@@ -194,6 +198,9 @@ def live_lines(p: Parsed, f: Facts, dests: tuple[str, ...]) -> tuple[str, ...]:
         when = error_time(p.text)
         if when is not None:
             out.append(f"the error text is stamped {ago(f.now - when)}")
+        out.extend(
+            f"client connection in CLOSE-WAIT (closed by the server): {c}" for c in f.close_wait
+        )
         probed = [d for d in dests if any(serves(x.socket, d) for x in f.listeners)]
         if f.tls is not None and p.port is not None and probed:
             says = "answers" if f.tls else "does not answer"

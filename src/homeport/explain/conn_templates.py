@@ -85,6 +85,24 @@ CONNECTION_TEMPLATES: dict[str, Row] = {
             "retry; in scripts, wait for readiness after a restart: `homeport wait {wait}`",
         ),
     ),
+    "reset.keepalive": (
+        "{close_wait_count} client connection(s) to {where} sit in CLOSE-WAIT: the server"
+        " ({owners}) closed them, and the client still keeps them for reuse: {close_wait}.",
+        (
+            "A request sent on such a connection gets a reset or an empty reply: the"
+            " keep-alive race, where the server's idle timeout is shorter than the client"
+            " pool's. The next request on a fresh connection works.",
+        ),
+        (
+            "make the client drop idle connections sooner than the server does (Node"
+            " http.Agent / undici keepAliveTimeout, Go Transport.IdleConnTimeout), or raise"
+            " the server's (Node server.keepAliveTimeout, 5 s by default; gunicorn"
+            " --keep-alive, 2 s; nginx keepalive_timeout)",
+            "retry idempotent requests once after a reset (requests/urllib3: an HTTPAdapter"
+            " with `Retry(total=1)`)",
+            "see both ends: `homeport who {port}`",
+        ),
+    ),
     "reset.recent": (
         "{where} is served by {owners}, which started only {started}: if the error came"
         " before that, the server restarted in between.",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from homeport.addr import ip
+from homeport.addr import ip, unmap
 from homeport.model import Listener
 
 if TYPE_CHECKING:
@@ -80,6 +80,9 @@ class Facts:
     landlock: int | None = None
     #: The Unix socket a denied connect() named: "a socket, srw-------, owner root, group root".
     unix_socket: str | None = None
+    #: Local clients' connections to the port in CLOSE-WAIT (the server closed them, the
+    #: client has not): "127.0.0.1:53422 (node pid 42)".
+    close_wait: tuple[str, ...] = ()
 
 
 def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
@@ -123,7 +126,8 @@ def _connection_facts(p: Parsed, f: Facts, proc: Path) -> Facts:
         tcp = [x for x in f.listeners if x.proto == "tcp"]
         served = [d for d in destinations(p, f) if any(serves(x.socket, d) for x in tcp)]
         if served:
-            return replace(f, tls=probes.tls_answers(served[0], p.port))
+            tls = probes.tls_answers(served[0], p.port)
+            return replace(f, tls=tls, close_wait=_close_wait(p.port, served))
     if p.kind == "connect-denied":
         from homeport.explain.conn import unix_path
 
@@ -138,6 +142,34 @@ def _connection_facts(p: Parsed, f: Facts, proc: Path) -> Facts:
             unix_socket=probes.describe_socket(path) if path else None,
         )
     return f
+
+
+def _close_wait(port: int, dests: list[str]) -> tuple[str, ...]:
+    """Client ends of connections to ``dests``:``port`` that the server has closed and the
+    client still holds (CLOSE-WAIT, RFC 9293 §3.3.2): a keep-alive pool's stale entries.
+    Owners are looked up only when there are some (a full owner walk)."""
+    from homeport.explain.sections import host_port, owners_text
+    from homeport.inventory import listeners, sockets
+
+    wanted = {_canonical(d) for d in dests}
+    stale = [
+        s
+        for s in sockets(udp=False, all_states=True)
+        if s.state == "CLOSE-WAIT" and s.remote_port == port and _canonical(s.remote_addr) in wanted
+    ]
+    if not stale:
+        return ()
+    owned = {x.socket.inode: x for x in listeners(udp=False, all_states=True)}
+    return tuple(
+        f"{host_port(s.local_addr, s.local_port)}"
+        f" ({owners_text(owned[s.inode]) if s.inode in owned else 'owner unknown'})"
+        for s in stale
+    )
+
+
+def _canonical(addr: str) -> str:
+    a = ip(addr)
+    return str(unmap(a)) if a is not None else addr
 
 
 def client_spoke_tls(text: str) -> bool:

@@ -672,6 +672,8 @@ TEMPLATE_FIELDS: frozenset[str] = frozenset(
         "landlock",  # "Landlock ABI 7 available" or "no Landlock"
         "path",  # the Unix socket path a denied connect() names
         "socket",  # its type, mode, owner and group now
+        "close_wait",  # local client connections to the port in CLOSE-WAIT, with owners
+        "close_wait_count",
     }
 )
 
