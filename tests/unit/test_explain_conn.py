@@ -175,6 +175,11 @@ def test_json_carries_the_probe_results() -> None:
         ("FATAL:  terminating connection due to administrator command\nserver closed the"
          " connection unexpectedly", "reset"),
         ("ECONNRESET", "reset"),
+        ("Error: listen EPERM: operation not permitted 0.0.0.0:80", "permission"),
+        ("* connect to 127.0.0.1 port 9 failed: Connection refused\n* Failed to connect to"
+         " 127.0.0.1 port 9 after 0 ms: Couldn't connect to server", "refused"),
+        ('psql: error: connection to server at "127.0.0.1", port 9 failed: Connection refused',
+         "refused"),
         ("some tool: connection to 127.0.0.1:9 failed: EPERM", "connect-denied"),
     ],
 )  # fmt: skip

@@ -303,6 +303,14 @@ _CONNECTION_GENERIC: tuple[Rule, ...] = (
         r"EHOSTUNREACH|ENETUNREACH|no route to host|network is unreachable",
         _I,
     ),
+    # EPERM from bind()/listen() (a cgroup BPF bind hook) stays with bind's 'permission'.
+    Rule(
+        "generic-bind-eperm",
+        "unknown",
+        "permission",
+        r"\b(?:listen|bind)\b[^\n]{0,40}?(?:EPERM|operation not permitted)",
+        _I,
+    ),
     Rule(
         "generic-connect-denied",
         "unknown",
