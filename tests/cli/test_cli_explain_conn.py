@@ -308,3 +308,29 @@ def test_stale_keepalive_connections_are_seen_in_close_wait(cli: Cli) -> None:
     assert f"{client} (python" in j["diagnosis"][0]["summary"]
     assert f"pid {os.getpid()})" in j["diagnosis"][0]["summary"]
     assert len(j["diagnosis"]) == 1  # the keep-alive note would only repeat the finding
+
+
+@pytest.mark.parametrize(
+    ("tool", "argv", "rule"),
+    [
+        ("curl", ("curl", "-sS", "http://127.0.0.1:{port}/"), "curl-reset"),
+        (
+            "node",
+            ("node", "-e", "require('http').get('http://127.0.0.1:{port}/')"),
+            "node-reset",
+        ),
+    ],
+)
+def test_a_real_clients_reset_is_explained(
+    cli: Cli, tool: str, argv: tuple[str, ...], rule: str
+) -> None:
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed")
+    with serve(rst_after_read) as port:
+        run = subprocess.run(
+            [a.format(port=port) for a in argv], capture_output=True, text=True, timeout=30
+        )
+        j = explain_json(cli, run.stderr, "--at", f"127.0.0.1:{port}")
+    assert run.returncode != 0
+    assert (j["error"]["rule"], j["error"]["kind"]) == (rule, "reset")
+    assert j["diagnosis"][0]["id"] in ("reset.recent", "reset.listening")
