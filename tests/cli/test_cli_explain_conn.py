@@ -18,6 +18,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -281,8 +282,9 @@ def test_denied_unix_socket_shows_its_owner_and_mode(cli: Cli, tmp_path: Path) -
 def test_loopback_unreachable_reads_the_firewall(cli: Cli) -> None:
     j = explain_json(cli, (ERRORS / "psql_unreachable.txt").read_text())
     assert (j["error"]["kind"], j["target"]["port"]) == ("unreachable", 52787)
-    fw = j["live"]["firewall_lo"]
-    assert j["diagnosis"][0]["id"] == ("unreachable.firewall" if fw else "unreachable.loopback")
+    fw = [r for r in j["live"]["firewall_lo"] if "reject" in r.lower()]
+    if not fw:
+        assert j["diagnosis"][0]["id"] == "unreachable.loopback"
 
 
 def test_human_output_names_the_kind_and_the_steps(cli: Cli) -> None:
@@ -334,3 +336,34 @@ def test_a_real_clients_reset_is_explained(
     assert run.returncode != 0
     assert (j["error"]["rule"], j["error"]["kind"]) == (rule, "reset")
     assert j["diagnosis"][0]["id"] in ("reset.recent", "reset.listening")
+
+
+def test_unreachable_names_the_reject_rule_in_a_private_namespace() -> None:
+    """A real `reject with icmpx admin-prohibited` on lo, in a network namespace of its own:
+    the client really gets EHOSTUNREACH, and homeport (a real process there) finds the rule."""
+    for tool in ("unshare", "nft", "ip"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (util-linux, nftables, iproute2)")
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace with firewall rules needs root")
+    script = """
+ip link set lo up
+nft add table inet hp
+nft add chain inet hp in '{ type filter hook input priority 0; policy accept; }'
+nft add rule inet hp in iif lo tcp dport 5432 reject with icmpx admin-prohibited
+text=$("$0" -c "import socket; socket.create_connection(('127.0.0.1', 5432))" 2>&1 | tail -1)
+exec "$0" -m homeport explain --json "$text" --at 127.0.0.1:5432
+"""
+    run = subprocess.run(
+        ["unshare", "-n", "sh", "-c", script, sys.executable],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if run.returncode != 0 and "unshare" in run.stderr:
+        pytest.skip(f"no network namespace here: {run.stderr.strip()}")
+    assert run.returncode == 0, run.stderr
+    j = json.loads(run.stdout)
+    assert (j["error"]["rule"], j["error"]["kind"]) == ("python-unreachable", "unreachable")
+    assert j["diagnosis"][0]["id"] == "unreachable.firewall"
+    assert "iif lo tcp dport 5432 reject" in j["diagnosis"][0]["summary"]

@@ -98,7 +98,7 @@ def unreachable_situation(
     if p.host is None:
         return "unreachable.no-address"
     if any(address_class(d) in ("loopback", "unspecified") for d in dests):
-        return "unreachable.firewall" if f.firewall_lo else "unreachable.loopback"
+        return "unreachable.firewall" if f.firewall_reject else "unreachable.loopback"
     return "unreachable.remote"
 
 
@@ -177,6 +177,7 @@ def template_vars(p: Parsed, f: Facts, dests: tuple[str, ...]) -> dict[str, str]
         "socket": f.unix_socket or "not examined",
         "close_wait": "; ".join(f.close_wait) or "none",
         "close_wait_count": str(len(f.close_wait)),
+        "rejects": "; ".join(f.firewall_reject) or "none",
     }
 
 

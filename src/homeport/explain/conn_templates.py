@@ -223,7 +223,7 @@ CONNECTION_TEMPLATES: dict[str, Row] = {
     ),
     # ----- unreachable: an ICMP error answered the SYN
     "unreachable.firewall": (
-        "A firewall rule on lo rejects with an ICMP error: {firewall}.",
+        "A firewall rule on lo rejects connections to port {port}: {rejects}.",
         (
             "`reject with icmp admin-prohibited` or `host-prohibited` (firewalld's default"
             " reject is icmp-host-prohibited) reaches the client as EHOSTUNREACH, 'No route"
@@ -239,7 +239,8 @@ CONNECTION_TEMPLATES: dict[str, Row] = {
     ),
     "unreachable.loopback": (
         "{where} is on loopback, where routing cannot fail: a firewall's ICMP reject"
-        " answered, but no rule on lo was found here ({firewall}).",
+        " answered, but no reject rule for port {port} on lo was found here (rules that"
+        " drop or reject on lo: {firewall}).",
         (
             "The rule may be where homeport cannot read it: in another network namespace (a"
             " container's), in legacy iptables beside nftables, or behind root.",

@@ -60,6 +60,9 @@ class Facts:
     ipv6_lo: bool = True
     #: Firewall rules that can drop or reject loopback traffic, as text.
     firewall_lo: tuple[str, ...] = ()
+    #: The reject rules among ``firewall_lo`` that can match the port (EHOSTUNREACH or
+    #: ECONNREFUSED to the client, by their ``reject with``).
+    firewall_reject: tuple[str, ...] = ()
     #: Why the firewall could not be read (None when it was, or was not asked).
     firewall_note: str | None = None
     #: TCP listeners on ports just around ``port`` (gathered when nothing listens on it).
@@ -108,8 +111,8 @@ def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
         gateway_port=_gateway_port(),
     )
     if _firewall_matters(p, facts):
-        fw, note = _firewall()
-        facts = replace(facts, firewall_lo=fw, firewall_note=note)
+        fw, note, rejects = _firewall(p.port)
+        facts = replace(facts, firewall_lo=fw, firewall_note=note, firewall_reject=rejects)
     return _connection_facts(p, facts, proc)
 
 
@@ -281,15 +284,22 @@ def ipv6_on_lo(proc: Path = Path("/proc")) -> bool:
     return present and not disabled
 
 
-def _firewall() -> tuple[tuple[str, ...], str | None]:
+def _firewall(port: int | None) -> tuple[tuple[str, ...], str | None, tuple[str, ...]]:
+    """(blocking texts, why unread, the reject rules among them that can match ``port``)."""
     from homeport.doctor.firewall import describe, lo_effects, read_firewall
 
     reading = read_firewall()
     if reading.status != "ok":
-        return (), reading.message
+        return (), reading.message, ()
     eff = lo_effects(reading.chains, reading.rules)
     texts = [
         f"{c.source} {c.table} {c.name}: policy drop, no rule accepts lo" for c in eff.closed_chains
     ]
     texts += [describe(r) for r in eff.blocking]
-    return tuple(texts), None
+    rejects = tuple(
+        describe(r)
+        for r in eff.blocking
+        if r.verdict == "reject"
+        and (port is None or not r.tcp_dports or any(a <= port <= b for a, b in r.tcp_dports))
+    )
+    return tuple(texts), None, rejects

@@ -682,6 +682,7 @@ TEMPLATE_FIELDS: frozenset[str] = frozenset(
         "socket",  # its type, mode, owner and group now
         "close_wait",  # local client connections to the port in CLOSE-WAIT, with owners
         "close_wait_count",
+        "rejects",  # firewall reject rules on lo that can match the port
     }
 )
 
