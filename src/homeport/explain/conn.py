@@ -35,9 +35,9 @@ PROXIES = frozenset(
         "pasta",
     }
 )
-#: Clients that pool keep-alive connections by default (requests/urllib3, Node's agent and
-#: undici, Go's Transport): the idle-close race is theirs.
-KEEPALIVE_TOOLS = frozenset({"python-requests", "node", "go"})
+#: Clients that pool keep-alive connections by default (requests/urllib3, httpx, Node's
+#: agent and undici, Go's Transport): the idle-close race is theirs.
+KEEPALIVE_TOOLS = frozenset({"python-requests", "python-httpx", "node", "go"})
 #: Without a time in the error, an owner younger than this may have restarted since.
 RECENT_S = 600.0
 

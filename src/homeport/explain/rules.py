@@ -180,6 +180,18 @@ _CONNECTION: tuple[Rule, ...] = (
         _S,
     ),
     Rule(
+        "httpx-reset",
+        "python-httpx",
+        "reset",
+        r"(?:httpx|httpcore)\.(?:ReadError|WriteError): \[Errno (?:104|54|32)\]",
+    ),
+    Rule(
+        "httpx-disconnected",
+        "python-httpx",
+        "reset",
+        r"RemoteProtocolError: Server disconnected without sending a response",
+    ),
+    Rule(
         "urllib-remote-disconnected",
         "python-urllib",
         "reset",
@@ -189,7 +201,8 @@ _CONNECTION: tuple[Rule, ...] = (
         "python-reset",
         "python",
         "reset",
-        r"ConnectionResetError: \[Errno (?:104|54)\]|\[WinError 10054\]",
+        r"ConnectionResetError: \[Errno (?:104|54)\]|\[Errno (?:104|54)\] Connection reset by"
+        r" peer|\[WinError 10054\]",
     ),
     # A PermissionError is bind()'s unless the traceback shows connect() raising it.
     Rule(
@@ -577,6 +590,7 @@ TOOL_NAMES: dict[str, str] = {
     "curl": "curl",
     "python-requests": "Python requests",
     "python-urllib": "Python urllib",
+    "python-httpx": "Python httpx",
     "python": "Python",
     "psql": "psql (libpq)",
     "redis-cli": "redis-cli",
