@@ -34,7 +34,7 @@ CONNECTION_TEMPLATES: dict[str, Row] = {
         ),
     ),
     "reset.gateway": (
-        "{where} is homeport's gateway ({owners}): the gateway or the service behind it"
+        "{where} is homeport's gateway, {owners}: the gateway or the service behind it"
         " dropped the connection.",
         (
             "The gateway forwards each request to its route's target; when the target resets"
@@ -61,7 +61,7 @@ CONNECTION_TEMPLATES: dict[str, Row] = {
         ),
     ),
     "reset.tls": (
-        "{where} speaks TLS ({owners}), and the client spoke plain text to it: the TLS"
+        "{where} speaks TLS, served by {owners}; the client spoke plain text to it: the TLS"
         " server dropped the request.",
         (
             "A TLS server reads the first bytes as a TLS record; 'GET / HTTP/1.1' is none, so"
@@ -86,8 +86,8 @@ CONNECTION_TEMPLATES: dict[str, Row] = {
         ),
     ),
     "reset.keepalive": (
-        "{close_wait_count} client connection(s) to {where} sit in CLOSE-WAIT: the server"
-        " ({owners}) closed them, and the client still keeps them for reuse: {close_wait}.",
+        "{close_wait_count} client connection(s) to {where} sit in CLOSE-WAIT: the server,"
+        " {owners}, closed them, and the client still keeps them for reuse: {close_wait}.",
         (
             "A request sent on such a connection gets a reset or an empty reply: the"
             " keep-alive race, where the server's idle timeout is shorter than the client"
