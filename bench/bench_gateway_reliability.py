@@ -72,6 +72,7 @@ def homeport_pid(proc: Proc) -> int:
 def soak(port: int, pid: int, seconds: int, conns: int) -> None:
     argv = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s"]
     argv += ["-H", "Host: app.localhost", f"http://127.0.0.1:{port}/small"]
+    before = tcp_counters()
     wrk = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     samples = [(0.0, rss_kib(pid))]
     t0 = time.monotonic()
@@ -79,6 +80,7 @@ def soak(port: int, pid: int, seconds: int, conns: int) -> None:
         time.sleep(min(5.0, max(1.0, seconds / 12)))
         samples.append((time.monotonic() - t0, rss_kib(pid)))
     out = wrk.communicate()[0]
+    after = tcp_counters()
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -92,6 +94,24 @@ def soak(port: int, pid: int, seconds: int, conns: int) -> None:
           f"end {rss[-1] / 1024:.1f}, max {max(rss) / 1024:.1f} ({len(rss)} samples)")  # fmt: skip
     series = ", ".join(f"{t:.0f}s {kib / 1024:.1f}" for t, kib in samples)
     print(f"- RSS series (MiB): {series}")
+    # Where stalls come from when wrk counts timeouts: full accept queues drop handshakes
+    # (clients retry after 1, 3, 7 s), retransmissions show lost segments. Machine-wide.
+    delta = {k: after[k] - before.get(k, 0) for k in after}
+    print("- kernel TCP counters during the soak: "
+          + ", ".join(f"{k} {v}" for k, v in delta.items()))  # fmt: skip
+
+
+def tcp_counters() -> dict[str, int]:
+    """TcpExt ListenOverflows / ListenDrops and Tcp RetransSegs from /proc/net/{netstat,snmp}."""
+    want = {"ListenOverflows", "ListenDrops", "RetransSegs", "TCPTimeouts"}
+    out: dict[str, int] = {}
+    for path in ("/proc/net/netstat", "/proc/net/snmp"):
+        lines = Path(path).read_text().splitlines()
+        for names, values in zip(lines[::2], lines[1::2], strict=False):
+            for name, value in zip(names.split()[1:], values.split()[1:], strict=False):
+                if name in want:
+                    out[name] = int(value)
+    return out
 
 
 async def client(port: int, stop: asyncio.Event, log: list[tuple[float, str]]) -> None:
