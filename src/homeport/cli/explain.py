@@ -12,6 +12,12 @@ Error texts it recognises (the rule table is data: homeport/explain/rules.py):
   EADDRINUSE / "Address already in use" Node, Python, uvicorn, vite, Docker, Go
   EACCES on a port below the unprivileged start, EADDRNOTAVAIL, ETIMEDOUT,
   ENOTFOUND for *.localhost, and IntelliJ's "Disconnected from the target VM, address: ...".
+  ECONNRESET / "Connection reset by peer" / "Empty reply from server" / "socket hang up" /
+  "server closed the connection unexpectedly"
+                                        curl, Node, Python, requests, httpx, urllib, psql,
+                                        redis-cli, Chrome, Java, Go
+  EACCES / EPERM from connect() (also on Unix sockets), told apart from bind's EACCES
+  EHOSTUNREACH / "No route to host"     on loopback: a firewall reject rule
 
 examples:
   homeport explain "connect ECONNREFUSED ::1:3000"
@@ -30,11 +36,14 @@ exit status: 0 when explained; 2 when the input is neither an address nor a know
                "notes": [str]},
    "port": {"number", "service", "notes": [str]},
    "live": {"listeners": [LISTENER as in 'homeport ls --json'], "destinations": [str],
-            "serving": [str], "time_wait": int, "firewall_lo": [str], "notes": [str]},
+            "serving": [str], "time_wait": int, "firewall_lo": [str],
+            "tls": bool|null, "cgroup_connect_hooks": [str], "security_modules": [str],
+            "landlock_abi": int|null, "notes": [str]},
    "diagnosis": [{"id", "summary", "detail": [str]}],
    "next_steps": [str]}
 "kind" of an error is one of refused, in-use, permission, not-available, timeout,
-not-found, vm-disconnected; "diagnosis[].id" is a key of rules.DIAGNOSES.
+not-found, vm-disconnected, reset, connect-denied, unreachable; "diagnosis[].id" is a key
+of rules.DIAGNOSES.
 """
 
 from __future__ import annotations
