@@ -156,17 +156,17 @@ class ClientConnection(asyncio.Protocol):
 
     def _received(self, data: bytes) -> None:
         ex = self.ex
+        parser = self.parser
         if ex is None:
             # Between requests both parsers stand at a message start, so either may take the
             # next one; the fast one only a head without a body, so it ends the request here.
-            whole = None
-            if self.queue is None and not self.in_head and not self.dead:
+            # (A whole head ends in LF: one byte looked at spares the call for other reads.)
+            if data[-1] == 10 and self.queue is None and not self.in_head:
                 whole = http1.whole_head(data, self.config.max_header_bytes)
-            if whole is not None:
-                self.whole = whole
-                self.ex = Exchange(self.loop.time())
-                self._feed(self.fast, data)
-                return
+                if whole is not None and not self.dead:
+                    self.whole = whole
+                    self.ex = Exchange(self.loop.time())
+                    parser = self.fast
         elif ex.tunnel:
             ex.bytes_in += len(data)
             if ex.upstream is not None:
@@ -175,19 +175,11 @@ class ClientConnection(asyncio.Protocol):
         if self.paused & _P_UPGRADE:
             self.upgrade_buf.append(data)
             return
-        was_in_head = self.in_head
-        parser = self.parser
         if parser is None:
             if self.dead:
                 return
             parser = self.parser = httptools.HttpRequestParser(self)
-        self._feed(parser, data)
-        if self.in_head and was_in_head:
-            self.raw_head += len(data)
-            if self.raw_head > self.config.max_header_bytes and not self.dead:
-                self._refuse_head(431, "header-too-large", "request head too large")
-
-    def _feed(self, parser: httptools.HttpRequestParser, data: bytes) -> None:
+        was_in_head = self.in_head
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -199,6 +191,10 @@ class ClientConnection(asyncio.Protocol):
                 raise
         except httptools.HttpParserError as exc:
             self._event(self._refuse_head, 400, "bad-request", str(exc))
+        if self.in_head and was_in_head:
+            self.raw_head += len(data)
+            if self.raw_head > self.config.max_header_bytes and not self.dead:
+                self._refuse_head(431, "header-too-large", "request head too large")
 
     def eof_received(self) -> bool | None:
         ex = self.ex
