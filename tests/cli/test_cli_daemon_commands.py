@@ -200,6 +200,7 @@ def test_logs_access_without_a_daemon_reads_the_database(cli: Cli, config: Daemo
     store.close()
     data = json.loads(cli("logs", "--access", "--json").stdout)
     assert [r["path"] for r in data["records"]] == ["/x"]
+    assert json.loads(cli("logs", "--json").stdout) == data  # no service named: the access log
     assert read_info(config) is None  # reading the log started nothing
 
 

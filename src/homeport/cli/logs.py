@@ -6,8 +6,8 @@ auth …). Requests from a client that is not on loopback are flagged EXTERNAL: 
 that should never reach a localhost-only app. The log keeps the newest 100,000 requests.
 
 examples:
-  homeport logs --access                 the last 50 requests
-  homeport logs --access -f              follow new requests as they come (Ctrl-C stops)
+  homeport logs                          the last 50 requests (the same as --access)
+  homeport logs -f                       follow new requests as they come (Ctrl-C stops)
   homeport logs --access --route api -n 200
   homeport logs --access --json          {"records": [...]}
   homeport logs --access -f --json       one JSON record per line
@@ -54,8 +54,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
 
     if args.service and not args.access:
         return _service_lines(args, env)
-    if not args.access:
-        raise UsageError("say what to show: --access, or a service name")
+    # No service named: the access log, the log there always is (--access says it outright).
     if not 1 <= args.lines <= 10_000:
         raise UsageError("-n must be 1-10000")
     fetch = _source(include_control=args.control)
