@@ -164,15 +164,22 @@ def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     return ctx
 
 
-def test_plain_http_to_a_tls_port(cli: Cli, tls_context: ssl.SSLContext) -> None:
+def tls_handshake(ctx: ssl.SSLContext) -> Callable[[socket.socket], None]:
+    """A server's side of one connection: a TLS handshake, whatever the client sends."""
+
     def handshake(conn: socket.socket) -> None:
         conn.settimeout(2)
         try:
-            with tls_context.wrap_socket(conn, server_side=True):
+            with ctx.wrap_socket(conn, server_side=True):
                 pass
         except ssl.SSLError:
             pass  # plain text, or the probe leaving after the ServerHello
 
+    return handshake
+
+
+def test_plain_http_to_a_tls_port(cli: Cli, tls_context: ssl.SSLContext) -> None:
+    handshake = tls_handshake(tls_context)
     text = (ERRORS / "curl_http_to_tls.txt").read_text()
     with serve(handshake) as port:
         j = explain_json(cli, text, "--at", f"127.0.0.1:{port}")
@@ -182,14 +189,7 @@ def test_plain_http_to_a_tls_port(cli: Cli, tls_context: ssl.SSLContext) -> None
 
 
 def test_tls_probe_tells_tls_from_plain_http(tls_context: ssl.SSLContext) -> None:
-    def handshake(conn: socket.socket) -> None:
-        conn.settimeout(2)
-        try:
-            with tls_context.wrap_socket(conn, server_side=True):
-                pass
-        except ssl.SSLError:
-            pass
-
+    handshake = tls_handshake(tls_context)
     with serve(handshake) as tls_port, serve(http_400) as http_port:
         assert tls_answers("127.0.0.1", tls_port) is True
         assert tls_answers("127.0.0.1", http_port) is False
