@@ -418,11 +418,12 @@ class ClientConnection(asyncio.Protocol):
         if ex.kind == "proxy":
             if ex.head is not None and ex.head.chunked:
                 self._to_upstream(ex, LAST_CHUNK)
-            if not ex.resp_started:
+            if not ex.resp_started and not self.deadline:  # a body: its end starts the clock
                 self.deadline = self.loop.time() + self.config.upstream_header_timeout
         elif ex.kind == "control" and ex.body is not None and ex.head is not None:
             self._start_control(ex, ex.head, bytes(ex.body))
-        self._maybe_end(ex)
+        if ex.resp_done and self.ex is ex:  # _maybe_end, without the call
+            self._end(ex)
 
     def _upgrade(self, rest: bytes) -> None:
         ex = self.ex
@@ -722,7 +723,8 @@ class ClientConnection(asyncio.Protocol):
             ex.keep_alive = False  # answered before the body ended: the rest is unread
             self._end(ex)
             return
-        self._maybe_end(ex)
+        if self.ex is ex:  # _maybe_end, without the call: both sides are done
+            self._end(ex)
 
     def resp_upgraded(self, rest: bytes) -> None:
         ex = self.ex

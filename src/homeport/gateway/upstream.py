@@ -163,9 +163,11 @@ class Upstream(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
-        if status < 200 or self.head_only or self.sink is None:
+        sink = self.sink
+        if status < 200 or self.head_only or sink is None:
             return  # 1xx: the final response follows; HEAD and 101 were finished already
-        self._finish(self.parser.should_keep_alive())
+        self.sink = None  # _finish, without the call (once per response)
+        sink.resp_done(self.parser.should_keep_alive())
 
     # -- driving ----------------------------------------------------------------------------
 
