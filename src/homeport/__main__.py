@@ -1,7 +1,5 @@
 """``python -m homeport``."""
 
-import sys
+from homeport.cli import console
 
-from homeport.cli import main
-
-sys.exit(main())
+console()
