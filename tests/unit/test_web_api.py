@@ -256,3 +256,26 @@ def test_committed_access_rows_wake_the_watcher(dash: Dashboard) -> None:
     finally:
         writer.close()
     assert b'"path": "/n"' in chunk or b'"path":"/n"' in chunk
+
+
+def test_route_changes_wake_the_watcher(dash: Dashboard) -> None:
+    """The gateway nudges the watcher too: a route added (here as the control API would) is
+    on the pages long before the minute-long poll interval."""
+    dash.watch_interval = 60.0
+
+    async def go() -> bytes:
+        it = dash.hub.stream(list, frozenset({"routes"}))
+        dash.start()
+        await asyncio.sleep(0.2)  # the watcher's first poll has published the empty table
+        dash.gateway.put_route(Route("api.localhost", "http://127.0.0.1:3000"))
+        try:
+            async with asyncio.timeout(20):
+                async for chunk in it:
+                    if b"api.localhost" in chunk:
+                        return chunk
+        finally:
+            await dash.close()
+            await dash.gateway.close()
+        return b""
+
+    assert asyncio.run(go()).startswith(b"event: routes")

@@ -49,6 +49,12 @@ class Gateway:
         self._watch_fds: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.started = time.time()
+        #: Called after routes, services or their output changed (the dashboard's nudge).
+        self.changed: Callable[[], None] | None = None
+
+    def _notify(self) -> None:
+        if self.changed is not None:
+            self.changed()
 
     # -- routes --------------------------------------------------------------------------
 
@@ -58,6 +64,7 @@ class Gateway:
     def publish(self) -> None:
         table = RouteTable(tuple(gateway_auth(r, self._default_auth) for r in self.routes()))
         self._publish(table)
+        self._notify()
 
     def put_route(self, route: Route) -> bool:
         existing = self.store.route(route.name)
@@ -88,6 +95,7 @@ class Gateway:
         self.store.put_service(svc)
         self.lines[svc.id] = collections.deque(maxlen=KEEP_LINES)
         self._watch(svc)
+        self._notify()
         return svc
 
     def service(self, service_id: str) -> ServiceRecord:
@@ -114,6 +122,7 @@ class Gateway:
     def add_lines(self, service_id: str, lines: list[str]) -> None:
         self.service(service_id)
         self.lines.setdefault(service_id, collections.deque(maxlen=KEEP_LINES)).extend(lines)
+        self._notify()
 
     def status_lookup(self, key: str) -> tuple[str, list[str]] | None:
         """``ServiceStatusLookup`` for the proxy's 502 page: by service id or route name."""

@@ -8,7 +8,9 @@ Two loops, both owned by ``Dashboard`` (started by ``start``, ended by ``close``
   ``service-reaped``, route and service changes) every ``watch_interval`` seconds, by id,
   and publishes what is new. Polling an indexed ``id > N`` is how a reader follows SQLite:
   it has no change notification across connections. The access writer, a thread of this
-  daemon, nudges it (``nudge``) after each commit, so requests reach the pages at once.
+  daemon, nudges it (``nudge``) after each commit, and the gateway after a route, service
+  or output change, so those reach the pages at once; nudges within ``NUDGE_GAP`` of a poll
+  wait for the next one (a chatty service's output is one poll per gap, not one per line).
 
 Messages on the stream (``event:`` names; ``data:`` is JSON):
 
@@ -50,6 +52,8 @@ log = logging.getLogger("homeport.web.live")
 RECENT_EVENTS = 300
 RECENT_ACCESS = 300
 RATE_WINDOW = 60.0
+#: Least time between two polls of the store: a burst of nudges costs one poll.
+NUDGE_GAP = 0.05
 
 
 def route_ports(routes: list[Route]) -> dict[int, str]:
@@ -124,6 +128,7 @@ class Dashboard:
         self._refresh_routes()
         self._loop: asyncio.AbstractEventLoop | None = None  # set by the watcher
         self._wake: asyncio.Event | None = None
+        self.gateway.changed = self.nudge
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -187,8 +192,9 @@ class Dashboard:
             except Exception:  # e.g. "database is locked" past the busy timeout: try again
                 log.exception("dashboard watcher failed")
             # A nudge, or the interval: SQLite has no change notification of its own.
+            await asyncio.sleep(NUDGE_GAP)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.watch_interval)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, self.watch_interval - NUDGE_GAP))
             self._wake.clear()
 
     def poll(self) -> None:
