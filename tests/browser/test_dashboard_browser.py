@@ -272,8 +272,11 @@ def test_gateway_request_appears_in_access_log(
     page.check("#a-external")
     expect(page.locator("#a-body tr")).to_have_count(1)
 
-    # The audit of the backend's port, from the page.
+    # The audit of the backend's port, from the page. Opening the tab runs the doctor, whose
+    # checks then fill the list above the audit's toolbar: wait for them, or the click can
+    # land where the button was before the list pushed it down.
     page.click("#tab-doctor")
+    expect(page.locator("#d-status")).to_contain_text("overall:")
     page.fill("#u-port", str(backend))
     page.click("#u-run")
     expect(page.locator("#u-status")).to_contain_text("finding", timeout=60_000)
