@@ -18,6 +18,8 @@ from homeport.gateway.proxy import ClientConnection
 from homeport.gateway.server import ProxyServer
 from homeport.gateway.upstream import Upstream
 
+from .gateway_fakes import FakeTransport
+
 VIA = b"1.1 homeport-test"
 
 HEADS = {
@@ -137,50 +139,18 @@ def test_hop_by_hop_lines_are_gone_and_the_rest_is_byte_identical() -> None:
 # -- through the proxy ------------------------------------------------------------------------
 
 
-class _Transport:
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def writelines(self, items: list[bytes]) -> None:
-        for item in items:
-            self.out += item
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 62893)}.get(name)
-
-    def take(self) -> bytes:
-        data, self.out = bytes(self.out), bytearray()
-        return data
-
-
 @pytest.fixture
-def pair() -> Iterator[tuple[ClientConnection, _Transport, Upstream, _Transport]]:
+def pair() -> Iterator[tuple[ClientConnection, FakeTransport, Upstream, FakeTransport]]:
     loop = asyncio.new_event_loop()
     records: list[AccessRecord] = []
     server = ProxyServer(ProxyConfig(), access_sink=records.append)
     server.loop = loop
     server.bound = [("127.0.0.1", 62893)]
     server.set_routes(RouteTable((Route("app.localhost", "http://127.0.0.1:3000"),)))
-    up, ut = Upstream(server.pool, "127.0.0.1:3000"), _Transport()
+    up, ut = Upstream(server.pool, "127.0.0.1:3000"), FakeTransport()
     up.connection_made(ut)  # type: ignore[arg-type]
     server.pool.give(up)
-    conn, ct = ClientConnection(server), _Transport()
+    conn, ct = ClientConnection(server), FakeTransport()
     conn.connection_made(ct)  # type: ignore[arg-type]
     try:
         yield conn, ct, up, ut
@@ -193,7 +163,7 @@ GET = b"GET / HTTP/1.1\r\nHost: app.localhost\r\n\r\n"
 
 
 def test_a_head_split_over_many_reads_is_forwarded_whole(
-    pair: tuple[ClientConnection, _Transport, Upstream, _Transport],
+    pair: tuple[ClientConnection, FakeTransport, Upstream, FakeTransport],
 ) -> None:
     conn, ct, up, _ut = pair
     conn.data_received(GET)
@@ -208,7 +178,7 @@ def test_a_head_split_over_many_reads_is_forwarded_whole(
 
 
 def test_interim_and_final_heads_in_one_read(
-    pair: tuple[ClientConnection, _Transport, Upstream, _Transport],
+    pair: tuple[ClientConnection, FakeTransport, Upstream, FakeTransport],
 ) -> None:
     conn, ct, up, _ut = pair
     conn.data_received(GET)
@@ -228,7 +198,7 @@ def test_interim_and_final_heads_in_one_read(
 
 
 def test_a_connection_listed_field_is_removed_end_to_end(
-    pair: tuple[ClientConnection, _Transport, Upstream, _Transport],
+    pair: tuple[ClientConnection, FakeTransport, Upstream, FakeTransport],
 ) -> None:
     conn, ct, up, _ut = pair
     conn.data_received(GET)
@@ -240,7 +210,7 @@ def test_a_connection_listed_field_is_removed_end_to_end(
 
 
 def test_a_second_response_in_the_same_read_closes_the_upstream(
-    pair: tuple[ClientConnection, _Transport, Upstream, _Transport],
+    pair: tuple[ClientConnection, FakeTransport, Upstream, FakeTransport],
 ) -> None:
     conn, ct, up, ut = pair
     conn.data_received(GET)
@@ -254,7 +224,7 @@ def test_a_second_response_in_the_same_read_closes_the_upstream(
 
 
 def test_a_head_trickled_in_many_reads_is_joined_once(
-    pair: tuple[ClientConnection, _Transport, Upstream, _Transport],
+    pair: tuple[ClientConnection, FakeTransport, Upstream, FakeTransport],
 ) -> None:
     conn, ct, up, _ut = pair
     conn.data_received(GET)

@@ -22,40 +22,9 @@ from homeport.gateway.proxy import ClientConnection
 from homeport.gateway.server import ProxyServer
 from homeport.gateway.upstream import Upstream
 
+from .gateway_fakes import FakeTransport
+
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "write after close"
-        self.out += data
-
-    def writelines(self, items: list[bytes]) -> None:
-        for item in items:
-            self.write(item)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 62893)}.get(name)
-
-    def take(self) -> bytes:
-        data, self.out = bytes(self.out), bytearray()
-        return data
 
 
 class _Gateway:
@@ -71,13 +40,13 @@ class _Gateway:
         )
         self.server.set_routes(RouteTable(routes))
 
-    def client(self) -> tuple[ClientConnection, _Transport]:
-        conn, t = ClientConnection(self.server), _Transport()
+    def client(self) -> tuple[ClientConnection, FakeTransport]:
+        conn, t = ClientConnection(self.server), FakeTransport()
         conn.connection_made(t)  # type: ignore[arg-type]
         return conn, t
 
-    def upstream(self) -> tuple[Upstream, _Transport]:
-        up, t = Upstream(self.server.pool, "127.0.0.1:3000"), _Transport()
+    def upstream(self) -> tuple[Upstream, FakeTransport]:
+        up, t = Upstream(self.server.pool, "127.0.0.1:3000"), FakeTransport()
         up.connection_made(t)  # type: ignore[arg-type]
         self.server.pool.give(up)
         return up, t
