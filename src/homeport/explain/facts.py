@@ -150,9 +150,9 @@ def _connection_facts(p: Parsed, f: Facts, proc: Path) -> Facts:
 def _close_wait(port: int, dests: list[str]) -> tuple[str, ...]:
     """Client ends of connections to ``dests``:``port`` that the server has closed and the
     client still holds (CLOSE-WAIT, RFC 9293 §3.3.2): a keep-alive pool's stale entries.
-    Owners are looked up only when there are some (a full owner walk)."""
-    from homeport.explain.sections import host_port, owners_text
-    from homeport.inventory import listeners
+    Their owners are looked up only when there are some: one owner walk for their inodes."""
+    from homeport.explain.sections import host_port
+    from homeport.inventory.procfs import ProcReader, scan_owners
 
     wanted = {_canonical(d) for d in dests}
     stale = [
@@ -162,12 +162,14 @@ def _close_wait(port: int, dests: list[str]) -> tuple[str, ...]:
     ]
     if not stale:
         return ()
-    owned = {x.socket.inode: x for x in listeners(udp=False, all_states=True)}
-    return tuple(
-        f"{host_port(s.local_addr, s.local_port)}"
-        f" ({owners_text(owned[s.inode]) if s.inode in owned else 'owner unknown'})"
-        for s in stale
-    )
+    holders = scan_owners({s.inode for s in stale if s.inode > 0}).holders
+    reader = ProcReader()
+
+    def owners(inode: int) -> str:
+        names = [f"{st[0]} pid {pid}" for pid in holders.get(inode, ()) if (st := reader.stat(pid))]
+        return ", ".join(names) or "owner unknown"
+
+    return tuple(f"{host_port(s.local_addr, s.local_port)} ({owners(s.inode)})" for s in stale)
 
 
 def _client_ends(port: int) -> list[Socket]:
