@@ -14,7 +14,7 @@ checks that it is sorted and that every name resolves.
 
 from __future__ import annotations
 
-import importlib
+from homeport import _lazy
 
 __version__ = "0.1.0"
 
@@ -137,12 +137,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'homeport' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _lazy.load(__name__, globals(), _EXPORTS, name)
 
 
 def __dir__() -> list[str]:

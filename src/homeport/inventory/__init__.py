@@ -14,18 +14,17 @@ Public API (re-exported from ``homeport``)::
 
 from __future__ import annotations
 
+from homeport import _lazy
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from homeport.inventory._facade import WhoReport, listeners, process, sockets, who
 
 __all__ = ["WhoReport", "listeners", "process", "sockets", "who"]
+_EXPORTS = dict.fromkeys(__all__, "homeport.inventory._facade")
 
 
 def __getattr__(name: str) -> object:
     # Lazy, so that ``homeport.inventory.fdwalk`` imports without the facade (the CLI
     # starts the owner walk before its other imports).
-    if name in __all__:
-        from homeport.inventory import _facade
-
-        return getattr(_facade, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _lazy.load(__name__, globals(), _EXPORTS, name)

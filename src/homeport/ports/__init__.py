@@ -18,8 +18,9 @@ kill machinery (~125 ms of imports measured on this machine under load).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from homeport import _lazy
 
 # Type checkers treat any name TYPE_CHECKING as true and see the real imports.
 TYPE_CHECKING = False
@@ -64,12 +65,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'homeport.ports' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _lazy.load(__name__, globals(), _EXPORTS, name)
 
 
 def __dir__() -> list[str]:
