@@ -94,6 +94,16 @@ MIGRATIONS: tuple[str, ...] = (
         data TEXT NOT NULL
     );
     """,
+    # 1 -> 2: cross-site refusal on by default (issue 16). Routes that existed without
+    # --same-origin are protected from now on; a one-time notice in `status` names them.
+    """
+    ALTER TABLE routes ADD COLUMN allow_cross_site INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE routes ADD COLUMN allow_origins TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE notices (key TEXT PRIMARY KEY, data TEXT NOT NULL);
+    INSERT INTO notices (key, data)
+        SELECT 'cross-site-default', group_concat(name, ' ') FROM routes
+        WHERE same_origin = 0 HAVING count(*) > 0
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -185,12 +195,21 @@ class Store:
         with self._write() as c:
             existed = c.execute("SELECT 1 FROM routes WHERE name = ?", (route.name,)).fetchone()
             c.execute(
-                "INSERT OR REPLACE INTO routes VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO routes (name, target, wildcard, auth, secret, "
+                "same_origin, allow_hosts, service_id, created, allow_cross_site, "
+                "allow_origins) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (route.name, route.target, int(route.wildcard), route.auth, route.secret,
                  int(route.same_origin), json.dumps(list(route.allow_hosts)), route.service_id,
-                 time.time()),
+                 time.time(), int(route.allow_cross_site), json.dumps(list(route.allow_origins))),
             )  # fmt: skip
         return existed is None
+
+    def take_notices(self) -> dict[str, str]:
+        """The one-time notices an upgrade left (key -> data), removed as they are read."""
+        with self._write() as c:
+            rows = c.execute("SELECT key, data FROM notices").fetchall()
+            c.execute("DELETE FROM notices")
+        return {r["key"]: r["data"] for r in rows}
 
     def remove_route(self, name: str) -> bool:
         with self._write() as c:
@@ -350,6 +369,8 @@ def _route_from_row(r: sqlite3.Row) -> Route:
         same_origin=bool(r["same_origin"]),
         allow_hosts=tuple(json.loads(r["allow_hosts"])),
         service_id=r["service_id"],
+        allow_cross_site=bool(r["allow_cross_site"]),
+        allow_origins=tuple(json.loads(r["allow_origins"])),
     )
 
 

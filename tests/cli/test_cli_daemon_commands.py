@@ -79,7 +79,7 @@ def test_status_and_down(cli: Cli, up: DaemonConfig) -> None:
     data = json.loads(st.stdout)
     assert data["running"] is True
     assert data["status"]["port"] == up.port
-    assert set(data) == {"running", "status", "routes", "services"}
+    assert set(data) == {"running", "status", "routes", "services", "notices"}
     human = cli("status")
     assert f"at http://homeport.localhost:{up.port}" in human.stdout
     down = cli("down", "--json")
@@ -92,6 +92,7 @@ def test_status_and_down(cli: Cli, up: DaemonConfig) -> None:
         "status": None,
         "routes": [],
         "services": [],
+        "notices": [],
     }
     assert cli("down").status == 1
 
@@ -117,6 +118,41 @@ def test_route_add_ls_rm(cli: Cli, up: DaemonConfig) -> None:
     assert "no route named api.localhost" in missing.stderr
 
 
+def test_route_add_cross_site_opt_outs(cli: Cli, up: DaemonConfig) -> None:
+    added = cli(
+        "route", "add", "api", "3000", "--allow-origin", "HTTP://LocalHost:5173/",
+        "--allow-origin", "https://web.localhost:443", "--json",
+    )  # fmt: skip
+    assert added.status == 0, added.stderr
+    route = json.loads(added.stdout)["route"]
+    assert route["allow_origins"] == ["http://localhost:5173", "https://web.localhost"]
+    assert route["allow_cross_site"] is False
+    opened = cli("route", "add", "open", "3001", "--allow-cross-site", "--json")
+    assert json.loads(opened.stdout)["route"]["allow_cross_site"] is True
+
+
+def test_status_shows_the_upgrade_notice_once(cli: Cli, config: DaemonConfig) -> None:
+    import sqlite3
+
+    from homeport.store import MIGRATIONS, db_path
+
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path(config.state_dir))
+    conn.executescript(MIGRATIONS[0])
+    conn.execute(
+        "INSERT INTO routes VALUES ('old.localhost', 'http://127.0.0.1:3000', 0, 'none', NULL,"
+        " 0, '[]', NULL, 1.0)"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    assert cli("up", "-d").status == 0
+    first = cli("status")
+    assert "notice: cross-site protection is now on by default: old.localhost" in first.stdout
+    again = cli("status", "--json")
+    assert json.loads(again.stdout)["notices"] == []
+
+
 def test_route_add_starts_the_daemon_when_needed(cli: Cli, config: DaemonConfig) -> None:
     assert read_info(config) is None
     result = cli("route", "add", "auto", "4000")
@@ -131,6 +167,8 @@ def test_route_add_starts_the_daemon_when_needed(cli: Cli, config: DaemonConfig)
         (("route", "add", "api", "10.1.2.3:80"), "not on loopback"),
         (("route", "add", "bad name", "80"), "bad route name"),
         (("route", "add", "api", "80", "--auth", "magic"), "bad auth"),
+        (("route", "add", "api", "80", "--allow-origin", "localhost:5173"), "bad origin"),
+        (("run", "--allow-origin", "http://x/y", "--", "true"), "bad origin"),
         (("up", "-d", "--expose", "192.168.1.9"), "without authentication"),
         (("run",), "nothing to run"),
     ],

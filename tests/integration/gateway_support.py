@@ -250,6 +250,25 @@ def backend() -> Iterator[tuple[int, BackendState]]:
 
 
 @contextlib.contextmanager
+def ws_echo() -> Iterator[int]:
+    """A real WebSocket echo server (``websockets``) on a loopback port, in a thread."""
+    from websockets.sync.server import serve
+
+    def echo(ws: Any) -> None:
+        for message in ws:
+            ws.send(message)
+
+    with serve(echo, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield int(server.socket.getsockname()[1])
+        finally:
+            server.shutdown()
+            thread.join(5)
+
+
+@contextlib.contextmanager
 def dead_port() -> Iterator[int]:
     """A loopback port where nothing listens: bound without listen(), so connecting is
     refused, and held for the whole test so no other process can take it meanwhile."""

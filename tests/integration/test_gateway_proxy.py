@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway_support import BackendState, Gateway, backend, dead_port, gateway
+from gateway_support import BackendState, Gateway, backend, dead_port, gateway, ws_echo
 
 MIB = 1 << 20
 
@@ -128,16 +128,8 @@ def test_sse_events_arrive_as_they_are_sent(app: tuple[Gateway, BackendState]) -
 
 def test_websocket_echo_through_the_gateway(tmp_path: Path) -> None:
     from websockets.sync.client import connect
-    from websockets.sync.server import serve
 
-    def echo(ws: object) -> None:
-        for message in ws:  # type: ignore[attr-defined]
-            ws.send(message)  # type: ignore[attr-defined]
-
-    with serve(echo, "127.0.0.1", 0) as server:
-        port = server.socket.getsockname()[1]
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
+    with ws_echo() as port:
         routes = [{"name": "ws.localhost", "target": f"http://127.0.0.1:{port}"}]
         with gateway(tmp_path, routes) as gw:
             sock = socket.create_connection(("127.0.0.1", gw.port))
@@ -149,8 +141,6 @@ def test_websocket_echo_through_the_gateway(tmp_path: Path) -> None:
                 assert ws.recv(timeout=10) == b"\x00\x01binary"
             # The record is written when the tunnel closes.
             assert gw.records(at_least=1)[-1]["status"] == 101
-        server.shutdown()
-        thread.join(5)
 
 
 def test_unknown_host_lists_routes(app: tuple[Gateway, BackendState]) -> None:

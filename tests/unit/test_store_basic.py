@@ -199,3 +199,48 @@ def test_access_can_skip_a_reason(store: Store) -> None:
     kept = store.access(limit=10, skip_reason="control")
     assert [e.record.path for e in kept] == ["/p/1", "/p/3"]
     assert len(store.access(limit=10)) == 3
+
+
+def test_upgrade_to_the_cross_site_default_leaves_a_one_time_notice(tmp_path: Path) -> None:
+    """Routes made before the cross-site default (schema 1) without --same-origin are named
+    once; the rows keep working and read back with the new fields off."""
+    from homeport.store import MIGRATIONS
+
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0])
+    for name, same in (("api.localhost", 0), ("strict.localhost", 1), ("web.localhost", 0)):
+        conn.execute(
+            "INSERT INTO routes VALUES (?, 'http://127.0.0.1:3000', 0, 'none', NULL, ?, '[]',"
+            " NULL, 1.0)",
+            (name, same),
+        )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    try:
+        routes = {r.name: r for r in store.routes()}
+        assert routes["api.localhost"].allow_cross_site is False
+        assert routes["api.localhost"].allow_origins == ()
+        assert routes["strict.localhost"].same_origin
+        assert store.take_notices() == {"cross-site-default": "api.localhost web.localhost"}
+        assert store.take_notices() == {}
+    finally:
+        store.close()
+
+
+def test_cross_site_fields_round_trip(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    try:
+        route = Route(
+            "api.localhost",
+            "http://127.0.0.1:3000",
+            allow_cross_site=True,
+            allow_origins=("http://localhost:5173",),
+        )
+        store.put_route(route)
+        assert store.route("api.localhost") == route
+        assert store.take_notices() == {}  # a new database has nothing to announce
+    finally:
+        store.close()

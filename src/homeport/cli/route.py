@@ -8,6 +8,8 @@ examples:
   homeport route add admin 9000 --auth token     prints the token the route wants
   homeport route add app 5173 --auth basic:me --same-origin
                                                  asks for me's password twice
+  homeport route add api 8000 --allow-origin http://localhost:5173
+                                                 a page on localhost:5173 may POST to api
   homeport route add sock unix:/run/app.sock
   homeport route rm api
   homeport route ls [--json]
@@ -18,12 +20,22 @@ localhost) or unix:/PATH. NAME gets ``.localhost`` added when it lacks it.
 ``?homeport_token=TOKEN``. --auth basic:USER takes the password from $HOMEPORT_AUTH_PASSWORD
 when it is set (``read -rs P; HOMEPORT_AUTH_PASSWORD=$P homeport route add ...``), else asks on
 the terminal; basic:USER:PASS works too, but puts the password where ``ps`` shows it to every
-user (a warning says so). --same-origin refuses cross-site writes and WebSocket upgrades.
-The gateway is started when it is not running.
+user (a warning says so).
+
+Cross-site protection is on for every route: the gateway refuses a state-changing request
+(anything but GET/HEAD/OPTIONS) and a WebSocket handshake that a browser sends from a page of
+another site, judged by Sec-Fetch-Site, else by Origin. The site of a name is its last two
+labels (the public-suffix default rule makes "localhost" the suffix): web.shop.localhost and
+api.shop.localhost are one site (shop.localhost), so a project's frontend may call its own
+API; evil.localhost and api.localhost are two. Requests with neither field (curl, scripts,
+server to server) pass. --allow-origin ORIGIN (repeatable) lets one origin through,
+--allow-cross-site turns the check off, --same-origin makes it stricter (only pages of the
+route's own origin). Private Network Access preflights from pages not on loopback are refused
+unless the route allows their origin. The gateway is started when it is not running.
 
 --json shapes:
   route ls:  {"routes": [{"name", "target", "wildcard", "auth", "same_origin", "allow_hosts",
-                          "service_id"}]}
+                          "service_id", "allow_cross_site", "allow_origins"}]}
   route add: {"route": {...as above}, "url": "http://api.localhost:62893", "created": true,
               "token": "..." (only with --auth token)}
   route rm:  {"removed": "api.localhost"}
@@ -45,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("name", help="api or api.localhost or api.shop")
     add.add_argument("target", help="PORT, HOST:PORT, http://HOST:PORT or unix:/PATH")
     add.add_argument("--auth", help=AUTH_HELP)
-    add.add_argument("--same-origin", action="store_true", help="refuse cross-site writes")
+    add_site_arguments(add)
     add.add_argument("--wildcard", action="store_true", help="also match *.NAME")
     add.add_argument(
         "--allow-host",
@@ -62,6 +74,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def add_site_arguments(parser: argparse.ArgumentParser) -> None:
+    """The cross-site flags ``route add`` and ``run`` share."""
+    parser.add_argument(
+        "--same-origin",
+        action="store_true",
+        help="stricter: refuse writes and WebSockets from any other origin, same site or not",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages of ORIGIN (http://localhost:5173) write and open WebSockets; repeatable",
+    )
+    parser.add_argument(
+        "--allow-cross-site",
+        action="store_true",
+        help="turn the cross-site refusal off for this route",
+    )
+
+
+def site_body(args: argparse.Namespace) -> dict[str, object]:
+    from homeport.daemon.routes import normalize_origins
+
+    return {
+        "same_origin": args.same_origin,
+        "allow_cross_site": args.allow_cross_site,
+        "allow_origins": normalize_origins(args.allow_origin),  # bad input: exit 2 here
+    }
+
+
 def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.cli.render import dump_json
     from homeport.daemon.client import connect
@@ -74,6 +117,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
     if cmd == "add":  # validate (and ask) before starting a daemon for nothing
         normalize_name(args.name)
         normalize_target(args.target)
+        site_body(args)
         auth = auth_from_flag(args.auth, env)
     if cmd == "ls":
         return _ls(env, args.json)
@@ -83,7 +127,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
             "name": args.name,
             "target": args.target,
             "auth": auth,
-            "same_origin": args.same_origin,
+            **site_body(args),
             "wildcard": args.wildcard,
             "allow_hosts": args.allow_host,
         }

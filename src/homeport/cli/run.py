@@ -18,6 +18,11 @@ examples:
   homeport run --name admin --auth token -- python manage.py runserver
   homeport run --port 8000 -- ./server --listen 127.0.0.1:8000   a command with its own port
   homeport run --name api --auth basic:me -- npx vite         asks for the password twice
+  homeport run --name api --allow-origin http://localhost:5173 -- uvicorn app:app
+                                      a frontend served elsewhere may POST to this API
+
+Cross-site protection is on: writes and WebSocket handshakes from pages of another site are
+refused (see `homeport route --help` for the same-site rule and the flags).
 
 --auth basic:USER takes the password from $HOMEPORT_AUTH_PASSWORD when it is set (for scripts:
 ``read -rs P; HOMEPORT_AUTH_PASSWORD=$P homeport run --auth basic:me -- CMD``), else asks on
@@ -41,6 +46,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from homeport.cli.env import Env
+from homeport.cli.route import add_site_arguments
 from homeport.daemon.routes import AUTH_HELP
 
 if TYPE_CHECKING:
@@ -54,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="route name (default: this folder's name)")
     parser.add_argument("--port", type=int, help="the port the command listens on (default: pick)")
     parser.add_argument("--auth", help=AUTH_HELP)
-    parser.add_argument("--same-origin", action="store_true", help="refuse cross-site writes")
+    add_site_arguments(parser)
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the command to listen (60)"
     )
@@ -66,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.daemon.client import connect
-    from homeport.daemon.routes import name_from_folder, normalize_name
+    from homeport.daemon.routes import name_from_folder, normalize_name, normalize_origins
     from homeport.errors import UsageError
     from homeport.services.password import auth_from_flag
     from homeport.services.runner import RunOptions
@@ -85,6 +91,8 @@ def run(args: argparse.Namespace, env: Env) -> int:
         port=args.port,
         auth=auth,
         same_origin=args.same_origin,
+        allow_cross_site=args.allow_cross_site,
+        allow_origins=tuple(normalize_origins(args.allow_origin)),
         timeout=args.timeout,
         grace=args.grace,
     )

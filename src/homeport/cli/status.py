@@ -12,8 +12,9 @@ examples:
    "routes": [{"name", "target", "wildcard", "auth", "same_origin", "allow_hosts",
                "service_id"}],
    "services": [{"id", "name", "cmd", "cwd", "port", "pid", "pgid", "owner_pid", "state",
-                 "started", "exit_code", ...}]}
-  or {"running": false, "status": null, "routes": [], "services": []}
+                 "started", "exit_code", ...}],
+   "notices": [str]}   one-time notices after an upgrade (shown once, then gone)
+  or {"running": false, "status": null, "routes": [], "services": [], "notices": []}
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def run(args: argparse.Namespace, env: Env) -> int:
     client = Client.for_config(DaemonConfig.build())
     if client.health() is None:
         if args.json:
-            dump_json(env, {"running": False, "status": None, "routes": [], "services": []})
+            dump_json(
+                env,
+                {"running": False, "status": None, "routes": [], "services": [], "notices": []},
+            )
         else:
             env.out(f"the homeport gateway is not running ({client.url}); homeport up -d starts it")
         return 1
@@ -47,6 +51,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
         "status": client.call("GET", "/api/status"),
         "routes": client.call("GET", "/api/routes")["routes"],
         "services": client.call("GET", "/api/services")["services"],
+        "notices": client.call("POST", "/api/notices/take", {})["notices"],
     }
     if args.json:
         dump_json(env, data)
@@ -67,6 +72,8 @@ def _render(env: Env, data: dict[str, Any]) -> None:
     if st.get("proxy") == "control-only":
         env.out(paint(env, "the proxy is not installed: only the control API answers", "yellow"))
     env.out(f"access log: {st['access_log_rows']} requests kept")
+    for notice in data.get("notices", []):
+        env.out(paint(env, "notice: ", "yellow") + notice)
     if data["routes"]:
         env.out("")
         port = st["port"]

@@ -10,7 +10,8 @@ GET      /api/status                     {"pid","version","url","port","listen",
                                           "access_log_rows","proxy",...}
 GET      /api/routes                     {"routes": [Route.to_json()]}
 POST     /api/routes                     body {"name","target","auth"?,"same_origin"?,
-                                          "wildcard"?,"allow_hosts"?} ->
+                                          "wildcard"?,"allow_hosts"?,"allow_cross_site"?,
+                                          "allow_origins"?} ->
                                           {"route", "created", "url", "token"?}
 GET      /api/routes/{name}              {"route", "url"}
 DELETE   /api/routes/{name}              {"removed": name}
@@ -26,6 +27,8 @@ POST     /api/services/{id}/exit         body {"state": "exited"|"stopped",
 GET      /api/access?limit&route&after   {"records": [AccessEntry.to_json()], "last_id"}
          &control=0 (skip the API's own)
 GET      /api/events?after&limit         {"events": [{"id","time","kind","data"}]}
+POST     /api/notices/take               {"notices": [str]}: one-time upgrade notices, gone
+                                          once taken (``homeport status`` shows them)
 POST     /api/login-links                {"url", "expires"}
 POST     /api/shutdown                   {"ok": true}
 GET      /login?token=CODE  (open)       303 to / with the session cookie, or 403
@@ -68,6 +71,7 @@ def install(app: ControlApp) -> None:
         ("POST", "/api/services/{id}/exit", h.exited, False),
         ("GET", "/api/access", h.access, False),
         ("GET", "/api/events", h.events, False),
+        ("POST", "/api/notices/take", h.take_notices, False),
         ("POST", "/api/login-links", h.login_link, False),
         ("POST", "/api/shutdown", h.shutdown, False),
         ("GET", "/login", h.login, True),
@@ -90,6 +94,9 @@ class _Handlers:
 
     async def status(self, call: Call) -> ControlResponse:
         return json_response(200, self.app.status())
+
+    async def take_notices(self, call: Call) -> ControlResponse:
+        return json_response(200, {"notices": notice_texts(self.g.store.take_notices())})
 
     async def routes(self, call: Call) -> ControlResponse:
         return json_response(200, {"routes": [r.to_json() for r in self.g.routes()]})
@@ -241,3 +248,18 @@ def _html(status: int, body: str) -> ControlResponse:
         ],
         page,
     )
+
+
+def notice_texts(notices: dict[str, str]) -> list[str]:
+    """What each one-time notice says to a person."""
+    out = []
+    names = notices.get("cross-site-default", "").split()
+    if names:
+        out.append(
+            "cross-site protection is now on by default: "
+            + ", ".join(names)
+            + " (created before this homeport) now refuse state-changing requests and "
+            "WebSocket handshakes from pages of other sites. A page that must reach one: "
+            "`homeport route add NAME TARGET --allow-origin ORIGIN`, or --allow-cross-site."
+        )
+    return out

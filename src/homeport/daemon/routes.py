@@ -119,6 +119,9 @@ def route_from_json(data: dict[str, Any]) -> Route:
     if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
         raise UsageError("'allow_hosts' must be a list of host names")
     service_id = data.get("service_id")
+    origins = data.get("allow_origins") or []
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        raise UsageError("'allow_origins' must be a list of origins")
     return Route(
         name=normalize_name(data["name"]),
         target=normalize_target(data["target"]),
@@ -128,7 +131,26 @@ def route_from_json(data: dict[str, Any]) -> Route:
         same_origin=bool(data.get("same_origin")),
         allow_hosts=tuple(h.lower() for h in hosts),
         service_id=service_id if isinstance(service_id, str) else None,
+        allow_cross_site=bool(data.get("allow_cross_site")),
+        allow_origins=tuple(normalize_origins(origins)),
     )
+
+
+def normalize_origins(texts: list[str]) -> list[str]:
+    """``--allow-origin`` values as the guard compares them (``http://web.localhost:5173``)."""
+    from homeport.gateway.guard import normalize_origin
+
+    out = []
+    for text in texts:
+        origin = normalize_origin(text)
+        if origin is None:
+            raise UsageError(
+                f"bad origin {text!r}; an origin is SCHEME://HOST[:PORT] with no path, "
+                "e.g. http://localhost:5173 or https://web.shop.localhost:62893"
+            )
+        if origin not in out:
+            out.append(origin)
+    return out
 
 
 def gateway_auth(route: Route, default: AuthSpec) -> Route:

@@ -37,6 +37,10 @@ class Route:
     allow_hosts: tuple[str, ...] = ()
     #: Set when homeport runs the service behind the route (``homeport run``).
     service_id: str | None = None
+    #: Opt out of the default cross-site refusal (``guard.check_cross_site``).
+    allow_cross_site: bool = False
+    #: Origins let through the cross-site refusal, normalized (``http://web.localhost:5173``).
+    allow_origins: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,8 @@ class Route:
             "same_origin": self.same_origin,
             "allow_hosts": list(self.allow_hosts),
             "service_id": self.service_id,
+            "allow_cross_site": self.allow_cross_site,
+            "allow_origins": list(self.allow_origins),
         }
 
 

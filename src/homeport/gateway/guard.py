@@ -5,12 +5,24 @@
   SameSite=Strict cookie that carries an HMAC of the token (never the token itself), so the
   token leaves the address bar and the history, and other sites cannot ride on the cookie.
 - ``basic``: ``Authorization: Basic`` against ``user:password`` (RFC 7617).
-- ``same_origin``: refuse state-changing requests (anything but GET/HEAD/OPTIONS) and WebSocket
-  upgrades that a browser marks as coming from another site, through ``Sec-Fetch-Site`` or
-  ``Origin`` (the check Vite, webpack-dev-server and Jupyter added after their CVEs). Note
-  that ``evil.localhost`` and ``api.localhost`` are *same-site* for a browser, so only
-  ``same-origin`` passes. Requests with neither field (curl, scripts) are not from a browser
-  page and pass.
+- **cross-site refusal, on by default** (``check_cross_site``): a state-changing request
+  (anything but GET/HEAD/OPTIONS) or a WebSocket/Upgrade handshake that a browser marks as
+  coming from another *site* is refused with a 403 — the attack Vite, webpack-dev-server,
+  Jupyter and several MCP servers each shipped a CVE for. ``Sec-Fetch-Site: cross-site`` is
+  refused; ``same-origin`` and ``none`` (typed by the user) pass; ``same-site`` or no such
+  field is judged by ``Origin`` against the route's own site. Requests with neither field
+  (curl, scripts, server to server) are not from a browser page and pass. A route opts out
+  with ``allow_cross_site`` or lets named origins through with ``allow_origins``.
+- **the site rule** (``site``): the public-suffix default rule ("*") makes the last label the
+  suffix, so the site is the last two labels: ``web.shop.localhost`` and ``api.shop.localhost``
+  share ``shop.localhost`` (a project's frontend may call its own API), while
+  ``evil.localhost`` and ``api.localhost`` are two sites. IP literals are their own site;
+  scheme counts (schemeful same-site), the port does not.
+- **Private Network Access** preflights (``Access-Control-Request-Private-Network: true``, WICG
+  Private/Local Network Access) from an origin that is not on loopback are refused unless the
+  route allows that origin: the gateway only listens on loopback, so every such preflight asks
+  to let a page from elsewhere in.
+- ``same_origin``: the stricter rule, per route: only ``same-origin`` passes.
 
 Secrets are compared in constant time. The credentials homeport consumed are stripped before
 the request goes upstream (``Verdict.strip_authorization`` / ``strip_cookie``).
@@ -44,6 +56,10 @@ class GuardRequest:
     origin: str | None = None
     sec_fetch_site: str | None = None
     upgrade: bool = False
+    #: ``Access-Control-Request-Private-Network: true`` was sent (a PNA/LNA preflight).
+    private_network: bool = False
+    #: The scheme the client used to reach the gateway (``https`` over TLS).
+    scheme: str = "http"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +80,12 @@ def check(route: Route, req: GuardRequest) -> Verdict:
     """Decide whether ``req`` may pass to ``route``'s upstream."""
     if route.same_origin:
         verdict = check_same_origin(req)
-        if not verdict.allow:
-            return verdict
+    elif not route.allow_cross_site:
+        verdict = check_cross_site(route, req)
+    else:
+        verdict = ALLOW
+    if not verdict.allow:
+        return verdict
     if route.auth == "token" and route.secret:
         return check_token(route.name, route.secret, req)
     if route.auth == "basic" and route.secret:
@@ -147,6 +167,110 @@ def _refuse(what: str) -> Verdict:
         "cross-site",
         f"Refused {what}: this route only accepts state-changing requests from its own pages.",
     )
+
+
+def check_cross_site(route: Route, req: GuardRequest) -> Verdict:
+    """The default rule: refuse what a page of another site makes a browser send."""
+    origin = req.origin.strip() if req.origin is not None else None
+    if origin is not None and origin_allowed(origin, route.allow_origins):
+        return ALLOW
+    if req.private_network and req.method == "OPTIONS":
+        if origin is not None and _loopback_origin(origin):
+            return ALLOW
+        return _refuse_cross_site(route, req, origin, "a Private Network Access preflight")
+    if req.method in _SAFE_METHODS and not req.upgrade:
+        return ALLOW
+    fetch_site = (req.sec_fetch_site or "").strip().lower()
+    if fetch_site in ("same-origin", "none"):
+        return ALLOW
+    if fetch_site == "cross-site":
+        return _refuse_cross_site(route, req, origin, None)
+    # "same-site", or an older browser that sends only Origin: judge Origin ourselves. A
+    # browser's own "same-site" is not taken as is: a browser that counted every *.localhost
+    # name as one site would let evil.localhost through.
+    if origin is None:
+        return ALLOW
+    if origin == "null" or origin_site(origin) != (req.scheme.lower(), site(req.host)):
+        return _refuse_cross_site(route, req, origin, None)
+    return ALLOW
+
+
+def _refuse_cross_site(
+    route: Route, req: GuardRequest, origin: str | None, what: str | None
+) -> Verdict:
+    if what is None:
+        what = f"a cross-site {'WebSocket handshake' if req.upgrade else req.method + ' request'}"
+    source = f"from origin {origin}" if origin else "without an Origin"
+    if req.sec_fetch_site:
+        source += f" (Sec-Fetch-Site: {req.sec_fetch_site.strip()})"
+    command = (
+        "homeport run {flag} -- CMD"
+        if route.service_id
+        else f"homeport route add {route.name} {route.target} {{flag}}"
+    )
+    allow = command.format(
+        flag=f"--allow-origin {origin}" if origin and origin != "null" else "--allow-cross-site"
+    )
+    reason = "private-network" if req.private_network and req.method == "OPTIONS" else "cross-site"
+    return Verdict(
+        False,
+        403,
+        reason,
+        f"Refused {what} to {route.name} {source}. homeport refuses cross-site "
+        f"state-changing requests and WebSocket handshakes on every route (the same-site "
+        f"rule: a page may write to routes of its own site, {site(req.host)}). "
+        f"To allow it: `{allow}`"
+        + ("" if "--allow-cross-site" in allow else " (or --allow-cross-site for any origin)")
+        + ".",
+    )
+
+
+def site(host: str) -> str:
+    """The site of a host name (port ignored): its last two labels, by the public-suffix
+    default rule; an IP literal is its own site."""
+    h = host.strip().lower()
+    if h.startswith("["):
+        return h[: h.find("]") + 1] if "]" in h else h
+    if h.count(":") == 1:
+        h = h.partition(":")[0]
+    h = h.rstrip(".")
+    if h.count(":") > 1 or h.replace(".", "").isdigit():
+        return h
+    return ".".join(h.split(".")[-2:])
+
+
+def origin_site(origin: str) -> tuple[str, str] | None:
+    """``(scheme, site)`` of a serialized origin, or None when it is not http(s)."""
+    scheme, sep, authority = origin.strip().partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("http", "https") or not authority:
+        return None
+    return scheme, site(authority.rstrip("/"))
+
+
+def normalize_origin(origin: str) -> str | None:
+    """``HTTP://Web.Localhost:80/`` -> ``http://web.localhost``; None when it is no origin."""
+    scheme, sep, authority = origin.strip().partition("://")
+    scheme = scheme.lower()
+    authority = authority.rstrip("/").lower()
+    if not sep or scheme not in ("http", "https") or not authority or "/" in authority:
+        return None
+    return f"{scheme}://{_norm(authority, ':443' if scheme == 'https' else ':80')}"
+
+
+def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
+    return bool(allowed) and normalize_origin(origin) in allowed
+
+
+def _loopback_origin(origin: str) -> bool:
+    """An origin served from this machine: ``localhost``, ``*.localhost`` or a loopback IP."""
+    parsed = origin_site(origin)
+    if parsed is None:
+        return False
+    host = parsed[1].strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    return host == "::1" or (host.startswith("127.") and host.replace(".", "").isdigit())
 
 
 def same_origin(origin: str, host: str) -> bool:

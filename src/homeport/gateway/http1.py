@@ -98,7 +98,16 @@ class RequestHead:
         return (raw[start:] if end < 0 else raw[start:end]).lstrip(b" \t")
 
 
-_GUARD_FIELDS = frozenset({b"authorization", b"cookie", b"origin", b"sec-fetch-site", b"accept"})
+_GUARD_FIELDS = frozenset(
+    {
+        b"authorization",
+        b"cookie",
+        b"origin",
+        b"sec-fetch-site",
+        b"accept",
+        b"access-control-request-private-network",
+    }
+)
 # Sentinels, compared with ``is``.
 _PLAIN, _SPECIAL, _HOST, _LENGTH, _EXPECT, _GUARD = "plain", "special", "host", "cl", "ex", "guard"
 #: Lower-cased name -> what ``parse_head`` does with the field; absent: forward it as is.

@@ -39,6 +39,8 @@ _P_CONNECT = 2  # waiting for an upstream connection
 _P_QUEUE = 4  # a pipelined request waits for the current exchange
 _P_UPGRADE = 8  # upgrade asked; bytes wait for the upstream's 101
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+#: Methods the default cross-site rule never looks at (OPTIONS may be a PNA preflight).
+_UNGUARDED = frozenset({b"GET", b"HEAD"})
 Event = tuple[Callable[..., None], tuple[Any, ...]]
 _new_record = tuple.__new__
 _NO_DROP: frozenset[bytes] = frozenset()
@@ -456,7 +458,15 @@ class ClientConnection(asyncio.Protocol):
             self._page(ex, 508, "loop", body)
             return
         drop = _NO_DROP
-        if route.auth != "none" or route.same_origin:
+        if (
+            route.auth != "none"
+            or route.same_origin
+            # The default cross-site rule (guard.check_cross_site): a set lookup per request.
+            or (
+                not route.allow_cross_site
+                and (head.method not in _UNGUARDED or head.upgrade is not None)
+            )
+        ):
             head = ex.head = http1.unraw(head)  # the guard may strip fields: as a list
             verdict = guard.check(route, _guard_request(head))
             if not verdict.allow:
@@ -1006,6 +1016,8 @@ def _guard_request(head: RequestHead) -> guard.GuardRequest:
         origin=get(b"origin"),
         sec_fetch_site=get(b"sec-fetch-site"),
         upgrade=head.upgrade is not None,
+        private_network=(get(b"access-control-request-private-network") or "").strip().lower()
+        == "true",
     )
 
 

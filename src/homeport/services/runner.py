@@ -40,6 +40,8 @@ class RunOptions:
     port: int | None = None
     auth: str | None = None
     same_origin: bool = False
+    allow_cross_site: bool = False
+    allow_origins: tuple[str, ...] = ()
     timeout: float = 60.0
     grace: float = 5.0
     cwd: str = "."
@@ -251,6 +253,8 @@ class Runner:
             "target": f"http://{host}:{got}",
             "auth": o.auth,
             "same_origin": o.same_origin,
+            "allow_cross_site": o.allow_cross_site,
+            "allow_origins": list(o.allow_origins),
         }
         data = self.client.call(
             "POST", f"/api/services/{self.service_id}/running", {"route": route, "port": got}
