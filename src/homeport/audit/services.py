@@ -10,7 +10,8 @@ _BIND_REDIS = "in redis.conf: `bind 127.0.0.1 -::1` and keep `protected-mode yes
 #: Where the browser-risk rules point when a service has no fix of its own.
 ORIGIN_FIX = (
     "refuse foreign Host and Origin headers, or put it behind "
-    "`homeport route add NAME PORT --auth token --same-origin`"
+    "`homeport route add NAME PORT --auth token` (the gateway refuses cross-site writes and "
+    "WebSockets on every route)"
 )
 
 SERVICES: dict[str, Service] = {
@@ -165,7 +166,7 @@ SERVICES: dict[str, Service] = {
             "low",
             False,
             "Ollama has no authentication: put it behind "
-            "`homeport route add ollama 11434 --auth token --same-origin`",
+            "`homeport route add ollama 11434 --auth token`",
             "unset `OLLAMA_HOST=0.0.0.0` (default 127.0.0.1:11434); keep `OLLAMA_ORIGINS` unset",
             web_path="/api/tags",
             rank=20,

@@ -1001,23 +1001,25 @@ def _loopback(client_ip: str) -> bool:
 
 
 def _guard_request(head: RequestHead) -> guard.GuardRequest:
+    field = head.field
+
     def get(name: bytes) -> str | None:
-        value = head.field(name)
+        value = field(name)
         return None if value is None else value.decode("latin-1")
 
     path, _, query = head.target.decode("latin-1").partition("?")
+    pna = field(b"access-control-request-private-network")
     return guard.GuardRequest(
-        method=head.method.decode("latin-1"),
-        path=path,
-        query=query,
-        host=head.host.decode("latin-1"),
-        authorization=get(b"authorization"),
-        cookie=get(b"cookie"),
-        origin=get(b"origin"),
-        sec_fetch_site=get(b"sec-fetch-site"),
-        upgrade=head.upgrade is not None,
-        private_network=(get(b"access-control-request-private-network") or "").strip().lower()
-        == "true",
+        head.method.decode("latin-1"),
+        path,
+        query,
+        head.host.decode("latin-1"),
+        get(b"authorization"),
+        get(b"cookie"),
+        get(b"origin"),
+        get(b"sec-fetch-site"),
+        head.upgrade is not None,
+        pna is not None and pna.strip().lower() == b"true",
     )
 
 
