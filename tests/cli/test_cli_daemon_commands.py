@@ -394,3 +394,25 @@ def test_up_detached_basic_user_from_the_environment(
     host = f"plain.localhost:{config.port}"
     assert gateway_status(config.port, host, None) == 401
     assert gateway_status(config.port, host, "me:gw-pass") == 502
+
+
+def test_audit_checks_routes_through_the_gateway_and_agrees_with_it(
+    cli: Cli, up: DaemonConfig
+) -> None:
+    """A route the gateway protects yields no browser-risk finding; one that opted out is
+    judged by its service (a real WebSocket server that accepts any Origin)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+    from gateway_support import ws_echo
+
+    with ws_echo() as port:
+        assert cli("route", "add", "guarded", str(port)).status == 0
+        assert cli("route", "add", "opened", str(port), "--allow-cross-site").status == 0
+        result = cli("audit", "--port", str(up.port), "--no-outside", "--json")
+        assert result.status in (0, 1), result.stderr
+        found = json.loads(result.stdout)["findings"]
+    ws = [f for f in found if f["rule"] == "websocket-origin"]
+    assert len(ws) == 1, found
+    assert "route opened.localhost" in ws[0]["title"]
+    assert not any("guarded.localhost" in json.dumps(f) for f in found)

@@ -125,3 +125,33 @@ def test_ws_paths_take_the_debugger_url() -> None:
         _ans("200 OK", body='[{"webSocketDebuggerUrl": "ws://127.0.0.1:9229/abc-123"}]'),
     )
     assert web.ws_paths(SERVICES["node-inspector"], (listed,)) == ("/", "/abc-123")
+
+
+def test_the_websocket_key_is_sixteen_bytes() -> None:
+    """RFC 6455 §4.1; the websockets library answers 400 to any other length."""
+    import base64
+
+    assert len(base64.b64decode(web._WS_KEY, validate=True)) == 16
+
+
+def test_routes_are_judged_by_what_comes_back_through_the_gateway() -> None:
+    refused = Exchange(
+        "web-websocket", b"GET", b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+    )
+    accepted = Exchange(
+        "web-websocket",
+        b"GET",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    pna_ok = Exchange(
+        "web-preflight",
+        b"OPTIONS",
+        b"HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Private-Network: true\r\n\r\n",
+    )
+    issues = web.judge_routes(
+        [("guarded.localhost", refused, refused), ("opened.localhost", accepted, pna_ok)]
+    )
+    assert [(i.kind, i.detail.split(":")[0]) for i in issues] == [
+        ("websocket-origin", "route opened.localhost"),
+        ("private-network", "route opened.localhost"),
+    ]

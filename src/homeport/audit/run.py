@@ -153,6 +153,58 @@ async def _audit_one(
         return None, (), target.netloc, f"probing took longer than {cfg.listener_timeout}s"
 
 
+#: Routes checked through the gateway in one audit, at most (each costs two probes).
+MAX_ROUTES = 200
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRoutes:
+    """This user's running homeport gateway: where it listens and the names it routes."""
+
+    port: int
+    pid: int
+    names: tuple[str, ...]
+
+
+def gateway_routes() -> GatewayRoutes | None:
+    """Read, without touching the daemon's state: its info file and the route table."""
+    from homeport.daemon.config import DaemonConfig
+    from homeport.daemon.process import read_info
+    from homeport.errors import HomeportError
+    from homeport.paths import db_path, read_route_targets
+
+    try:
+        config = DaemonConfig.build()
+    except HomeportError:
+        return None
+    info = read_info(config) or {}
+    port, pid = info.get("port"), info.get("pid")
+    if not isinstance(port, int) or not isinstance(pid, int):
+        return None
+    names = tuple(n for n, _ in read_route_targets(db_path(config.state_dir)))
+    return GatewayRoutes(port, pid, names[:MAX_ROUTES]) if names else None
+
+
+async def _route_issues(
+    prober: Prober, listeners: Sequence[Listener], cfg: AuditConfig, gw: GatewayRoutes | None
+) -> tuple[Listener | None, tuple[web.WebIssueRecord, ...]]:
+    """The gateway's routes, checked through its first listener (see ``web.check_routes``)."""
+    if not cfg.web or gw is None:
+        return None, ()
+    x = next(
+        (x for x in listeners if x.proto == "tcp" and x.port == gw.port and gw.pid in x.pids),
+        None,
+    )
+    if x is None:
+        return None, ()
+    try:
+        async with asyncio.timeout(cfg.listener_timeout):
+            found = await web.check_routes(prober, Target(probe_host(x), x.port), gw.names)
+    except TimeoutError:
+        return x, ()
+    return x, tuple(found)
+
+
 async def audit_async(
     cfg: AuditConfig,
     listeners: Sequence[Listener],
@@ -177,8 +229,10 @@ async def audit_async(
             progress(done, len(listeners), f"{x.address}:{x.port}")
         return result
 
+    gw = await asyncio.to_thread(gateway_routes) if cfg.web else None
     try:
         results = await asyncio.gather(*(one(x) for x in listeners))
+        gateway_listener, route_issues = await _route_issues(prober, listeners, cfg, gw)
         out_report, fw = await asyncio.shield(out_task)
     except BaseException:
         # Ctrl-C/SIGTERM: stop the outside probe early. Its thread still runs the namespace
@@ -191,6 +245,8 @@ async def audit_async(
         ident = fp.identity if fp else None
         exp = findings.exposure(x, out_report, fw)
         audits.append(ListenerAudit(x, target, ident, exp, bool(fp and fp.http), error))
+        if x is gateway_listener:
+            issues = (*issues, *route_issues)
         found += findings.rules(x, ident, exp, issues, fw)
     found.sort(key=lambda f: (-rank(f.severity), f.port, f.address, f.rule))
     return AuditReport(

@@ -21,7 +21,15 @@ Each check sends what a hostile page would make the browser send, over loopback:
 - **Cross-site JSON-RPC**: a ``text/plain`` POST is a CORS "simple request" sent without a
   preflight; a JSON-RPC/MCP endpoint that parses it can be driven by any page.
 
-``judge`` is pure (exchanges in, issues out); ``check`` is the thin edge that sends.
+Routes of homeport's own gateway are checked through the gateway, with each route's name as
+``Host`` (``check_routes``): the cross-site WebSocket handshake and a Private Network Access
+preflight from a public origin. The gateway refuses both on every route unless the route opted
+out (``gateway.guard.check_cross_site``), so the audit and the gateway agree: a protected route
+yields no finding, an opted-out one is judged by what its service answers. No POST is sent
+through a route: the service behind it is the user's own, and a probe never writes.
+
+``judge`` and ``judge_routes`` are pure (exchanges in, issues out); ``check`` and
+``check_routes`` are the thin edges that send.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -50,6 +58,8 @@ WebIssue = Literal[
 ]
 
 FOREIGN = "rebind.homeport.invalid"
+#: A public origin for the Private Network Access preflight (``.invalid``: never resolved).
+PUBLIC_ORIGIN = "https://public.homeport.invalid"
 FOREIGN_ORIGIN = f"http://{FOREIGN}"
 #: (label, host) — the first is the plain foreign name; the rest catch weak allowlists.
 HOST_VARIANTS: tuple[tuple[str, str], ...] = (
@@ -58,7 +68,9 @@ HOST_VARIANTS: tuple[tuple[str, str], ...] = (
     ("ip-prefix", "127.0.0.1.nip.io"),
     ("localhost6", "localhost6"),
 )
-_WS_KEY = "aG9tZXBvcnQtYXVkaXQtISE="  # any 16 bytes, base64 (RFC 6455 §4.1)
+# 16 bytes, base64 (RFC 6455 §4.1: "a randomly selected 16-byte value"); strict servers
+# (the websockets library) refuse any other length with a 400, which hid their Origin check.
+_WS_KEY = "aG9tZXBvcnQtYXVkaXQhIQ=="  # base64 of b"homeport-audit!!"
 _RPC_PING = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
 
 
@@ -301,3 +313,67 @@ async def check(
         hosts = result.hosts + tuple(zip((label for label, _ in bypass), more, strict=True))
         result = dataclasses.replace(result, hosts=hosts)
     return result, judge(result)
+
+
+def judge_routes(
+    answers: Sequence[tuple[str, Exchange, Exchange]],
+) -> list[WebIssueRecord]:
+    """Issues of gateway routes from (route name, WebSocket handshake, PNA preflight)."""
+    issues: list[WebIssueRecord] = []
+    for name, ws, preflight in answers:
+        resp = ws.response
+        if resp is not None and resp.status == 101:
+            issues.append(
+                WebIssueRecord(
+                    "websocket-origin",
+                    f"route {name}: WebSocket upgrade accepted from Origin {FOREIGN_ORIGIN} "
+                    "through the gateway (the route allows cross-site requests)",
+                    (ws,),
+                )
+            )
+        pre = preflight.response
+        if pre and (pre.header("access-control-allow-private-network") or "").lower() == "true":
+            issues.append(
+                WebIssueRecord(
+                    "private-network",
+                    f"route {name}: preflight allows Private Network Access from "
+                    f"{PUBLIC_ORIGIN} through the gateway",
+                    (preflight,),
+                )
+            )
+    return issues
+
+
+async def check_routes(
+    prober: Prober, target: Target, names: Sequence[str]
+) -> list[WebIssueRecord]:
+    """The route checks through the gateway at ``target`` (see the module docstring)."""
+    upgrade = (
+        ("Origin", FOREIGN_ORIGIN),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", _WS_KEY),
+        ("Sec-WebSocket-Version", "13"),
+    )
+    preflight = (
+        ("Origin", PUBLIC_ORIGIN),
+        ("Access-Control-Request-Method", "GET"),
+        ("Access-Control-Request-Private-Network", "true"),
+    )
+
+    async def one(name: str) -> tuple[str, Exchange, Exchange]:
+        host = f"{name}:{target.port}"
+        ws, pna = await asyncio.gather(
+            prober.send(
+                target, "web-websocket", httpmsg.build_request("GET", "/", host, upgrade), http=True
+            ),
+            prober.send(
+                target,
+                "web-preflight",
+                httpmsg.build_request("OPTIONS", "/", host, preflight),
+                http=True,
+            ),
+        )
+        return name, ws, pna
+
+    return judge_routes(await asyncio.gather(*(one(n) for n in names)))
