@@ -55,6 +55,11 @@ class Issued:
     def not_after(self) -> dt.datetime:
         return self.cert.not_valid_after_utc
 
+    def common_name(self) -> str:
+        """The subject CN: the nickname NSS databases hold the root under."""
+        attrs = self.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return str(attrs[0].value) if attrs else ""
+
     def fingerprint(self) -> str:
         """SHA-256 of the DER certificate, hex."""
         return hashlib.sha256(self.cert.public_bytes(serialization.Encoding.DER)).hexdigest()

@@ -89,3 +89,29 @@ def child_env(state_dir: Path, environ: Mapping[str, str] | None = None) -> dict
             write_bundle(state_dir, environ)
     files = {"ca": str(ca), "bundle": str(bundle)}
     return {name: files[kind] for name, kind in VARIABLES}
+
+
+def for_child(state_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``child_env`` weighed against the variables already set: one the user set to a file
+    of their own is kept; one that names the system bundle (some machines set all of them
+    so) is pointed at our bundle instead, which holds the same roots plus ours."""
+    environ = os.environ if environ is None else environ
+    ours = child_env(state_dir, environ)
+    if not ours:
+        return {}
+    system = system_bundle(environ)
+    out: dict[str, str] = {}
+    for name, value in ours.items():
+        theirs = environ.get(name)
+        if not theirs:
+            out[name] = value
+        elif system is not None and _same_file(theirs, system):
+            out[name] = str(bundle_path(state_dir))
+    return out
+
+
+def _same_file(a: str, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
