@@ -1,0 +1,122 @@
+"""Real Chromium against a TLS server on ``server_context``: with the CA trusted by
+``homeport trust`` in a temporary HOME's ~/.pki/nssdb, https://app.localhost:PORT loads with
+no certificate error; after ``homeport trust --uninstall`` Chromium refuses it."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+from homeport.tls import server_context
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
+    pytest.mark.skipif(shutil.which("certutil") is None, reason="certutil (libnss3-tools) absent"),
+]
+
+Cli = Callable[..., Any]
+PAGE = b"<!doctype html><title>tls ok</title><p id=ok>served over TLS</p>"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(PAGE)))
+        self.end_headers()
+        self.wfile.write(PAGE)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _V6Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+@pytest.fixture
+def https_port(state_dir: Path, free_port: int) -> Iterator[int]:
+    """A tiny HTTPS server on 127.0.0.1 and [::1] (Chromium may try either for
+    app.localhost), its certificates from server_context(state_dir)."""
+    ctx = server_context(state_dir)
+    servers: list[http.server.ThreadingHTTPServer] = [
+        http.server.ThreadingHTTPServer(("127.0.0.1", free_port), _Handler)
+    ]
+    with contextlib.suppress(OSError):  # no IPv6 on lo: Chromium falls back to 127.0.0.1
+        servers.append(_V6Server(("::1", free_port), _Handler))
+    threads = []
+    for srv in servers:
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1})
+        t.start()
+        threads.append(t)
+    try:
+        yield free_port
+    finally:
+        for srv in servers:
+            srv.shutdown()
+            srv.server_close()
+        for t in threads:
+            t.join(10)
+
+
+def load(home: Path, url: str, profile: Path) -> tuple[str | None, str]:
+    """(error, page text) of one navigation in a fresh Chromium whose HOME is ``home``."""
+    from playwright.sync_api import Error, sync_playwright
+
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            # The test server speaks HTTP/1.1 only; server_context offers h2 for the gateway.
+            args=[*CHROMIUM_ARGS, "--disable-http2"],
+            env={**os.environ, "HOME": str(home)},
+        )
+        try:
+            page = ctx.new_page()
+            try:
+                page.goto(url, timeout=60_000)
+            except Error as exc:
+                return str(exc), ""
+            return None, page.inner_text("#ok")
+        finally:
+            ctx.close()
+
+
+def test_chromium_trusts_the_ca_after_trust_and_not_after_uninstall(
+    https_port: int, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    sysd = tmp_path / "sys"
+    sysd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    # The system store is not what Chromium reads on Linux; point it at a throwaway one.
+    monkeypatch.setenv("HOMEPORT_SYSTEM_CA_DIR", str(sysd))
+    monkeypatch.setenv("HOMEPORT_SYSTEM_CA_UPDATE", "true")
+    monkeypatch.setenv("HOMEPORT_SYSTEM_CA_BUNDLE", str(sysd / "bundle.pem"))
+    url = f"https://app.localhost:{https_port}/"
+
+    got = cli("trust")
+    assert "nss:chromium" in got.stdout
+    assert (home / ".pki" / "nssdb" / "cert9.db").exists()
+    error, text = load(home, url, tmp_path / "profile-1")
+    assert error is None, error
+    assert text == "served over TLS"
+
+    assert cli("trust", "--uninstall").status == 0
+    error, _ = load(home, url, tmp_path / "profile-2")
+    assert error is not None
+    assert "ERR_CERT_AUTHORITY_INVALID" in error
