@@ -144,8 +144,8 @@ class Authority:
         leaf = ca.make_leaf(root, spec, now)
         cert_path, key_path = self._paths(spec)
         cert_path.parent.mkdir(mode=0o700, exist_ok=True)
-        write_private(key_path, leaf.key_pem())
-        write_private(cert_path, leaf.cert_pem(), 0o644)
+        write_private(key_path, leaf.key_pem(), durable=False)
+        write_private(cert_path, leaf.cert_pem(), 0o644, durable=False)
         return LeafFiles(spec, cert_path, key_path, leaf.not_after)
 
     def cached_leaves(self) -> list[tuple[str, dt.datetime]]:

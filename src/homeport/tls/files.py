@@ -8,14 +8,18 @@ import threading
 from pathlib import Path
 
 
-def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` atomically, created with ``mode`` (never wider first)."""
+def write_private(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically, created with ``mode`` (never wider first).
+    ``durable`` fsyncs before the rename: the CA's files must survive a crash (a lost key
+    means installing a new root everywhere); a cached leaf need not (a torn one fails to load
+    and is issued again), and its two fsyncs were 90% of a new leaf's cost (bench/README.md)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)  # the umask may have narrowed it; an old tmp may be wider
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
