@@ -222,3 +222,53 @@ def test_tls_1_1_is_refused(tls_server: tuple[int, Path]) -> None:
         pytest.raises(ssl.SSLError),
     ):
         c.wrap_socket(raw, server_hostname="app.localhost")
+
+
+def _loops() -> list[str]:
+    loops = ["asyncio"]
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return loops
+    return [*loops, "uvloop"]
+
+
+@pytest.mark.parametrize("loop_kind", _loops())
+def test_server_context_under_an_event_loop(tmp_path: Path, loop_kind: str) -> None:
+    """The daemon serves through asyncio (uvloop where present), whose TLS runs on
+    SSLObject and memory BIOs: the SNI callback must swap leaves there too."""
+    import asyncio
+
+    ctx = server_context(tmp_path)
+    cafile = tmp_path / "tls" / "ca.pem"
+
+    async def main() -> tuple[set[str], str | None]:
+        async def on_client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            w.write(b"hi")
+            await w.drain()
+            w.close()
+
+        server = await asyncio.start_server(on_client, "127.0.0.1", 0, ssl=ctx)
+        port = server.sockets[0].getsockname()[1]
+        client = ssl.create_default_context(cafile=str(cafile))
+        client.set_alpn_protocols(["h2", "http/1.1"])
+        r, w = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client, server_hostname="v2.shop.localhost"
+        )
+        assert await r.read() == b"hi"
+        sslobj = w.get_extra_info("ssl_object")
+        names = {v for _, v in sslobj.getpeercert()["subjectAltName"]}
+        alpn = sslobj.selected_alpn_protocol()
+        w.close()
+        server.close()
+        await server.wait_closed()
+        return names, alpn
+
+    if loop_kind == "uvloop":
+        import uvloop
+
+        names, alpn = uvloop.run(main())
+    else:
+        names, alpn = asyncio.run(main())
+    assert names == {"shop.localhost", "*.shop.localhost"}
+    assert alpn == "h2"

@@ -1,8 +1,10 @@
-"""Pure: where this user's programs look for trusted roots, from a snapshot of the machine.
+"""Where this user's programs look for trusted roots: found once, then passed around.
 
-``Places`` is what the trust code may touch; ``Places.from_environ()`` builds it from the
-process (HOME, the overrides below, the platform, the tools on PATH). Tests build it from a
-temporary HOME and a temporary system-store dir and never reach the real ones.
+``Places`` is everything the trust code may touch; ``Places.from_environ()`` finds it from
+the process (HOME, the overrides below, the platform, the tools on PATH) with reads only:
+``stat`` and directory listings, no subprocess. ``manual_command`` and friends are pure.
+Tests build it from a temporary HOME and a temporary system-store dir and never reach the
+real ones.
 
 Overrides (environment variables)::
 
