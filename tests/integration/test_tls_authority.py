@@ -209,6 +209,23 @@ def test_unsignable_or_absent_sni_gets_the_localhost_leaf(tls_server: tuple[int,
         assert sans(cert) == {"localhost", "127.0.0.1", "0:0:0:0:0:0:0:1"}
 
 
+def test_tls_1_2_client_gets_h2_with_an_aead_cipher(tls_server: tuple[int, Path]) -> None:
+    """RFC 9113 §9.2.2: h2 over TLS 1.2 needs ECDHE and an AEAD cipher."""
+    port, cafile = tls_server
+    c = ssl.create_default_context(cafile=str(cafile))
+    c.maximum_version = ssl.TLSVersion.TLSv1_2
+    c.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
+        c.wrap_socket(raw, server_hostname="app.localhost") as s,
+    ):
+        assert s.version() == "TLSv1.2"
+        assert s.recv(16) == b"h2"
+        name, _, _ = s.cipher()
+        assert name.startswith("ECDHE-ECDSA-")
+        assert "GCM" in name or "CHACHA20" in name
+
+
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls_1_1_is_refused(tls_server: tuple[int, Path]) -> None:
     port, cafile = tls_server
