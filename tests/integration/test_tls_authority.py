@@ -289,3 +289,43 @@ def test_server_context_under_an_event_loop(tmp_path: Path, loop_kind: str) -> N
         names, alpn = asyncio.run(main())
     assert names == {"shop.localhost", "*.shop.localhost"}
     assert alpn == "h2"
+
+
+def test_long_running_context_renews_a_leaf_before_it_expires(tmp_path: Path) -> None:
+    """A daemon runs for weeks: the SNI callback itself issues the leaf again when less than
+    ten days are left (the clock is the test's; the client does not verify dates here)."""
+    clock = Clock(utcnow())
+    ctx = server_context(tmp_path, now=clock)
+
+    def served_not_after(sni: str) -> dt.datetime:
+        c = ssl.create_default_context()
+        c.check_hostname = False
+        c.verify_mode = ssl.CERT_NONE
+        a, b = socket.socketpair()
+        with a, b:
+            result: list[Exception] = []
+
+            def server() -> None:
+                try:
+                    with ctx.wrap_socket(a, server_side=True) as s:
+                        s.recv(1)
+                except (OSError, ssl.SSLError) as exc:
+                    result.append(exc)
+
+            t = threading.Thread(target=server)
+            t.start()
+            with c.wrap_socket(b, server_hostname=sni) as s:
+                der = s.getpeercert(binary_form=True)
+                s.sendall(b"x")
+            t.join(10)
+        assert result == []
+        assert der is not None
+        return x509.load_der_x509_certificate(der).not_valid_after_utc
+
+    first = served_not_after("api.localhost")
+    clock.now += dt.timedelta(days=15)
+    assert served_not_after("api.localhost") == first  # 15 days left: kept
+    clock.now += dt.timedelta(days=6)
+    renewed = served_not_after("api.localhost")
+    assert renewed > first
+    assert renewed - clock.now > dt.timedelta(days=29)
