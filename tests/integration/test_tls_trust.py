@@ -189,6 +189,9 @@ def test_text_output_names_every_store(machine: Machine, cli: Cli) -> None:
         ["nss:firefox:x1y2.default-release", "yes"],
         ["env", "yes"],
     ]
+    assert "all 4 stores trust it" in lines
+    got = cli("trust", "--uninstall")
+    assert "all 4 stores no longer trust it" in got.stdout.splitlines()
     assert cli("trust", "--status", "--uninstall").status == 2  # one action at a time
 
 

@@ -56,3 +56,14 @@ def test_run_plan_gets_the_variables_but_the_users_own_win(
         "CURL_CA_BUNDLE": str(tls / "bundle.pem"),
         "PORT": "1",
     }
+
+
+def test_sudo_warning_only_for_another_user_under_sudo() -> None:
+    from homeport.cli.trust import sudo_warning
+
+    assert sudo_warning({"SUDO_USER": "me"}, 1000) is None
+    assert sudo_warning({}, 0) is None
+    assert sudo_warning({"SUDO_USER": "root"}, 0) is None
+    warning = sudo_warning({"SUDO_USER": "me"}, 0)
+    assert warning is not None
+    assert "root's, not me's" in warning

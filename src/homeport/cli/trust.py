@@ -40,6 +40,8 @@ exit status: 0 when every store is as asked (trusts the CA; with --uninstall: do
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from homeport.cli import render
@@ -63,6 +65,9 @@ def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.tls.stores import run as run_trust
 
     action: Action = "status" if args.status else "uninstall" if args.uninstall else "install"
+    warning = sudo_warning(os.environ, os.geteuid() if hasattr(os, "geteuid") else -1)
+    if warning:
+        env.err(f"homeport: warning: {warning}")
     report = run_trust(action, state_dir())
     if args.json:
         render.dump_json(env, report.to_json())
@@ -71,7 +76,30 @@ def run(args: argparse.Namespace, env: Env) -> int:
     return 0 if report.complete else 1
 
 
+def sudo_warning(environ: Mapping[str, str], euid: int) -> str | None:
+    """Under sudo, HOME and the state dir may be root's: the CA installed would not be the
+    one the user's gateway serves, and the NSS databases would be root's, not theirs."""
+    user = environ.get("SUDO_USER")
+    if euid != 0 or not user or user == "root":
+        return None
+    return (
+        f"running under sudo: the CA and browser databases used are root's, not {user}'s;"
+        " run `homeport trust` as yourself, and only the command it prints with sudo"
+    )
+
+
 _MARK = {True: ("yes", "green"), False: ("no", "red"), None: ("?", "yellow")}
+
+
+def summary(report: TrustReport) -> str:
+    """One line: which stores are as asked, and which are not."""
+    want = report.action != "uninstall"
+    done = [s.id for s in report.stores if s.trusted is want]
+    left = [s.id for s in report.stores if s.trusted is not want]
+    verb = "no longer trust it" if not want else "trust it"
+    if not left:
+        return f"all {len(done)} stores {verb}"
+    return f"{len(done)} of {len(report.stores)} stores {verb}; not yet: {', '.join(left)}"
 
 
 def render_text(env: Env, report: TrustReport) -> str:
@@ -90,6 +118,8 @@ def render_text(env: Env, report: TrustReport) -> str:
         mark = render.paint(env, word.ljust(6), style)
         lines.append(f"{s.id.ljust(width)}  {mark}  {s.location}{changed}")
         lines.append(f"{' ' * width}          {s.title}: {s.detail}")
+    lines.append("")
+    lines.append(summary(report))
     commands = report.commands()
     if commands:
         lines.append("")
