@@ -14,7 +14,8 @@ any real site). `homeport trust` installs its root in:
                        NODE_EXTRA_CA_CERTS, SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE
 
 Each store is then checked by verifying a leaf against it (openssl verify, vfychain), not by
-looking for a file. NSS databases need certutil (Debian: libnss3-tools).
+looking for a file. NSS databases need certutil (Debian: libnss3-tools). Not done here:
+Java's own store (`keytool -importcert -cacerts -alias homeport -file CA_CERT`).
 
 examples:
   homeport trust                  install everywhere this user can

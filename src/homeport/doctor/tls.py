@@ -67,7 +67,7 @@ def check_ca(f: DoctorFacts) -> Check:
 def check_leaves(f: DoctorFacts) -> Check:
     t, tls = "HTTPS leaf certificates", f.tls
     if not tls.exists or tls.error:
-        return Check("tls.leaves", t, "ok", "no leaves yet")
+        return Check("tls.leaves", t, "ok", "no cached leaf certificates yet")
     near = [(k, _left(until, tls.now)) for k, until in tls.leaves]
     near = [(k, left) for k, left in near if left < WARN_LEFT]
     if near:
@@ -81,6 +81,8 @@ def check_leaves(f: DoctorFacts) -> Check:
             fix="nothing to do while the gateway runs: a leaf is issued again at the next"
             " connection to its name",
         )
+    if not tls.leaves:
+        return Check("tls.leaves", t, "ok", "no cached leaf certificates yet")
     return Check(
         "tls.leaves", t, "ok", f"{len(tls.leaves)} cached leaf certificate(s), none near expiry"
     )
