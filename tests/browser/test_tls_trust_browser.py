@@ -9,6 +9,7 @@ import http.server
 import os
 import shutil
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +18,9 @@ from typing import Any
 import pytest
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 
-from homeport.tls import server_context
+from homeport.tls import Authority, ca, server_context
+from homeport.tls.authority import utcnow
+from homeport.tls.names import LeafSpec
 
 pytestmark = [
     pytest.mark.browser,
@@ -45,16 +48,15 @@ class _V6Server(http.server.ThreadingHTTPServer):
     address_family = socket.AF_INET6
 
 
-@pytest.fixture
-def https_port(state_dir: Path, free_port: int) -> Iterator[int]:
-    """A tiny HTTPS server on 127.0.0.1 and [::1] (Chromium may try either for
-    app.localhost), its certificates from server_context(state_dir)."""
-    ctx = server_context(state_dir)
+@contextlib.contextmanager
+def serving(ctx: ssl.SSLContext, port: int) -> Iterator[int]:
+    """A tiny HTTPS server on 127.0.0.1 and [::1] (Chromium may try either for a name
+    under .localhost) with this TLS context."""
     servers: list[http.server.ThreadingHTTPServer] = [
-        http.server.ThreadingHTTPServer(("127.0.0.1", free_port), _Handler)
+        http.server.ThreadingHTTPServer(("127.0.0.1", port), _Handler)
     ]
     with contextlib.suppress(OSError):  # no IPv6 on lo: Chromium falls back to 127.0.0.1
-        servers.append(_V6Server(("::1", free_port), _Handler))
+        servers.append(_V6Server(("::1", port), _Handler))
     threads = []
     for srv in servers:
         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
@@ -62,7 +64,7 @@ def https_port(state_dir: Path, free_port: int) -> Iterator[int]:
         t.start()
         threads.append(t)
     try:
-        yield free_port
+        yield port
     finally:
         for srv in servers:
             srv.shutdown()
@@ -71,32 +73,65 @@ def https_port(state_dir: Path, free_port: int) -> Iterator[int]:
             t.join(10)
 
 
-def load(home: Path, url: str, profile: Path) -> tuple[str | None, str]:
-    """(error, page text) of one navigation in a fresh Chromium whose HOME is ``home``."""
+@pytest.fixture
+def https_port(state_dir: Path, free_port: int) -> Iterator[int]:
+    """The server on server_context(state_dir): leaves from the local CA per SNI name."""
+    with serving(server_context(state_dir), free_port) as port:
+        yield port
+
+
+ROGUE_NAME = "bank.example"
+
+
+@pytest.fixture
+def rogue_port(state_dir: Path, https_port: int, free_port_factory: Any) -> Iterator[int]:
+    """What a leaked CA key could do: a leaf for a name outside the root's constraints,
+    signed by the same key. Chromium is told that name lives on 127.0.0.1."""
+    root = Authority(state_dir).root()
+    leaf = ca.build_leaf(root, LeafSpec(ROGUE_NAME, (ROGUE_NAME,)), utcnow())
+    (state_dir / "rogue.pem").write_bytes(leaf.cert_pem())
+    (state_dir / "rogue.key").write_bytes(leaf.key_pem())
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(state_dir / "rogue.pem", state_dir / "rogue.key")
+    with serving(ctx, free_port_factory()) as port:
+        yield port
+
+
+def load(home: Path, urls: list[str], profile: Path) -> list[tuple[str | None, str]]:
+    """(error, page text) of each navigation in a fresh Chromium whose HOME is ``home``."""
     from playwright.sync_api import Error, sync_playwright
 
+    out: list[tuple[str | None, str]] = []
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
             str(profile),
             executable_path=str(CHROMIUM),
             headless=True,
             # The test server speaks HTTP/1.1 only; server_context offers h2 for the gateway.
-            args=[*CHROMIUM_ARGS, "--disable-http2"],
+            # The rogue name resolves to loopback only: nothing leaves this machine.
+            args=[
+                *CHROMIUM_ARGS,
+                "--disable-http2",
+                f"--host-resolver-rules=MAP {ROGUE_NAME} 127.0.0.1",
+            ],
             env={**os.environ, "HOME": str(home)},
         )
         try:
             page = ctx.new_page()
-            try:
-                page.goto(url, timeout=60_000)
-            except Error as exc:
-                return str(exc), ""
-            return None, page.inner_text("#ok")
+            for url in urls:
+                try:
+                    page.goto(url, timeout=60_000)
+                except Error as exc:
+                    out.append((str(exc), ""))
+                else:
+                    out.append((None, page.inner_text("#ok")))
         finally:
             ctx.close()
+    return out
 
 
 def test_chromium_trusts_the_ca_after_trust_and_not_after_uninstall(
-    https_port: int, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+    https_port: int, rogue_port: int, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -108,15 +143,21 @@ def test_chromium_trusts_the_ca_after_trust_and_not_after_uninstall(
     monkeypatch.setenv("HOMEPORT_SYSTEM_CA_UPDATE", "true")
     monkeypatch.setenv("HOMEPORT_SYSTEM_CA_BUNDLE", str(sysd / "bundle.pem"))
     url = f"https://app.localhost:{https_port}/"
+    rogue = f"https://{ROGUE_NAME}:{rogue_port}/"
 
     got = cli("trust")
     assert "nss:chromium" in got.stdout
     assert (home / ".pki" / "nssdb" / "cert9.db").exists()
-    error, text = load(home, url, tmp_path / "profile-1")
+    (error, text), (rogue_error, _) = load(home, [url, rogue], tmp_path / "profile-1")
     assert error is None, error
     assert text == "served over TLS"
+    # Trusted, and still refused for a name its constraints do not permit (the rogue leaf
+    # differs from the good one only in its name; Chromium's verifier reports a violated
+    # NameConstraints as ERR_CERT_INVALID, not as an unknown issuer).
+    assert rogue_error is not None
+    assert "ERR_CERT_INVALID" in rogue_error, rogue_error
 
     assert cli("trust", "--uninstall").status == 0
-    error, _ = load(home, url, tmp_path / "profile-2")
+    [(error, _)] = load(home, [url], tmp_path / "profile-2")
     assert error is not None
     assert "ERR_CERT_AUTHORITY_INVALID" in error

@@ -236,3 +236,58 @@ def test_child_env_points_at_a_bundle_with_system_roots_and_ours(
     os.utime(system, (system.stat().st_atime, system.stat().st_mtime + 5))
     child_env(machine.state)
     assert extra in Path(bundle).read_bytes()
+
+
+def test_fallback_verifiers_agree_and_leave_the_databases_alone(machine: Machine) -> None:
+    """Without vfychain, NSS is checked with certutil -V on a copy of the database; without
+    openssl, bundles with cryptography's verifier. Both give the same answers."""
+    assert run("install", machine.state).complete
+    found = Places.from_environ()
+    listed = {d: certutil("-L", "-d", f"sql:{d}") for d in (machine.chromium, machine.firefox)}
+    fallback = replace(found, vfychain=None, openssl=None)
+    report = run("status", machine.state, fallback)
+    assert {s.id: s.trusted for s in report.stores} == {
+        "system": True,
+        "nss:chromium": True,
+        "nss:firefox:x1y2.default-release": True,
+        "env": True,
+    }
+    details = [s.detail for s in report.stores]
+    assert "certutil -V on a copy" in details[1]
+    assert "cryptography's verifier" in details[0]
+    assert {d: certutil("-L", "-d", f"sql:{d}") for d in listed} == listed
+    assert run("uninstall", machine.state).complete
+    after = {s.id: s.trusted for s in run("status", machine.state, fallback).stores}
+    assert set(after.values()) == {False}
+
+
+def test_without_certutil_nss_is_reported_unchecked(machine: Machine) -> None:
+    places = replace(Places.from_environ(), certutil=None, vfychain=None)
+    report = run("install", machine.state, places)
+    nss = [s for s in report.stores if s.kind == "nss"]
+    assert [s.trusted for s in nss] == [None, None]
+    assert all("libnss3-tools" in s.detail for s in nss)
+    assert not report.complete
+    assert not machine.chromium.exists()
+
+
+@pytest.mark.skipif(shutil.which("vfychain") is None, reason="vfychain (libnss3-tools) absent")
+def test_nss_refuses_a_leaf_outside_the_name_constraints(machine: Machine, tmp_path: Path) -> None:
+    """Firefox's and Chromium's database trusts the root for TLS, and NSS still refuses what
+    a leaked key could sign for a real name."""
+    from homeport.tls.authority import Authority, utcnow
+    from homeport.tls.names import LeafSpec, leaf_for
+    from homeport.tls.stores import verify_nss
+
+    assert run("install", machine.state).complete
+    root = Authority(machine.state).root()
+    good, rogue = tmp_path / "good.pem", tmp_path / "rogue.pem"
+    good.write_bytes(ca.make_leaf(root, leaf_for("shop.localhost"), utcnow()).cert_pem())
+    rogue.write_bytes(
+        ca.build_leaf(root, LeafSpec("bank.example", ("bank.example",)), utcnow()).cert_pem()
+    )
+    places = Places.from_environ()
+    db = next(d for d in places.nss if d.id == "nss:chromium")
+    assert verify_nss(places, db, good)[0] is True
+    trusted, detail = verify_nss(places, db, rogue)
+    assert trusted is False, detail
