@@ -291,3 +291,22 @@ def test_nss_refuses_a_leaf_outside_the_name_constraints(machine: Machine, tmp_p
     assert verify_nss(places, db, good)[0] is True
     trusted, detail = verify_nss(places, db, rogue)
     assert trusted is False, detail
+
+
+def test_uninstall_after_the_state_dir_was_removed(machine: Machine, cli: Cli) -> None:
+    """The stores outlive a deleted state dir: uninstall still finds homeport's roots by
+    name (the anchor file, NSS nicknames) and removes them."""
+    before = snapshot(machine)
+    assert cli("trust").status == 0
+    shutil.rmtree(machine.state / "tls")
+    got = cli("trust", "--uninstall", "--json")
+    assert got.status == 0, got.stdout
+    report = json.loads(got.stdout)
+    assert report["ca_exists"] is False
+    assert set(trusted(report).values()) == {False}
+    assert not (machine.sys / "anchors" / "homeport.crt").exists()
+    assert "homeport" not in certutil("-L", "-d", f"sql:{machine.firefox}")
+    after = snapshot(machine)
+    # ~/.pki/nssdb stays (its record went with the state dir) but holds nothing of ours
+    assert after["system"] == before["system"]
+    assert after["nss"][str(machine.firefox)] == before["nss"][str(machine.firefox)]  # type: ignore[index]

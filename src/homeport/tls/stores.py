@@ -364,14 +364,60 @@ def run(action: Action, state_dir: Path, places: Places | None = None) -> TrustR
 
 def _without_ca(action: Action, places: Places, ca_path: Path, state_dir: Path) -> TrustReport:
     if action == "uninstall":
-        with contextlib.suppress(OSError):
-            child.bundle_path(state_dir).unlink()
+        return _uninstall_without_ca(places, ca_path, state_dir)
     title, location = _system_title(places.system)
     why = "there is no local CA yet: `homeport trust` makes and installs it"
     stores = [StoreState("system", "system", title, location, False, why)]
     stores += [StoreState(d.id, "nss", d.title, str(d.dir), False, why) for d in places.nss]
     stores.append(_env_state(state_dir, False, why))
     return TrustReport(action, ca_path, False, None, None, tuple(stores))
+
+
+def _uninstall_without_ca(places: Places, ca_path: Path, state_dir: Path) -> TrustReport:
+    """The state dir was removed but the stores may still hold a homeport root: remove what
+    can be found by name (the anchor file, NSS nicknames). With no CA there is no leaf to
+    verify with, so these stores are reported by what is left in them."""
+    why = "no local CA to verify with"
+    system = places.system
+    title, location = _system_title(system)
+    if system.flavor == "debian" and system.anchor is not None:
+        changed, error, command = "", "", None
+        if system.anchor.exists():
+            if system.writable:
+                changed, error = _system_uninstall(system, ca_path)
+            else:
+                command = manual_uninstall_command(system, ca_path)
+        left = system.anchor.exists()
+        detail = f"{why}; the anchor file is {'still there' if left else 'gone'}"
+        sys_state = StoreState(
+            "system",
+            "system",
+            title,
+            location,
+            left,
+            f"{error}; {detail}" if error else detail,
+            changed,
+            command,
+        )
+    else:
+        sys_state = StoreState("system", "system", title, location, None, why)
+    stores = [sys_state]
+    for db in places.nss:
+        if places.certutil is None or not db.exists:
+            trusted = None if places.certutil is None else False
+            stores.append(StoreState(db.id, "nss", db.title, str(db.dir), trusted, why))
+            continue
+        changed, error = _nss_uninstall(places, db)
+        left = bool(nss_nicknames(places.certutil, db))
+        detail = f"{why}; {'a homeport root is still in it' if left else 'no homeport root in it'}"
+        stores.append(
+            StoreState(db.id, "nss", db.title, str(db.dir), left, error or detail, changed)
+        )
+    bundle = child.bundle_path(state_dir)
+    with contextlib.suppress(OSError):
+        bundle.unlink()
+    stores.append(_env_state(state_dir, False, "no bundle: children get no CA variables"))
+    return TrustReport("uninstall", ca_path, False, None, None, tuple(stores))
 
 
 def _system(action: Action, places: Places, ca: Path, leaf: Path) -> StoreState:
