@@ -329,3 +329,16 @@ def test_long_running_context_renews_a_leaf_before_it_expires(tmp_path: Path) ->
     renewed = served_not_after("api.localhost")
     assert renewed > first
     assert renewed - clock.now > dt.timedelta(days=29)
+
+
+def test_in_the_roots_last_days_a_leaf_is_not_issued_on_every_use(tmp_path: Path) -> None:
+    clock = Clock()
+    a = Authority(tmp_path, clock)
+    end = a.root().not_after
+    clock.now = end - dt.timedelta(days=5)
+    first = a.leaf(leaf_for("api.localhost"))
+    assert first.not_after == end  # a leaf never outlives its root
+    assert serial(a.leaf(leaf_for("api.localhost")).cert) == serial(first.cert)
+    assert serial(Authority(tmp_path, clock).leaf(leaf_for("api.localhost")).cert) == serial(
+        first.cert
+    )

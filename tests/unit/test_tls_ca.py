@@ -134,6 +134,9 @@ def test_renewal_window() -> None:
     assert not ca.needs_renewal(end, NOW)
     assert not ca.needs_renewal(end, end - dt.timedelta(days=10, seconds=1))
     assert ca.needs_renewal(end, end - dt.timedelta(days=9))
+    # in the root's last days a leaf ends with the root: issuing again gains nothing
+    assert not ca.needs_renewal(end, end - dt.timedelta(days=9), root_not_after=end)
+    assert ca.needs_renewal(end, end - dt.timedelta(days=9), root_not_after=end + dt.timedelta(1))
 
 
 def test_load_refuses_a_key_of_another_certificate(root: ca.Issued) -> None:

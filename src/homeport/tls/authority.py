@@ -109,12 +109,16 @@ class Authority:
                 hint=f"move {self.dir} away to make a new CA, then run `homeport trust` again",
             ) from exc
 
+    def renewal_due(self, not_after: dt.datetime, now: dt.datetime) -> bool:
+        root_end = self._root.not_after if self._root is not None else None
+        return ca.needs_renewal(not_after, now, root_end)
+
     def leaf(self, spec: LeafSpec) -> LeafFiles:
         """The leaf for ``spec``: from memory, else from disk, else issued; renewed when it
         has less than ``ca.RENEW_BEFORE`` left."""
         now = self.now()
         got = self._leaves.get(spec.key)
-        if got is not None and not ca.needs_renewal(got.not_after, now):
+        if got is not None and not self.renewal_due(got.not_after, now):
             return got
         root = self.root()
         with self._locked():
@@ -134,7 +138,7 @@ class Authority:
             return None  # absent or damaged: issue it again
         if (
             leaf.cert.issuer != root.cert.subject
-            or ca.needs_renewal(leaf.not_after, now)
+            or ca.needs_renewal(leaf.not_after, now, root.not_after)
             or leaf.cert.not_valid_before_utc > now
         ):
             return None

@@ -191,7 +191,14 @@ def build_leaf(
     return Issued(cert, key)
 
 
-def needs_renewal(not_after: dt.datetime, now: dt.datetime) -> bool:
+def needs_renewal(
+    not_after: dt.datetime, now: dt.datetime, root_not_after: dt.datetime | None = None
+) -> bool:
+    """Less than ``RENEW_BEFORE`` left, and a new leaf would last longer: in the root's last
+    days every leaf ends with the root, and issuing again on each handshake would gain
+    nothing (the doctor's ``tls.ca`` says the root itself is ending)."""
+    if root_not_after is not None and not_after >= root_not_after:
+        return False
     return not_after - now < RENEW_BEFORE
 
 

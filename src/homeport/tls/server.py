@@ -19,7 +19,6 @@ import ssl
 import threading
 from pathlib import Path
 
-from homeport.tls import ca
 from homeport.tls.authority import Authority, Clock, LeafFiles, utcnow
 from homeport.tls.names import DEFAULT_LEAF, LeafSpec, leaf_for
 
@@ -53,7 +52,7 @@ class LeafContexts:
     def context_for(self, spec: LeafSpec) -> ssl.SSLContext:
         now = self.authority.now()
         got = self._contexts.get(spec.key)
-        if got is not None and not ca.needs_renewal(got[1], now):
+        if got is not None and not self.authority.renewal_due(got[1], now):
             return got[0]
         with self._lock:
             files = self.authority.leaf(spec)
