@@ -342,3 +342,20 @@ def test_in_the_roots_last_days_a_leaf_is_not_issued_on_every_use(tmp_path: Path
     assert serial(Authority(tmp_path, clock).leaf(leaf_for("api.localhost")).cert) == serial(
         first.cert
     )
+
+
+def test_a_leaf_that_cannot_be_issued_falls_back_to_the_default(
+    tls_server: tuple[int, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception inside the SNI callback would abort the handshake with no reason given;
+    the callback logs it and the client gets the default leaf (a name mismatch it can see)."""
+    port, cafile = tls_server
+
+    def broken(*args: object, **kwargs: object) -> ca.Issued:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ca, "make_leaf", broken)
+    with caplog.at_level("ERROR", logger="homeport.tls"):
+        _, cert = handshake(port, cafile, "new.localhost", ["http/1.1"])
+    assert sans(cert) == {"localhost", "127.0.0.1", "0:0:0:0:0:0:0:1"}
+    assert any("new.localhost" in r.getMessage() for r in caplog.records)
