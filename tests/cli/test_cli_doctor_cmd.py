@@ -20,6 +20,9 @@ IDS = {
     "firewall.lo",
     "tcp.time_wait",
     "homeport.port",
+    "tls.ca",
+    "tls.leaves",
+    "tls.trust",
 }
 
 

@@ -322,3 +322,34 @@ def test_basic_auth_password_from_the_environment_is_in_no_proc_file(
         run.kill()
     assert password not in run.output
     assert "visible to every user" not in run.output  # no warning for the safe form
+
+
+PRINT_CA_THEN_SERVE = """
+import os, runpy, sys
+print("ca-env", os.environ.get("SSL_CERT_FILE"), os.environ.get("NODE_EXTRA_CA_CERTS"), flush=True)
+sys.argv = ["http.server", os.environ["PORT"], "--bind", os.environ["HOST"]]
+runpy.run_module("http.server", run_name="__main__")
+"""
+
+
+def test_children_get_the_local_ca_once_trusted(
+    gateway: Client, tmp_path: Path, state_dir: Path
+) -> None:
+    """`homeport trust` wrote the children's bundle: `run` hands it to the command."""
+    from homeport.tls import Authority
+    from homeport.tls.env import write_bundle
+
+    Authority(state_dir).root()
+    write_bundle(state_dir)
+    env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS")}
+    run = Run(
+        "--name", "ca", "--", sys.executable, "-c", PRINT_CA_THEN_SERVE, cwd=tmp_path, env=env
+    )
+    try:
+        run.wait_ready()
+        os.kill(run.proc.pid, signal.SIGINT)
+        run.finish()
+    finally:
+        run.kill()
+    tls = state_dir / "tls"
+    assert f"ca | ca-env {tls / 'bundle.pem'} {tls / 'ca.pem'}" in run.output

@@ -44,6 +44,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("events", "homeport.cli.events"),
     ("open", "homeport.cli.open"),
     ("audit", "homeport.cli.audit"),
+    ("trust", "homeport.cli.trust"),
 )
 
 #: Commands that report owners: the CLI starts the /proc fd walk before importing them.

@@ -14,6 +14,10 @@ Checks, in order (ids as in --json):
                         (read-only: `nft -j list ruleset`, else `iptables-save`)
   tcp.time_wait         TIME-WAIT sockets, and the destination closest to running out of ports
   homeport.port         whether homeport's home port 62893 is free
+  tls.ca                the local HTTPS CA: usable, key private (0600), root not near its end
+  tls.leaves            cached leaf certificates expired or within 10 days of it
+  tls.trust             each trust store (system, NSS databases, children's bundle), checked
+                        by verifying a leaf as `homeport trust --status` does
 
 Each check is ok, warn, fail, or skip (could not be verified here, e.g. no permission to
 read the firewall), with a fix where there is one.
@@ -42,7 +46,7 @@ from homeport.cli.env import Env
 if TYPE_CHECKING:
     from homeport.doctor import Report
 
-HELP = "check loopback, localhost, ports and firewall for local development"
+HELP = "check loopback, localhost, ports, firewall and HTTPS trust for local development"
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 

@@ -25,6 +25,7 @@ from homeport.doctor.records import (
     parse_port_list,
     parse_sockstat_tw,
 )
+from homeport.doctor.tls import CHECKS as TLS_CHECKS
 
 __all__ = [
     "CHECKS",
@@ -468,6 +469,7 @@ CHECKS: tuple[Callable[[DoctorFacts], Check], ...] = (
     check_firewall,
     check_time_wait,
     check_home,
+    *TLS_CHECKS,
 )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from homeport.doctor.checks import HOME_PORT, DoctorFacts, LoopbackFacts, LoopbackListener
 from homeport.doctor.firewall import FirewallReading, read_firewall
+from homeport.doctor.records import TlsFacts, TlsStore
 from homeport.explain.facts import Resolution, resolve
 from homeport.model import Socket
 
@@ -49,6 +50,38 @@ def gather(proc: Path = PROC, sys_root: Path = SYS, etc: Path = Path("/etc")) ->
         time_wait_top=_time_wait_top(time_wait, ephemeral),
         listeners=listeners,
         home_owner=home_owner,
+        tls=gather_tls(),
+    )
+
+
+def gather_tls(state: Path | None = None) -> TlsFacts:
+    """The local CA's facts; ``cryptography`` and the store checks are paid for only when a
+    CA exists (a machine that never used HTTPS costs one stat)."""
+    from homeport.paths import state_dir
+
+    directory = state if state is not None else state_dir(create=False)
+    cert = directory / "tls" / "ca.pem"
+    if not cert.exists():
+        return TlsFacts(ca_cert=str(cert))
+    from homeport.errors import HomeportError
+    from homeport.tls.authority import Authority, utcnow
+    from homeport.tls.stores import run
+
+    authority = Authority(directory)
+    try:
+        key_mode = authority.key_path.stat().st_mode & 0o777  # before the load narrows it
+        report = run("status", directory)
+    except (HomeportError, OSError) as exc:
+        return TlsFacts(ca_cert=str(cert), exists=True, error=str(exc))
+    return TlsFacts(
+        ca_cert=str(cert),
+        exists=True,
+        key_mode=key_mode,
+        now=utcnow().isoformat(),
+        ca_not_after=report.not_after or "",
+        leaves=tuple((k, t.isoformat()) for k, t in authority.cached_leaves()),
+        stores=tuple(TlsStore(s.id, s.trusted, s.detail) for s in report.stores),
+        commands=tuple(report.commands()),
     )
 
 

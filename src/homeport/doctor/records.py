@@ -73,6 +73,35 @@ class LoopbackListener:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsStore:
+    """One trust store as ``homeport trust --status`` checked it (by verifying a leaf)."""
+
+    id: str
+    trusted: bool | None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFacts:
+    """The local HTTPS CA: whether it exists, its key's mode, expiry dates, trust per store.
+    The default is a machine where HTTPS was never used: no CA, nothing to check."""
+
+    ca_cert: str = ""
+    exists: bool = False
+    key_mode: int | None = None
+    #: ISO 8601 UTC times, so the record stays free of datetime parsing for the checks.
+    now: str = ""
+    ca_not_after: str = ""
+    #: (leaf key, not_after) of every cached leaf.
+    leaves: tuple[tuple[str, str], ...] = ()
+    stores: tuple[TlsStore, ...] = ()
+    #: Commands that finish the stores that do not trust the CA.
+    commands: tuple[str, ...] = ()
+    #: Why the CA could not be read, when it could not.
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DoctorFacts:
     loopback: LoopbackFacts = field(default_factory=LoopbackFacts)
     hosts_text: str | None = "127.0.0.1 localhost\n::1 localhost\n"
@@ -95,6 +124,7 @@ class DoctorFacts:
     listeners: tuple[LoopbackListener, ...] = ()
     #: Who holds homeport's home port (None when free).
     home_owner: str | None = None
+    tls: TlsFacts = field(default_factory=TlsFacts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import IO, Any, Literal
 
 from homeport.daemon.client import Client
@@ -94,6 +95,15 @@ class Output:
 
     def join(self, timeout: float = 2.0) -> None:
         self._thread.join(timeout)
+
+
+def with_ca_env(plan: Plan, state_dir: Path) -> Plan:
+    """The plan with the variables that make the child trust the gateway's local CA
+    (NODE_EXTRA_CA_CERTS, SSL_CERT_FILE, …) once `homeport trust` has installed them; the
+    command's own PORT/HOST win, and so does a CA file the user set (``tls.env.for_child``)."""
+    from homeport.tls.env import for_child
+
+    return replace(plan, env={**for_child(state_dir), **plan.env})
 
 
 def spawn(plan: Plan, cwd: str) -> subprocess.Popen[bytes]:
@@ -233,7 +243,7 @@ class Runner:
         o = self.opts
         url = self.client.config.route_url(f"{o.name}.localhost")
         plan = plan_command(o.cmd, port, "127.0.0.1", url)
-        self.proc = spawn(plan, o.cwd)
+        self.proc = spawn(with_ca_env(plan, self.client.config.state_dir), o.cwd)
         assert self.proc.stdout is not None
         self.output = Output(self.proc.stdout, lambda line: self.emit(f"{o.name} | {line}"))
         body = {
