@@ -95,7 +95,11 @@ class _Parts:
 
     def __init__(self, config: DaemonConfig, token: str, stop: asyncio.Event) -> None:
         self.store = Store(config.db_path, access_capacity=config.access_capacity)
-        self.writer = AccessWriter(config.db_path, capacity=config.access_capacity)
+        # Requests are counted for /metrics from the access batches, so the writer runs even
+        # with --no-access-log; it then stores no rows.
+        self.writer = AccessWriter(
+            config.db_path, capacity=config.access_capacity, store_rows=config.access_log
+        )
         self._targets: list[Callable[[RouteTable], None]] = []
         self.gateway = Gateway(self.store, self._publish, _default_auth(config, token))
         self.app = ControlApp(
@@ -105,6 +109,7 @@ class _Parts:
         if hasattr(self.server, "set_routes"):
             self._targets.append(self.server.set_routes)
         self.dashboard = _mount_dashboard(self.app)
+        self.app.metrics = _mount_metrics(config, self)
         if self.dashboard is not None:  # access rows reach the pages as soon as committed
             self.writer.on_written = self.dashboard.nudge
 
@@ -182,6 +187,25 @@ def _mount_dashboard(app: ControlApp) -> Any:
     return web.install(app)
 
 
+def _mount_metrics(config: DaemonConfig, parts: _Parts) -> Any:
+    """``/metrics`` (issue 15), fed by the access writer's batches."""
+    from homeport import metrics
+
+    server, gateway, store = parts.server, parts.gateway, parts.store
+    m = metrics.Metrics(
+        metrics.Sources(
+            open_connections=lambda: len(getattr(server, "conns", ())),
+            routes=lambda: len(gateway.routes()),
+            dropped=lambda: parts.writer.dropped,
+            services=lambda: [(s.name, s.state, s.started) for s in store.services()],
+            audit=lambda: metrics.load_audit(config.state_dir),
+        )
+    )
+    parts.writer.on_batch = m.requests.observe
+    m.listeners.start_refresh()
+    return m
+
+
 def _default_auth(config: DaemonConfig, token: str) -> AuthSpec:
     if config.auth == "token":
         return AuthSpec("token", token)
@@ -202,11 +226,10 @@ def _make_server(
 
         log.warning("homeport.gateway.server is missing: serving the control API only")
         return ControlServer(app), "control-only"
-    sink = writer.sink if config.access_log else None
     proxy = ProxyServer(
-        ProxyConfig(access_log=config.access_log),
+        ProxyConfig(),
         control=app,
-        access_sink=sink,
+        access_sink=writer.sink,
         service_status=gateway.status_lookup,
     )
     return proxy, "proxy"
