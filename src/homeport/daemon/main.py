@@ -35,8 +35,14 @@ from homeport.store import AccessWriter, Store
 log = logging.getLogger("homeport.daemon")
 
 
-def run_foreground(config: DaemonConfig, *, ready_fd: int | None = None) -> int:
-    """Run the daemon until SIGTERM/SIGINT or ``POST /api/shutdown``; returns the exit status."""
+def run_foreground(
+    config: DaemonConfig,
+    *,
+    ready_fd: int | None = None,
+    sockets: list[socket.socket] | None = None,
+) -> int:
+    """Run the daemon until SIGTERM/SIGINT or ``POST /api/shutdown``; returns the exit status.
+    ``sockets``: listening sockets to serve instead of binding (socket activation)."""
     ready = _Ready(ready_fd)
     try:
         lock = acquire_lock(config)
@@ -45,7 +51,7 @@ def run_foreground(config: DaemonConfig, *, ready_fd: int | None = None) -> int:
         raise
     try:
         token = ensure_token(config.token_path)
-        _run_loop(_serve(config, token, ready))
+        _run_loop(_serve(config, token, ready, sockets or []))
     except HomeportError as exc:
         ready.fail(exc.message)
         raise
@@ -133,7 +139,9 @@ class _Parts:
         self.store.close()
 
 
-async def _serve(config: DaemonConfig, token: str, ready: _Ready) -> None:
+async def _serve(
+    config: DaemonConfig, token: str, ready: _Ready, sockets: list[socket.socket]
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -142,7 +150,10 @@ async def _serve(config: DaemonConfig, token: str, ready: _Ready) -> None:
     parts.writer.start()
     try:
         await parts.gateway.restore()
-        bound = await _start(parts.server, config)
+        if sockets and hasattr(parts.server, "adopt"):
+            bound = list(await parts.server.adopt(sockets))
+        else:
+            bound = await _start(parts.server, config)
         if parts.dashboard is not None:
             parts.dashboard.start()
         info = {
