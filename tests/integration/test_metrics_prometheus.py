@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import signal
 import subprocess
 import urllib.parse
 import urllib.request
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from procutil import stop_popen
 from prometheus_client.parser import text_string_to_metric_families
 from test_daemon_lifecycle import Daemon, backend, daemon, request, wait_until
 
@@ -77,12 +77,7 @@ def prometheus(
         assert wait_until(ready, 30), "prometheus did not become ready"
         yield base
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_popen(proc)
 
 
 def _query(base: str, promql: str) -> list[dict[str, Any]]:

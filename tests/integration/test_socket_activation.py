@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from procutil import stop_popen
 from test_daemon_lifecycle import backend, request, wait_until
 
 from homeport.daemon.activation import passed_fds
@@ -68,12 +68,7 @@ def activated(
     try:
         yield free_port, log
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_popen(proc)
 
 
 def test_the_gateway_serves_a_passed_socket(
