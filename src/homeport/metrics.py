@@ -11,7 +11,8 @@ metric                                                source
 ``homeport_gateway_access_dropped_total``             records the access writer had to drop
 ``homeport_gateway_open_connections``                 the proxy's client set, at scrape time
 ``homeport_gateway_routes``                           the route table, at scrape time
-``homeport_listeners{proto,exposure}``                the socket inventory (no owners), cached
+``homeport_listeners{proto,exposure}``                the dashboard sampler's last snapshot, else
+                                                      a socket dump (no owners) cached 5 s
 ``homeport_services{state}``                          latest record per service name (store)
 ``homeport_service_restarts_total{service}``          records per name the store keeps, minus 1
 ``homeport_audit_findings{severity,kind}``            the last audit (``audit-last.json``)
@@ -232,6 +233,15 @@ class ListenerCounts:
             self._busy.release()
 
 
+def count_rows(rows: Iterable[Any]) -> dict[tuple[str, str], int]:
+    """(proto, exposure) counts over records with those attributes (the dashboard's rows)."""
+    counts: dict[tuple[str, str], int] = {}
+    for r in rows:
+        key = (r.proto, r.exposure)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def read_listener_counts() -> dict[tuple[str, str], int]:
     from homeport.addr import exposure
     from homeport.inventory import sockets
@@ -341,10 +351,14 @@ class Metrics:
     20 ms budget, and this 1.2 ms (bench/bench_metrics.py). The tests parse the output back
     with prometheus-client's parser and scrape it with a real Prometheus."""
 
-    def __init__(self, sources: Sources, listeners: ListenerCounts | None = None) -> None:
+    def __init__(
+        self, sources: Sources, listeners: Callable[[], dict[tuple[str, str], int]] | None = None
+    ) -> None:
         self.sources = sources
         self.requests = RequestStats()
-        self.listeners = listeners or ListenerCounts()
+        #: (proto, exposure) -> count, read at every scrape: a cache's ``get`` or a count
+        #: over a snapshot the daemon keeps anyway.
+        self.listeners = listeners or ListenerCounts().get
 
     def render(self) -> bytes:
         out = _Text()
@@ -390,7 +404,7 @@ class Metrics:
             "gauge",
             "Listening sockets on this machine by protocol and exposure class (cached 5 s).",
         )
-        for (proto, exp), n in sorted(self.listeners.get().items()):
+        for (proto, exp), n in sorted(self.listeners().items()):
             out.sample(name, (("proto", proto), ("exposure", exp)), n)
         states, restarts = service_metrics(self.sources.services())
         name = "homeport_services"

@@ -145,8 +145,12 @@ def test_metrics_open_to_loopback_and_guarded_by_host_and_origin(daemon: Daemon)
     assert status == 200
     assert ctype.startswith("text/plain; version=0.0.4")
     assert "# TYPE homeport_gateway_requests_total counter" in body
-    # The daemon's own two listeners, at least, are on loopback.
-    assert value(body, "homeport_listeners", exposure="loopback", proto="tcp") >= 2
+
+    def own_listeners() -> bool:  # the daemon's own two, once its first sample is in
+        body = _scrape(port, f"homeport.localhost:{port}")[2]
+        return value(body, "homeport_listeners", exposure="loopback", proto="tcp") >= 2
+
+    assert wait_until(own_listeners, 15)
     # A DNS-rebinding page arrives with its own name or origin: refused like the API.
     assert _scrape(port, f"evil.example:{port}")[0] in (403, 421)
     assert _scrape(port, f"homeport.localhost:{port}", {"Origin": "http://evil.example"})[0] == 403

@@ -20,6 +20,7 @@ from homeport.metrics import (
     Sources,
     audit_counts,
     code_class,
+    count_rows,
     load_audit,
     save_audit,
     service_metrics,
@@ -50,7 +51,7 @@ def metrics(audit: dict[str, Any] | None = None, services: Any = ()) -> Metrics:
             services=lambda: services,
             audit=lambda: audit,
         ),
-        ListenerCounts(read=lambda: {("tcp", "loopback"): 1998, ("tcp", "all-interfaces"): 2}),
+        ListenerCounts(read=lambda: {("tcp", "loopback"): 1998, ("tcp", "all-interfaces"): 2}).get,
     )
 
 
@@ -136,6 +137,14 @@ def test_the_last_audit_is_kept_and_shown(tmp_path: Path) -> None:
     assert got[(fam, (("kind", "dns-rebinding"), ("severity", "medium")))] == 1
     assert ("homeport_audit_last_run_timestamp_seconds", ()) in got
     assert load_audit(tmp_path / "nowhere") is None
+
+
+def test_rows_are_counted_by_proto_and_exposure() -> None:
+    from homeport.web.sampler import ListenerRow
+
+    rows = [ListenerRow("tcp", 4, "127.0.0.1", p, p, "loopback") for p in (1, 2)]
+    rows.append(ListenerRow("udp", 6, "::", 53, 9, "all-interfaces"))
+    assert count_rows(rows) == {("tcp", "loopback"): 2, ("udp", "all-interfaces"): 1}
 
 
 def test_listener_counts_are_cached() -> None:

@@ -226,10 +226,12 @@ class _Handlers:
         m = self.app.metrics
         if m is None:
             return error(404, "metrics are not available", "install prometheus-client")
+        t0 = time.perf_counter()
         body = m.render()
-        return ControlResponse(
-            200, [("content-type", METRICS_TYPE), ("cache-control", "no-store")], body
-        )
+        # Server-Timing (W3C): what the scrape cost the daemon, read by bench_metrics.py.
+        took = f"render;dur={(time.perf_counter() - t0) * 1000:.3f}"
+        headers = [("content-type", METRICS_TYPE), ("cache-control", "no-store")]
+        return ControlResponse(200, [*headers, ("server-timing", took)], body)
 
     async def login(self, call: Call) -> ControlResponse:
         sid = self.app.sessions.redeem(call.arg("token") or "", time.time())
