@@ -104,22 +104,25 @@ def traffic(port: int) -> None:
     conn.close()
 
 
-def scrape_times(port: int, n: int) -> tuple[list[float], list[float], int]:
+def scrape_times(port: int, n: int) -> tuple[list[float], list[float], list[float], int]:
+    """(server wall ms, server CPU ms, client round trip ms) of ``n`` scrapes, and the size."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    server, client, size = [], [], 0
+    server, cpu, client, size = [], [], [], 0
     for _ in range(n):
         t0 = time.perf_counter()
         conn.request("GET", "/metrics", headers={"Host": f"127.0.0.1:{port}"})
         resp = conn.getresponse()
         body = resp.read()
         client.append((time.perf_counter() - t0) * 1000)
-        m = re.search(r"dur=([\d.]+)", resp.getheader("server-timing") or "")
+        timing = resp.getheader("server-timing") or ""
+        m = re.search(r"render;dur=([\d.]+), cpu;dur=([\d.]+)", timing)
         if resp.status != 200 or m is None:
-            raise RuntimeError(f"/metrics answered {resp.status}")
+            raise RuntimeError(f"/metrics answered {resp.status} ({timing!r})")
         server.append(float(m.group(1)))
+        cpu.append(float(m.group(2)))
         size = len(body)
     conn.close()
-    return server, client, size
+    return server, cpu, client, size
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -203,12 +206,14 @@ def main() -> int:
             control(port, token, "POST", "/api/routes", {"name": f"r{i}", "target": target})
         traffic(port)
         time.sleep(0.5)  # the access writer folds batches every 0.2 s: let it count them
-        cold, cold_client, _ = scrape_times(port, 1)
-        server, client, size = scrape_times(port, args.scrapes)
+        cold, cold_cpu, cold_client, _ = scrape_times(port, 1)
+        server, cpu_ms, client, size = scrape_times(port, args.scrapes)
         print(f"\n## /metrics scrape: {ROUTES} routes, {len(fx.listeners)} listeners, "
               f"{size} bytes (load {load()})")  # fmt: skip
-        print(f"first scrape: server {cold[0]:.2f} ms, round trip {cold_client[0]:.2f} ms")
-        for name, xs in (("server (Server-Timing)", server), ("round trip (client)", client)):
+        print(f"first scrape: server {cold[0]:.2f} ms (CPU {cold_cpu[0]:.2f} ms), "
+              f"round trip {cold_client[0]:.2f} ms")  # fmt: skip
+        rows = (("server wall", server), ("server CPU", cpu_ms), ("round trip (client)", client))
+        for name, xs in rows:
             print(f"{name:24} median {statistics.median(xs):6.2f} ms  p99 {pct(xs, 99):6.2f} ms"
                   f"  max {max(xs):6.2f} ms")  # fmt: skip
         lua = d / "p999.lua"

@@ -17,6 +17,7 @@ metric                                                source
 ``homeport_service_restarts_total{service}``          records per name the store keeps, minus 1
 ``homeport_audit_findings{severity,kind}``            the last audit (``audit-last.json``)
 ``homeport_audit_last_run_timestamp_seconds``         the same file
+``homeport_build_info{version}``                      1, labelled with the daemon's version
 ====================================================  =========================================
 
 The proxy's per-request path pays nothing for this: requests are counted where the access
@@ -361,7 +362,11 @@ class Metrics:
         self.listeners = listeners or ListenerCounts().get
 
     def render(self) -> bytes:
+        from homeport import __version__
+
         out = _Text()
+        out.family("homeport_build_info", "gauge", "The homeport version serving this page.")
+        out.sample("homeport_build_info", (("version", __version__),), 1)
         self._gateway(out)
         self._inventory(out)
         return out.bytes()

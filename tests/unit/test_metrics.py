@@ -9,6 +9,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from homeport import __version__
 from homeport.daemon.config import DaemonConfig
 from homeport.daemon.control import ControlApp
 from homeport.daemon.state import Gateway
@@ -91,6 +92,7 @@ def test_batches_become_counters_histograms_and_upstream_errors() -> None:
     err = "homeport_gateway_upstream_errors_total"
     assert got[(err, (("reason", "upstream-refused"), api))] == 1
     assert got[("homeport_gateway_open_connections", ())] == 4
+    assert got[("homeport_build_info", (("version", __version__),))] == 1
     assert got[("homeport_listeners", (("exposure", "loopback"), ("proto", "tcp")))] == 1998
     # No label carries a path, a client address or a port.
     text = m.render().decode()
