@@ -118,6 +118,9 @@ def test_ports_units_written_to_a_system_dir(home: Path, tmp_path: Path, cli: An
     assert "NoNewPrivileges=true" in svc
     # A custom directory is for looking at: no manager was asked to do anything.
     assert json.loads(r.stdout)["ran"] == []
+    st = cli("service", "status", "--json", "--manager", "systemd", "--system-dir", str(system))
+    ports = json.loads(st.stdout)["ports"]
+    assert (len(ports["files"]), ports["installed"], ports["active"]) == (2, True, None)
     cli("service", "uninstall", "--manager", "systemd", *args)
     assert list(system.iterdir()) == []
 

@@ -40,7 +40,8 @@ examples:
       "changed", "content" (with --dry-run)}], "commands": [[argv]], "ran": [{"argv",
       "status", "output"}], "manager_reachable", "notes": [str]}
   status: {"manager", "path", "installed", "current", "enabled", "active", "running",
-      "daemon_version", "cli_version", "version_matches", "ports": {"files", "installed"}}
+      "daemon_version", "cli_version", "version_matches",
+      "ports": {"files", "installed", "active" (null when systemd cannot be asked)}}
 status exits 0 when installed, running and the same version as this CLI, else 1.
 """
 
@@ -440,7 +441,11 @@ def _status(args: argparse.Namespace, env: Env, ports: tuple[int, ...]) -> int:
         "daemon_version": daemon_version,
         "cli_version": __version__,
         "version_matches": None if daemon_version is None else daemon_version == __version__,
-        "ports": {"files": [str(p) for p in port_files], "installed": bool(port_files)},
+        "ports": {
+            "files": [str(p) for p in port_files],
+            "installed": bool(port_files),
+            "active": _sockets_active(args, port_files),
+        },
     }
     if args.json:
         dump_json(env, data)
@@ -457,6 +462,13 @@ def _current(content: bytes | None) -> bool:
     from homeport.daemon.units import written_by
 
     return content is not None and written_by(content) == (__version__, homeport_exe())
+
+
+def _sockets_active(args: argparse.Namespace, files: list[Path]) -> bool | None:
+    """Are the port socket units listening? None when systemd cannot be asked here."""
+    if not files or args.system_dir != SYSTEM_DIR or not _reachable("systemd", user=False)[0]:
+        return None
+    return all(_run(["systemctl", "is-active", f.name])["output"] == "active" for f in files)
 
 
 def _manager_state(manager: str, reachable: bool) -> tuple[bool | None, bool | None]:
@@ -492,4 +504,6 @@ def _render_status(env: Env, d: dict[str, Any]) -> None:
     else:
         env.out("gateway: not running")
     if d["ports"]["installed"]:
-        env.out("ports: " + ", ".join(d["ports"]["files"]))
+        active = d["ports"]["active"]
+        state = "" if active is None else ("  (listening)" if active else "  (not active)")
+        env.out("ports: " + ", ".join(d["ports"]["files"]) + state)

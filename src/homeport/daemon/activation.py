@@ -18,6 +18,7 @@ import os
 import socket
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from homeport.errors import UsageError
 
@@ -56,13 +57,20 @@ def passed_fds(environ: MutableMapping[str, str], pid: int) -> list[Passed]:
     ]
 
 
-def listen_sockets(environ: MutableMapping[str, str] | None = None) -> list[socket.socket]:
+class PassedSocket(NamedTuple):
+    sock: socket.socket
+    #: From LISTEN_FDNAMES: ``http``/``https`` for the units ``service install --ports``
+    #: writes (``https`` is where TLS belongs), else ``unknown``.
+    name: str
+
+
+def listen_sockets(environ: MutableMapping[str, str] | None = None) -> list[PassedSocket]:
     """The listening TCP sockets passed to this process, each marked close-on-exec; [] when
     the gateway should bind its own. A passed fd that is not a listening TCP socket is a
     configuration error (UsageError), not something to serve on."""
     env = os.environ if environ is None else environ
     found = passed_fds(env, os.getpid())
-    out: list[socket.socket] = []
+    out: list[PassedSocket] = []
     for p in found:
         try:
             os.set_inheritable(p.fd, False)
@@ -77,10 +85,10 @@ def listen_sockets(environ: MutableMapping[str, str] | None = None) -> list[sock
                 f"socket activation: fd {p.fd} ({p.name}) is not a listening TCP socket",
                 hint="the socket unit needs ListenStream=ADDRESS:PORT",
             )
-        out.append(sock)
+        out.append(PassedSocket(sock, p.name))
     return out
 
 
-def main_port(sockets: list[socket.socket]) -> int:
+def main_port(passed: list[PassedSocket]) -> int:
     """The port the gateway's URLs name: the lowest among the passed sockets (80 before 443)."""
-    return min(int(s.getsockname()[1]) for s in sockets)
+    return min(int(p.sock.getsockname()[1]) for p in passed)

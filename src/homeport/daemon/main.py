@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from homeport import __version__
+from homeport.daemon.activation import PassedSocket
 from homeport.daemon.config import DaemonConfig
 from homeport.daemon.control import ControlApp
 from homeport.daemon.process import acquire_lock, ensure_token
@@ -39,7 +40,7 @@ def run_foreground(
     config: DaemonConfig,
     *,
     ready_fd: int | None = None,
-    sockets: list[socket.socket] | None = None,
+    sockets: list[PassedSocket] | None = None,
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT or ``POST /api/shutdown``; returns the exit status.
     ``sockets``: listening sockets to serve instead of binding (socket activation)."""
@@ -140,7 +141,7 @@ class _Parts:
 
 
 async def _serve(
-    config: DaemonConfig, token: str, ready: _Ready, sockets: list[socket.socket]
+    config: DaemonConfig, token: str, ready: _Ready, sockets: list[PassedSocket]
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -151,7 +152,10 @@ async def _serve(
     try:
         await parts.gateway.restore()
         if sockets and hasattr(parts.server, "adopt"):
-            bound = list(await parts.server.adopt(sockets))
+            if any(p.name == "https" for p in sockets):
+                # TLS on the listener is issue 12's: until it reads these names, say so.
+                log.warning("a socket named https was passed: it is served as plain HTTP")
+            bound = list(await parts.server.adopt([p.sock for p in sockets]))
         else:
             bound = await _start(parts.server, config)
         if parts.dashboard is not None:
