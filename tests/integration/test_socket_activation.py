@@ -102,6 +102,7 @@ def test_the_gateway_serves_a_passed_socket(
     status = client.call("GET", "/api/status")
     # The passed socket's port is the gateway's port, and nothing else was bound: no ::1.
     assert status["port"] == port
+    assert status["listen"] == [["127.0.0.1", port]]
     info = (state_dir / "daemon.json").read_text()
     assert f'"listen": [["127.0.0.1", {port}]]' in info
     client.call("POST", "/api/routes", {"name": "app", "target": f"http://127.0.0.1:{backend}"})

@@ -108,6 +108,7 @@ class _Parts:
             config.db_path, capacity=config.access_capacity, store_rows=config.access_log
         )
         self._targets: list[Callable[[RouteTable], None]] = []
+        self.bound: list[tuple[str, int]] = []
         self.gateway = Gateway(self.store, self._publish, _default_auth(config, token))
         self.app = ControlApp(
             config, self.gateway, token, on_shutdown=stop.set, status_extra=self._status
@@ -125,7 +126,10 @@ class _Parts:
             set_routes(table)
 
     def _status(self) -> dict[str, Any]:
+        # What was really bound (or passed by socket activation), not what config asked for.
+        listen = {"listen": [list(b) for b in self.bound]} if self.bound else {}
         return {
+            **listen,
             "proxy": self.kind,
             "access_dropped": self.writer.dropped,
             "dashboard": self.dashboard is not None,
@@ -158,6 +162,7 @@ async def _serve(
             bound = list(await parts.server.adopt([p.sock for p in sockets]))
         else:
             bound = await _start(parts.server, config)
+        parts.bound = bound
         if parts.dashboard is not None:
             parts.dashboard.start()
         info = {
