@@ -18,6 +18,12 @@ answers so each has three status classes and a histogram.
    with a thread scraping ``/metrics`` every second. Reported: median p99 and p99.9 (a wrk
    Lua ``done`` hook) of each and their ratio. Target: on/off p99 <= 1.05.
 
+3. ``--instructions``: the same scrape and the per-record fold counted in instructions
+   under callgrind (deterministic, so the box's load does not matter): a driver renders the
+   exposition of 50 routes, 2,000 listener rows and 50 services, or folds batches of 1,000
+   access records, N1 and N2 times; the difference over N2 - N1 is the cost of one. Compare
+   with the ~109,000 instructions of one proxied small GET (bench/README.md, issue 16).
+
 Everything listens on loopback; every process started here is stopped by PID.
 """
 
@@ -164,6 +170,61 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def driver(kind: str, n: int) -> None:
+    """What callgrind runs: ``n`` renders or ``n`` folds of a 1,000-record batch."""
+    from homeport.gateway.contract import AccessRecord
+    from homeport.metrics import Metrics, Sources, count_rows
+    from homeport.web.sampler import ListenerRow
+
+    rows = [ListenerRow("tcp", 4, "127.0.0.1", 20000 + i, i, "loopback") for i in range(2000)]
+    m = Metrics(
+        Sources(
+            open_connections=lambda: 50,
+            routes=lambda: ROUTES,
+            dropped=lambda: 0,
+            services=lambda: [(f"s{i}", "running", 1.0) for i in range(ROUTES)],
+            audit=lambda: None,
+        ),
+        lambda: count_rows(rows),
+    )
+
+    def record(i: int) -> AccessRecord:
+        status = (200, 304, 404, 502)[i % 4]
+        return AccessRecord(1.0, "127.0.0.1", 40000, "h", "GET", "/", status, 0, 13,
+                            0.4 + i % 7, f"r{i % ROUTES}.localhost", None)  # fmt: skip
+
+    batch = [record(i) for i in range(1000)]
+    m.requests.observe(batch)
+    for _ in range(n):
+        if kind == "render":
+            m.render()
+        else:
+            m.requests.observe(batch)
+
+
+def instructions(kind: str, n: int) -> int:
+    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+            sys.executable, __file__, "--driver", kind, str(n)]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=True)
+    m = re.search(r"Collected : (\d+)", done.stderr)
+    if m is None:
+        raise RuntimeError(done.stderr[-2000:])
+    return int(m.group(1))
+
+
+def count_instructions() -> int:
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed")
+        return 3
+    print(f"# bench_metrics --instructions: {machine()}; load {load()}")
+    for kind, n1, n2, per in (("render", 5, 25, 1), ("fold", 5, 25, 1000)):
+        a, b = instructions(kind, n1), instructions(kind, n2)
+        one = (b - a) / (n2 - n1) / per
+        unit = "scrape" if kind == "render" else "access record"
+        print(f"{kind}: {one:,.0f} instructions per {unit} ({n1} vs {n2} runs)")
+    return 0
+
+
 def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -174,7 +235,14 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--scrapes", type=int, default=200)
     ap.add_argument("--listeners", type=int, default=2000)
+    ap.add_argument("--instructions", action="store_true", help="count with callgrind")
+    ap.add_argument("--driver", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.driver:
+        driver(args.driver[0], int(args.driver[1]))
+        return 0
+    if args.instructions:
+        return count_instructions()
     for tool in ("nginx", "wrk", "taskset"):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed")

@@ -34,7 +34,9 @@ client library sits in the daemon, and a scrape costs about a millisecond.
 from __future__ import annotations
 
 import bisect
+import collections
 import json
+import operator
 import os
 import threading
 import time
@@ -76,41 +78,50 @@ def route_label(route: str | None, control: bool) -> str:
     return CONTROL_ROUTE if control else NO_ROUTE
 
 
+#: (route, status, reason) of an AccessRecord, by position: counted by ``Counter`` in C.
+_RAW_KEY = operator.itemgetter(10, 6, 11)
+#: BUCKETS in milliseconds, the unit the records carry (no per-record division).
+BUCKETS_MS: tuple[float, ...] = (
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+)  # fmt: skip
+
+
 class RequestStats:
     """Counters folded from access batches. ``observe`` runs in the access writer's thread,
     ``snapshot`` in the event loop's: a lock held for one merge or one copy keeps them apart.
 
-    The fold keys on the record's raw (route, status, reason) and maps those to label values
-    only at scrape time, once per distinct key: 0.56 µs a record against 1.9 µs when each
-    record was mapped to its label values as it came (measured on 200-record
-    batches, load ~3.5)."""
+    The fold keys on the record's raw (route, status, reason), counted by ``Counter`` over
+    ``itemgetter`` (a C loop), and maps those to label values only at scrape time, once per
+    distinct key; the histogram is one Python loop over positions. CPU per record, batches
+    of 1,000, interleaved: 0.47 µs, against 0.70 µs for the same in one Python loop and
+    0.81 µs with the histogram done by ``Counter`` too (its tuples cost more than they save);
+    1.9 µs when each record was mapped to label values as it came."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._raw: dict[tuple[str | None, int, str | None], int] = {}
+        self._raw: collections.Counter[tuple[str | None, int, str | None]] = collections.Counter()
         #: route (or, without one, whether it was the control API) -> per-bucket counts
-        #: (len(BUCKETS) + 1, the last is +Inf), then the sum.
+        #: (len(BUCKETS) + 1, the last is +Inf), then the sum in milliseconds.
         self._hist: dict[str | bool, list[float]] = {}
 
     def observe(self, batch: Sequence[AccessRecord]) -> None:
         # Fold the batch into local dicts first: the lock is then held for one merge.
-        raw: dict[tuple[str | None, int, str | None], int] = {}
+        raw = collections.Counter(map(_RAW_KEY, batch))
         hist: dict[str | bool, list[float]] = {}
-        find = bisect.bisect_left
+        find, bounds = bisect.bisect_left, BUCKETS_MS
         inf = len(BUCKETS) + 1
         for r in batch:
-            key = (r.route, r.status, r.reason)
-            raw[key] = raw.get(key, 0) + 1
-            hkey = r.route if r.route is not None else r.reason == "control"
+            hkey: str | bool | None = r[10]  # route
+            if hkey is None:
+                hkey = r[11] == "control"  # reason
             h = hist.get(hkey)
             if h is None:
                 h = hist[hkey] = [0.0] * (inf + 1)
-            seconds = r.duration_ms * 0.001
-            h[find(BUCKETS, seconds)] += 1
-            h[inf] += seconds
+            ms = r[9]  # duration_ms
+            h[find(bounds, ms)] += 1
+            h[inf] += ms
         with self._lock:
-            for key, n in raw.items():
-                self._raw[key] = self._raw.get(key, 0) + n
+            self._raw.update(raw)
             for route, h in hist.items():
                 mine = self._hist.get(route)
                 self._hist[route] = (
@@ -130,6 +141,7 @@ class RequestStats:
                 ekey = (name, reason)
                 snap.upstream_errors[ekey] = snap.upstream_errors.get(ekey, 0) + n
         for hkey, h in hist.items():
+            h[-1] /= 1000.0  # the sum, in seconds
             name = hkey if isinstance(hkey, str) else route_label(None, hkey)
             mine = snap.durations.get(name)
             snap.durations[name] = (

@@ -15,6 +15,8 @@ from homeport.daemon.control import ControlApp
 from homeport.daemon.state import Gateway
 from homeport.gateway.contract import AccessRecord, ControlRequest
 from homeport.metrics import (
+    BUCKETS,
+    BUCKETS_MS,
     ListenerCounts,
     Metrics,
     RequestStats,
@@ -99,6 +101,10 @@ def test_batches_become_counters_histograms_and_upstream_errors() -> None:
     assert "/p" not in text
     assert "40000" not in text
     assert "127.0.0.1" not in text
+
+
+def test_bucket_bounds_agree_in_both_units() -> None:
+    assert tuple(b * 1000 for b in BUCKETS) == BUCKETS_MS
 
 
 def test_snapshot_is_a_copy() -> None:
