@@ -248,11 +248,10 @@ class ListenerCounts:
 
 def count_rows(rows: Iterable[Any]) -> dict[tuple[str, str], int]:
     """(proto, exposure) counts over records with those attributes (the dashboard's rows)."""
-    counts: dict[tuple[str, str], int] = {}
-    for r in rows:
-        key = (r.proto, r.exposure)
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+    return dict(collections.Counter(map(_PROTO_EXPOSURE, rows)))  # a C loop: 2,000 rows a scrape
+
+
+_PROTO_EXPOSURE = operator.attrgetter("proto", "exposure")
 
 
 def read_listener_counts() -> dict[tuple[str, str], int]:
