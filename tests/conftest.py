@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,19 @@ class CliResult:
     status: int
     stdout: str
     stderr: str
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test writes the real ~/.local/state: ``homeport audit`` records its summary for
+    /metrics there, and a test that forgets ``state_dir`` must not leave it behind.
+    (The port leases keep their machine-wide directory: the plugin fixed it at start-up.)"""
+    if "HOMEPORT_STATE_DIR" in os.environ:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOMEPORT_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+        yield
 
 
 @pytest.fixture

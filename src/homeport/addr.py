@@ -206,3 +206,10 @@ def _parse_url(raw: str, accepted: str) -> Target:
         if port is None:
             raise UsageError(f"URL {raw!r} has no port and {u.scheme}: has no default")
     return Target(u.hostname, port, scheme=u.scheme.lower(), path=u.path or "/")
+
+
+def http_url(host: str, port: int, scheme: str = "http") -> str:
+    """``http://host:port``, without the port when it is the scheme's default (RFC 3986
+    §6.2.3): ``http://api.localhost`` once the gateway owns port 80 (issue 15)."""
+    default = _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{host}" if port == default else f"{scheme}://{host}:{port}"

@@ -407,8 +407,11 @@ class AccessWriter:
     """
 
     def __init__(self, path: Path, *, capacity: int = DEFAULT_ACCESS_CAPACITY,
-                 interval: float = 0.2, backlog: int = 50_000) -> None:  # fmt: skip
+                 interval: float = 0.2, backlog: int = 50_000,
+                 store_rows: bool = True) -> None:  # fmt: skip
         self._path = path
+        #: False with ``--no-access-log``: batches still reach ``on_batch`` (the metrics).
+        self._store_rows = store_rows
         self._capacity = capacity
         self._interval = interval
         self._pending: collections.deque[AccessRecord] = collections.deque(maxlen=backlog)
@@ -418,6 +421,9 @@ class AccessWriter:
         self._thread = threading.Thread(target=self._loop, name="homeport-access", daemon=True)
         #: Called from the writer's thread after rows were committed (the dashboard's nudge).
         self.on_written: Callable[[], None] | None = None
+        #: Called from the writer's thread with each batch before it is stored: requests are
+        #: counted here, a batch at a time, never on the proxy's per-request path.
+        self.on_batch: Callable[[Sequence[AccessRecord]], None] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -456,8 +462,14 @@ class AccessWriter:
             batch: list[AccessRecord] = []
             while self._pending and len(batch) < 5000:
                 batch.append(self._pending.popleft())
+            if self.on_batch is not None:
+                try:
+                    self.on_batch(batch)
+                except Exception:  # a metrics bug must not lose the access log
+                    log.exception("the access batch hook failed")
             try:
-                store.append_access(batch)
+                if self._store_rows:
+                    store.append_access(batch)
                 self.written += len(batch)
             except Exception:  # a full disk must not kill the daemon: log, count, go on
                 log.exception("could not write %d access records", len(batch))

@@ -6,6 +6,8 @@ import contextlib
 import os
 import select
 import signal
+import subprocess
+from typing import Any
 
 
 def stop_child(pid: int, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
@@ -30,3 +32,13 @@ def stop_child(pid: int, sig: int = signal.SIGTERM, timeout: float = 10.0) -> No
             os.close(fd)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+def stop_popen(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    """Stop a child started with Popen: ``sig``, then SIGKILL after ``timeout``; reaped."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

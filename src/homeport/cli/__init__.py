@@ -45,6 +45,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("open", "homeport.cli.open"),
     ("audit", "homeport.cli.audit"),
     ("trust", "homeport.cli.trust"),
+    ("service", "homeport.cli.service"),
 )
 
 #: Commands that report owners: the CLI starts the /proc fd walk before importing them.

@@ -141,6 +141,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
         )
     if cfg.port is not None and not result.listeners:
         raise NotFound(f"nothing listens on port {cfg.port}")
+    _keep_for_metrics(rep.to_json(result))
     if args.sarif:
         _write_sarif(env, args.sarif, rep.to_sarif(result))
     if args.json:
@@ -150,6 +151,14 @@ def run(args: argparse.Namespace, env: Env) -> int:
     if threshold is not None and any(at_least(f.severity, threshold) for f in result.findings):
         return 1
     return 0
+
+
+def _keep_for_metrics(report: dict[str, object]) -> None:
+    """The daemon's /metrics shows the last audit's findings (homeport.metrics)."""
+    from homeport.metrics import save_audit
+    from homeport.paths import state_dir
+
+    save_audit(report, state_dir())
 
 
 def _write_sarif(env: Env, where: str, data: dict[str, object]) -> None:

@@ -174,6 +174,7 @@ def _ls(env: Env, as_json: bool) -> int:
 
 
 def _render(env: Env, routes: list[dict[str, object]], port: int) -> None:
+    from homeport.addr import http_url
     from homeport.cli.render import table
 
     if not routes:
@@ -181,7 +182,7 @@ def _render(env: Env, routes: list[dict[str, object]], port: int) -> None:
         return
     rows = [
         [
-            f"http://{r['name']}:{port}" + (" (+ *.)" if r["wildcard"] else ""),
+            http_url(str(r["name"]), port) + (" (+ *.)" if r["wildcard"] else ""),
             str(r["target"]),
             str(r["auth"]),
             "yes" if r["same_origin"] else "-",

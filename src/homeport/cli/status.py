@@ -61,6 +61,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
 
 
 def _render(env: Env, data: dict[str, Any]) -> None:
+    from homeport.addr import http_url
     from homeport.cli.render import age, host_port, paint, table
 
     st = data["status"]
@@ -79,7 +80,7 @@ def _render(env: Env, data: dict[str, Any]) -> None:
         port = st["port"]
         rows = [
             [
-                f"http://{r['name']}:{port}",
+                http_url(r["name"], port),
                 r["target"],
                 r["auth"],
                 "run" if r["service_id"] else "route",

@@ -19,6 +19,10 @@ terminal; no child inherits the variable. basic:USER:PASS works too, with a warn
 shows every command line to every user. With -d, the value reaches the background daemon
 through a pipe, never its command line or environment.
 
+Socket activation: when a service manager passes listening sockets the systemd way (fd 3 on,
+``LISTEN_FDS``, ``LISTEN_PID``; ``homeport service install --ports 80,443`` sets that up), the
+gateway serves those instead of binding, and takes the lowest of their ports as its own.
+
 ``homeport run`` and ``homeport route add`` start the gateway on their own when it is not
 running, so ``up`` is mostly for choosing options.
 
@@ -65,6 +69,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.daemon import process
     from homeport.daemon.client import Client
     from homeport.daemon.config import DaemonConfig
+    from homeport.errors import UsageError
 
     auth: str | None
     if args.auth_fd is not None:  # the daemon -d started: the value is resolved already
@@ -73,14 +78,22 @@ def run(args: argparse.Namespace, env: Env) -> int:
         from homeport.services.password import auth_from_flag
 
         auth = auth_from_flag(args.auth, env)
+    from homeport.daemon import activation
+
+    # Sockets passed the systemd way (LISTEN_FDS): served instead of bound, and their port
+    # is the gateway's port (the URLs it prints, the Host names it answers to).
+    passed = activation.listen_sockets()
+    port = args.port if args.port is not None or not passed else activation.main_port(passed)
     config = DaemonConfig.build(
-        port=args.port, expose=tuple(args.expose), auth=auth, access_log=not args.no_access_log
+        port=port, expose=tuple(args.expose), auth=auth, access_log=not args.no_access_log
     )
+    if passed and args.detach:
+        raise UsageError("-d cannot hand on passed sockets (LISTEN_FDS); run in the foreground")
     if not args.detach:
         from homeport.daemon import main as daemon
 
         daemon.setup_logging(args.verbose)
-        return daemon.run_foreground(config, ready_fd=args.ready_fd)
+        return daemon.run_foreground(config, ready_fd=args.ready_fd, sockets=passed)
     running = Client.for_config(config)
     if running.health() is not None:
         info = process.read_info(config) or {}

@@ -31,6 +31,8 @@ POST     /api/notices/take               {"notices": [str]}: one-time upgrade no
                                           once taken (``homeport status`` shows them)
 POST     /api/login-links                {"url", "expires"}
 POST     /api/shutdown                   {"ok": true}
+GET      /metrics  (loopback open)       Prometheus text exposition (homeport.metrics); a
+                                         client off loopback needs the token
 GET      /login?token=CODE  (open)       303 to / with the session cookie, or 403
 GET      /  (open)                       the dashboard (issue 5), or a pointer to it
 =======  ==============================  ==================================================
@@ -44,11 +46,15 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from homeport import __version__
+from homeport.addr import is_loopback
 from homeport.daemon.control import COOKIE, Call, error, json_response
 from homeport.daemon.routes import normalize_name, route_from_json
 from homeport.errors import UsageError
 from homeport.gateway.contract import ControlResponse, Route
 from homeport.store import ServiceState
+
+#: The text exposition format, version 0.0.4 (what prometheus-client writes).
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 if TYPE_CHECKING:
     from homeport.daemon.control import ControlApp
@@ -74,6 +80,7 @@ def install(app: ControlApp) -> None:
         ("POST", "/api/notices/take", h.take_notices, False),
         ("POST", "/api/login-links", h.login_link, False),
         ("POST", "/api/shutdown", h.shutdown, False),
+        ("GET", "/metrics", h.metrics, True),
         ("GET", "/login", h.login, True),
         ("GET", "/", h.index, True),
     ):
@@ -209,6 +216,24 @@ class _Handlers:
         # Answer first, stop after: the caller should see its reply.
         asyncio.get_running_loop().call_later(0.05, self.app.shutdown)
         return json_response(200, {"ok": True})
+
+    async def metrics(self, call: Call) -> ControlResponse:
+        # Open to loopback clients: Prometheus on this machine scrapes without a token (the
+        # Host and Origin guards already ran: a web page cannot read this cross-origin).
+        # Anyone else (a LAN address with --expose) needs the token.
+        if call.via == "none" and not is_loopback(call.request.client_addr):
+            return error(401, "/metrics off loopback needs the token (Authorization: Bearer)")
+        m = self.app.metrics
+        if m is None:
+            return error(404, "metrics are not available", "install prometheus-client")
+        t0, c0 = time.perf_counter(), time.thread_time()
+        body = m.render()
+        # Server-Timing (W3C): what the scrape cost the daemon, read by bench_metrics.py:
+        # wall time, and the loop thread's CPU time (which a busy machine does not inflate).
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        took = f"render;dur={wall * 1000:.3f}, cpu;dur={cpu * 1000:.3f}"
+        headers = [("content-type", METRICS_TYPE), ("cache-control", "no-store")]
+        return ControlResponse(200, [*headers, ("server-timing", took)], body)
 
     async def login(self, call: Call) -> ControlResponse:
         sid = self.app.sessions.redeem(call.arg("token") or "", time.time())

@@ -48,7 +48,9 @@ class Client:
 
     @property
     def url(self) -> str:
-        return f"http://homeport.localhost:{self.port}"
+        from homeport.addr import http_url
+
+        return http_url("homeport.localhost", self.port)
 
     def health(self) -> dict[str, Any] | None:
         """The daemon's ``/api/health``, or None when nothing homeport answers."""

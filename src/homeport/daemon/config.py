@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from homeport.addr import http_url
 from homeport.errors import UsageError
 from homeport.paths import state_dir
 
@@ -86,10 +87,10 @@ class DaemonConfig:
 
     @property
     def url(self) -> str:
-        return f"http://homeport.localhost:{self.port}"
+        return http_url("homeport.localhost", self.port)
 
     def route_url(self, name: str) -> str:
-        return f"http://{name}" if self.port == 80 else f"http://{name}:{self.port}"
+        return http_url(name, self.port)
 
     @property
     def token_path(self) -> Path:

@@ -159,6 +159,8 @@ class ControlApp:
         self._on_shutdown = on_shutdown
         self._status_extra = status_extra
         self.sessions = Sessions()
+        #: ``homeport.metrics.Metrics`` once the daemon mounts it (None: /metrics is 404).
+        self.metrics: Any = None
         self.endpoints: list[Endpoint] = []
         from homeport.daemon import api
 

@@ -333,34 +333,54 @@ def check_ephemeral(f: DoctorFacts) -> Check:
     return Check("ports.ephemeral", t, "ok", f"{lo}-{hi}, no common dev port inside", tuple(detail))
 
 
+#: The ways to serve ports 80/443 without running homeport as root (issue 15), for the detail.
+LOW_PORT_WAYS = (
+    "for http://NAME.localhost without a port, one of:",
+    "  homeport service install --ports 80,443  (systemd socket units own the ports and"
+    " hand them to your gateway; root once)",
+    "  sudo sysctl -w net.ipv4.ip_unprivileged_port_start=80  (any user's program may"
+    " then bind 80 and up)",
+    "  sudo setcap cap_net_bind_service=+ep BINARY  (only a dedicated binary, never the"
+    " Python interpreter: every script would get the privilege)",
+)
+
+
 def check_unprivileged(f: DoctorFacts) -> Check:
+    """Which way to low ports is in place: socket units, the sysctl, or privilege."""
     t = "unprivileged port start"
     s = f.unprivileged_start
-    who = (
-        "this user may bind them (root or CAP_NET_BIND_SERVICE)"
-        if f.can_bind_privileged
-        else "this user may not"
-    )
+    sysctl = f"net.ipv4.ip_unprivileged_port_start = {s}"
+    if f.port_units:
+        units = ", ".join(f.port_units)
+        return Check(
+            "ports.unprivileged",
+            t,
+            "ok",
+            "low ports come from systemd socket units (socket activation)",
+            (f"in place: {units}", sysctl),
+        )
     if s == 0:
         return Check(
             "ports.unprivileged",
             t,
             "ok",
             "any user may bind any port here",
-            ("net.ipv4.ip_unprivileged_port_start = 0 (as Docker Desktop sets it)",),
+            (f"in place: {sysctl} (as Docker Desktop sets it)",),
         )
-    return Check(
-        "ports.unprivileged",
-        t,
-        "ok",
-        f"ports below {s} need privilege; {who}",
-        (
-            f"net.ipv4.ip_unprivileged_port_start = {s}",
-            "to let dev servers bind 80/443:"
-            " `sudo sysctl -w net.ipv4.ip_unprivileged_port_start=80`"
-            " or `sudo setcap cap_net_bind_service=+ep BINARY`, or use homeport's gateway",
-        ),
+    if s <= 80:
+        return Check(
+            "ports.unprivileged", t, "ok", f"any user may bind port {s} and up",
+            (f"in place: {sysctl}",),
+        )  # fmt: skip
+    who = (
+        "this user may bind them (root or CAP_NET_BIND_SERVICE)"
+        if f.can_bind_privileged
+        else "this user may not"
     )
+    return Check(
+        "ports.unprivileged", t, "ok", f"ports below {s} need privilege; {who}",
+        (sysctl, *LOW_PORT_WAYS),
+    )  # fmt: skip
 
 
 def check_firewall(f: DoctorFacts) -> Check:

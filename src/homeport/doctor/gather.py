@@ -45,6 +45,7 @@ def gather(proc: Path = PROC, sys_root: Path = SYS, etc: Path = Path("/etc")) ->
         reserved_ports=_read(proc / "sys/net/ipv4/ip_local_reserved_ports") or "",
         unprivileged_start=system.unprivileged_port_start(proc),
         can_bind_privileged=can_bind_privileged(_read(proc / "self/status") or ""),
+        port_units=port_units(etc / "systemd/system"),
         firewall=_firewall(),
         time_wait=time_wait,
         time_wait_top=_time_wait_top(time_wait, ephemeral),
@@ -83,6 +84,14 @@ def gather_tls(state: Path | None = None) -> TlsFacts:
         stores=tuple(TlsStore(s.id, s.trusted, s.detail) for s in report.stores),
         commands=tuple(report.commands()),
     )
+
+
+def port_units(directory: Path) -> tuple[str, ...]:
+    """The socket units ``homeport service install --ports`` writes (homeport-USER-P.socket)."""
+    try:
+        return tuple(sorted(p.name for p in directory.glob("homeport-*.socket")))
+    except OSError:
+        return ()
 
 
 def _read(path: Path) -> str | None:

@@ -115,6 +115,8 @@ class DoctorFacts:
     reserved_ports: str = ""
     unprivileged_start: int = 1024
     can_bind_privileged: bool = False
+    #: ``homeport-*.socket`` system units (``homeport service install --ports``) found.
+    port_units: tuple[str, ...] = ()
     firewall: FirewallReading = field(default_factory=lambda: FirewallReading("ok", "nft"))
     #: TCP sockets in TIME-WAIT (``tw`` in /proc/net/sockstat); None when unknown.
     time_wait: int | None = 0

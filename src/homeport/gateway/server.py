@@ -21,6 +21,7 @@ import dataclasses
 import errno
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -103,6 +104,25 @@ class ProxyServer:
                 # With port 0 the first family's pick may be taken in the other: pick again.
                 if not (shared_zero and exc.errno == errno.EADDRINUSE and attempt < 7):
                     raise
+        ports = {port for _, port in self.bound}
+        self.single_port = ports.pop() if len(ports) == 1 else 0
+        self._sweeper = self.loop.create_task(self._sweep())
+        return list(self.bound)
+
+    async def adopt(self, sockets: Sequence[socket.socket]) -> list[tuple[str, int]]:
+        """Serve listening sockets bound by someone else (socket activation, see
+        homeport.daemon.activation) instead of binding: same as ``start`` otherwise."""
+        self.loop = asyncio.get_running_loop()
+        if not sockets:
+            raise ValueError("no sockets to serve")
+        for sock in sockets:
+            server = await self.loop.create_server(
+                lambda: ClientConnection(self), sock=sock, backlog=4096
+            )
+            self._servers.append(server)
+            addr = sock.getsockname()
+            self.bound.append((str(addr[0]), int(addr[1])))
+        log.info("gateway serving passed sockets %s", self.bound)
         ports = {port for _, port in self.bound}
         self.single_port = ports.pop() if len(ports) == 1 else 0
         self._sweeper = self.loop.create_task(self._sweep())

@@ -241,4 +241,9 @@ def audit_report(port: int | None) -> dict[str, Any]:
     except ImportError:
         return {"available": False, "findings": []}
     report = audit(AuditConfig(port=port, outside=False))
-    return {"available": True, **to_json(report)}
+    data = to_json(report)
+    from homeport.metrics import save_audit
+    from homeport.paths import state_dir
+
+    save_audit(data, state_dir())  # /metrics shows the last audit's findings
+    return {"available": True, **data}
