@@ -13,6 +13,7 @@ import struct
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from homeport.doctor.checks import HOME_PORT, DoctorFacts, LoopbackFacts, LoopbackListener
 from homeport.doctor.firewall import FirewallReading, read_firewall
@@ -51,6 +52,8 @@ def gather(proc: Path = PROC, sys_root: Path = SYS, etc: Path = Path("/etc")) ->
         listeners=listeners,
         home_owner=home_owner,
         tls=gather_tls(),
+        nsswitch_text=_read(etc / "nsswitch.conf"),
+        **_hosts_block(),
     )
 
 
@@ -83,6 +86,19 @@ def gather_tls(state: Path | None = None) -> TlsFacts:
         stores=tuple(TlsStore(s.id, s.trusted, s.detail) for s in report.stores),
         commands=tuple(report.commands()),
     )
+
+
+def _hosts_block() -> dict[str, Any]:
+    """The managed hosts file and the names its block should hold."""
+    from homeport.hosts.names import gather as wanted
+    from homeport.hosts.write import hosts_path
+
+    try:
+        pairs = tuple((e.name, e.address) for e in wanted())
+    except Exception as exc:  # a damaged lease file or database must not stop the doctor
+        log.debug("hosts block names unavailable: %s", exc)
+        pairs = None
+    return {"managed_hosts_text": _read(hosts_path()), "hosts_wanted": pairs}
 
 
 def _read(path: Path) -> str | None:
