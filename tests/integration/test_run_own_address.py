@@ -80,6 +80,14 @@ def test_two_http_servers_on_port_8000_side_by_side(
         status, body = get(gateway.port, f"{name}.localhost", "/who.txt")
         assert (status, body) == (200, f"I am {name}\n".encode())
     assert addrs[0] != addrs[1]
+    # ls names each listener by its own address, not by the shared port
+    from homeport.cli.ls import with_routes
+    from homeport.inventory import listeners
+
+    named = {
+        (x.address, x.route) for x in with_routes(listeners(port=8000, udp=False, owners=False))
+    }
+    assert {(str(addrs[0]), "alpha.localhost"), (str(addrs[1]), "beta.localhost")} <= named
     targets = {r["name"]: r["target"] for r in gateway.call("GET", "/api/routes")["routes"]}
     assert targets == {
         "alpha.localhost": f"http://{addrs[0]}:8000",

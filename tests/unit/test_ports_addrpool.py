@@ -63,3 +63,12 @@ def test_addresses_named_outside_the_block_are_avoided() -> None:
     pool = parse_pool("127.0.5.1-127.0.6.254", named)
     assert not pool.allowed(IPv4Address("127.0.5.5"))
     assert pool.allowed(IPv4Address("127.0.6.6"))
+
+
+@pytest.mark.parametrize(
+    "address", ["127.0.2.1", "127.0.255.254", "127.42.0.7", "::ffff:127.0.9.9"]
+)
+def test_every_127_8_address_counts_as_loopback_for_ls_and_audit(address: str) -> None:
+    from homeport.addr import exposure
+
+    assert exposure(address) == "loopback"

@@ -43,7 +43,15 @@ from homeport.ports.addrpool import (
     parse_pool,
     slot,
 )
-from homeport.ports.lease import MAX_NAME, Holder, Lease, LeaseStore, holder_of, is_live
+from homeport.ports.lease import (
+    MAX_NAME,
+    Holder,
+    Lease,
+    LeaseStore,
+    default_lease_dir,
+    holder_of,
+    is_live,
+)
 
 #: Where the pool comes from: ``A-B`` or a CIDR block inside one /16 of 127/8.
 POOL_ENV = "HOMEPORT_ADDRESS_POOL"
@@ -194,10 +202,17 @@ def address_leases(lease_dir: Path | None = None) -> list[Lease]:
 
 
 def live_address_names(lease_dir: Path | None = None) -> dict[str, str]:
-    """``{address: name}`` of the live, named address leases (for ls and the hosts block)."""
+    """``{address: name}`` of the live, named address leases (for ls and the hosts block),
+    from every address lease file: a pool moved since keeps its leases visible."""
+    directory = lease_dir if lease_dir is not None else default_lease_dir()
     now = time.time()
     out = {}
-    for lease in address_leases(lease_dir):
+    leases = [
+        lease
+        for path in sorted(directory.glob("addrs-*.leases"))
+        for lease in LeaseStore(directory, filename=path.name, name_prefix="addr").all()
+    ]
+    for lease in leases:
         if lease.address and lease.name and is_live(lease, now, holder_of(lease.holder.pid)):
             out[lease.address] = lease.name
     return out
