@@ -213,12 +213,24 @@ def _render(env: Env, routes: list[dict[str, object]], port: int) -> None:
         return
     rows = [
         [
-            f"http://{r['name']}:{port}" + (" (+ *.)" if r["wildcard"] else ""),
+            _url(r, port),
             str(r["target"]),
             str(r["auth"]),
             "yes" if r["same_origin"] else "-",
-            "run" if r["service_id"] else "route",
+            "tcp" if _tcp(r) else "run" if r["service_id"] else "route",
         ]
         for r in routes
     ]
     env.out(table(env, ["URL", "TARGET", "AUTH", "SAME-ORIGIN", "KIND"], rows))
+
+
+def _tcp(r: dict[str, object]) -> bool:
+    return str(r["target"]).startswith("tcp://")
+
+
+def _url(r: dict[str, object], port: int) -> str:
+    """How a client reaches the route: through the gateway's port, or for a TCP route
+    on the target's own port at the name's address (``homeport hosts sync``)."""
+    if _tcp(r):
+        return f"tcp://{r['name']}:{str(r['target']).rpartition(':')[2]}"
+    return f"http://{r['name']}:{port}" + (" (+ *.)" if r["wildcard"] else "")
