@@ -51,3 +51,43 @@ def gather(db: Path | None = None) -> list[Entry]:
     from homeport.ports.address import live_address_names
 
     return wanted_entries(read_route_targets(db), live_address_names())
+
+
+def name_lines(host: str, db: Path | None = None) -> tuple[str, ...]:
+    """What homeport knows about ``host`` (a name or a 127/8 address): its line in the
+    hosts block, its address lease, the route by that name. For ``explain``; never raises."""
+    try:
+        return _name_lines(host.lower().rstrip("."), db)
+    except Exception:  # advisory: a damaged state file must not stop an explanation
+        return ()
+
+
+def _name_lines(host: str, db: Path | None) -> tuple[str, ...]:
+    from homeport.hosts.block import block_entries
+    from homeport.hosts.write import hosts_path, read_text
+    from homeport.paths import read_route_targets
+    from homeport.ports.address import live_address_names
+
+    path = hosts_path()
+    try:
+        block = block_entries(read_text(path))
+    except OSError:
+        block = []
+    leases = live_address_names()
+    routes = dict(read_route_targets(db))
+    out = []
+    for e in block:
+        if host in (e.name, e.address):
+            out.append(f"homeport's block in {path} maps {e.name} to {e.address}")
+    for address, name in leases.items():
+        if host in (name, address):
+            out.append(f"{address} is leased to {name} (homeport addr --list)")
+    wanted = {e.name: e.address for e in wanted_entries(list(routes.items()), leases)}
+    if host in wanted and all(e.name != host for e in block):
+        out.append(
+            f"{host} is a homeport name ({wanted[host]}) but not in {path}: clients that ask"
+            " the system resolver cannot find it; run `sudo homeport hosts sync`"
+        )
+    if host in routes:
+        out.append(f"route {host} -> {routes[host]}")
+    return tuple(out)
