@@ -80,6 +80,7 @@ class _Listener:
     address: str
     port: int
     target: tuple[str, int]
+    sock: socket.socket | None = None
     server: asyncio.Server | None = None
     conns: set[_Tunnel] = field(default_factory=set)
 
@@ -126,7 +127,7 @@ class TcpRoutes:
             log.warning("TCP route %s cannot listen: %s", name, exc)
             return
         self.errors.pop(name, None)
-        lst = _Listener(name, address, port, target)
+        lst = _Listener(name, address, port, target, sock)
         self.listeners[name] = lst
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._serve(lst, sock))
@@ -137,15 +138,24 @@ class TcpRoutes:
     async def _serve(self, lst: _Listener, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         try:
-            lst.server = await loop.create_server(lambda: _Tunnel(self, lst).client, sock=sock)
+            server = await loop.create_server(lambda: _Tunnel(self, lst).client, sock=sock)
         except OSError:
+            removed = self.listeners.get(lst.name) is not lst
             sock.close()
+            if removed:  # its socket was closed under it: nothing to serve
+                return
             raise
+        if self.listeners.get(lst.name) is not lst:  # removed while the server was made
+            server.close()
+            return
+        lst.server = server
 
     def _stop(self, name: str, *, release: bool) -> None:
         lst = self.listeners.pop(name)
         if lst.server is not None:
             lst.server.close()
+        elif lst.sock is not None:
+            lst.sock.close()  # the server is not made yet: stop listening now
         for conn in list(lst.conns):
             conn.abort()
         if release:
