@@ -12,6 +12,8 @@ proxy runs pinned to core 0 and forwards raw TCP to the target:
   ``route add bench PORT --tcp``, listening on the route's leased 127.0.x.y;
 * socat: ``TCP-LISTEN:P,fork,reuseaddr TCP:127.0.0.1:T`` (a process per connection);
 * HAProxy: ``mode tcp``, ``nbthread 1`` (homeport's gateway is one thread too);
+* homeport-bare: the same ``gateway/tcp.py`` tunnel alone in a uvloop process (no
+  dashboard sampler, no access-log writer beside it): what the daemon's other threads cost;
 * direct: the client straight at the target (no proxy), the baseline of added latency.
 
 Rounds are interleaved (every path once per round, the order rotating) and medians of the
@@ -149,11 +151,34 @@ def start_homeport(d: Path, tport: int) -> tuple[str, int, int]:
     return host, int(port), pid
 
 
+def bare(tport: int, addr: str) -> None:
+    """``--bare``: TcpRoutes alone, on a fixed address, on uvloop when installed."""
+    import asyncio
+
+    from homeport.gateway.contract import Route, RouteTable
+    from homeport.gateway.server import loop_factory
+    from homeport.gateway.tcp import TcpRoutes
+
+    async def main() -> None:
+        routes = TcpRoutes(lambda name, p: addr, lambda a: None, None)
+        routes.set_routes(RouteTable((Route("bare.localhost", f"tcp://127.0.0.1:{tport}"),)))
+        await asyncio.Event().wait()
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(main())
+
+
+BARE_ADDR = "127.0.250.250"
+
+
 def start_peers(
     d: Path, tport: int, procs: list[subprocess.Popen[bytes]]
 ) -> tuple[dict[str, tuple[str, int]], list[str]]:
     paths: dict[str, tuple[str, int]] = {}
     skipped = []
+    argv = [sys.executable, __file__, "--bare", str(tport)]
+    procs.append(subprocess.Popen(pinned(argv)))
+    paths["hp-bare"] = (BARE_ADDR, tport)
     if shutil.which("socat"):
         p = free_port()
         argv = ["socat", f"TCP-LISTEN:{p},bind=127.0.0.1,reuseaddr,fork", f"TCP:127.0.0.1:{tport}"]
@@ -186,7 +211,11 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--mib", type=int, default=512)
     ap.add_argument("--pings", type=int, default=5000)
+    ap.add_argument("--bare", type=int, metavar="TARGET_PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.bare:
+        bare(args.bare, BARE_ADDR)
+        return 0
     ctx = mp.get_context("fork")
     tport = free_port()
     tgt = ctx.Process(target=target, args=(tport,), daemon=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -58,6 +60,28 @@ def test_the_same_name_gets_the_same_address_and_a_server_can_bind_it(tmp_path: 
     assert IPv4Address(first.address).is_loopback
     with socket.socket() as s:  # the kernel accepts a bind there: lo carries all of 127/8
         s.bind((first.address, 0))
+
+
+def test_time_wait_remnants_do_not_take_a_names_address(
+    tmp_path: Path, free_port_factory: Callable[[], int]
+) -> None:
+    pool, port = parse_pool(SMALL), free_port_factory()
+    first = pick_address("tw.localhost", port=port, pool=pool, lease_dir=tmp_path)
+    assert first.address is not None
+    from homeport.ports.address import release_address
+
+    release_address(first.address, holder_pid=os.getpid(), lease_dir=tmp_path)
+    with socket.socket() as srv:  # the server closes first: TIME-WAIT sits on ADDR:PORT
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((first.address, port))
+        srv.listen()
+        client = socket.create_connection((first.address, port))
+        conn, _ = srv.accept()
+        conn.close()
+        assert client.recv(1) == b""
+        client.close()
+    again = pick_address("tw.localhost", port=port, pool=pool, lease_dir=tmp_path)
+    assert again.address == first.address
 
 
 HOLD = textwrap.dedent("""

@@ -8,7 +8,7 @@ A leased address is
   * in the pool 127.0.2.1-127.0.255.254 (HOMEPORT_ADDRESS_POOL moves it: A-B or a CIDR
     block in one /16 of 127/8), never 127.0.0.1, never 127.0.1.1 (Debian's hostname
     address), never .0/.255, never an address /etc/hosts names outside homeport's block;
-  * free: no live lease on it, and with --port P nothing bound on ADDR:P or on the
+  * free: no live lease on it, and with --port P nothing listening on ADDR:P or on the
     wildcard 0.0.0.0:P / [::]:P (without --port: nothing listens on it at all);
   * leased: no other homeport picker gets it while the lease lasts (holder = PID +
     start time, as for ports); NAME gets the same address next time while it is free.

@@ -7,9 +7,10 @@ remembered in ``addr-<hash>.json``. An address is leased to one holder at a time
 two services never share one, whatever ports they use.
 
 An address is free for port P when nothing holds a live lease on it and a TCP (or UDP)
-bind of ``ADDR:P`` without SO_REUSEADDR succeeds, which fails just as well when
-``0.0.0.0:P`` or a dual-stack ``[::]:P`` holds the port (``inet_csk_bind_conflict``
-treats a wildcard as covering every address). Without a port, free means no listening
+bind of ``ADDR:P`` succeeds, which fails just as well when ``0.0.0.0:P`` or a dual-stack
+``[::]:P`` listens on the port (``inet_csk_bind_conflict`` treats a wildcard as covering
+every address); see :func:`bind_free_on` for why with SO_REUSEADDR. Without a port,
+free means no listening
 socket has that local address (one netlink dump).
 
 Public API::
@@ -81,11 +82,19 @@ def address_store(pool: AddressPool, lease_dir: Path | None = None) -> LeaseStor
 
 
 def bind_free_on(addr: str, port: int, proto: str = "tcp") -> bool:
-    """True when ``addr:port`` can be bound right now (no SO_REUSEADDR: stricter than any
-    server). A wildcard listener on the port makes it fail too."""
+    """True when ``addr:port`` can be bound right now by a server that sets SO_REUSEADDR
+    (http.server, uvicorn, redis, postgres and the gateway's own TCP listeners all do).
+
+    A listening socket on ``addr:port``, or on the wildcard ``0.0.0.0:port`` or a
+    dual-stack ``[::]:port``, still fails the bind (Linux ``inet_csk_bind_conflict``: a
+    LISTEN socket always conflicts). TIME-WAIT remnants of the address's last
+    connections do not: without SO_REUSEADDR here, a name whose service was just stopped
+    would lose its address for a minute (TCP_TIMEWAIT_LEN, 60 s), seen with ``psql``
+    through a TCP route that was removed and added again."""
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     s = _socket.socket(socket.AF_INET, kind)
     try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((addr, port))
     except OSError:
         return False
