@@ -10,8 +10,7 @@ An address is free for port P when nothing holds a live lease on it and a TCP (o
 bind of ``ADDR:P`` succeeds, which fails just as well when ``0.0.0.0:P`` or a dual-stack
 ``[::]:P`` listens on the port (``inet_csk_bind_conflict`` treats a wildcard as covering
 every address); see :func:`bind_free_on` for why with SO_REUSEADDR. Without a port,
-free means no listening
-socket has that local address (one netlink dump).
+free means no listening socket has that local address (one netlink dump).
 
 Public API::
 
