@@ -4,9 +4,12 @@ ignores HOST and binds the wildcard is reported with the flag that fixes it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -50,7 +53,11 @@ def ready_event(run: Run, timeout: float = 30.0) -> dict[str, object]:
 def runs() -> Iterator[list[Run]]:
     started: list[Run] = []
     yield started
-    for run in started:
+    for run in started:  # Ctrl-C: run stops its service's group itself (a SIGKILL of the
+        if run.proc.poll() is None:  # CLI would leave that to a daemon being torn down)
+            os.kill(run.proc.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                run.finish(timeout=20)
         run.kill()
 
 
