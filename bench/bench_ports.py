@@ -49,8 +49,13 @@ def make_picker(method: str, lease_dir: str) -> Callable[[], int]:
     return naive_bind0
 
 
-def worker(method: str, lease_dir: str, picks: int, gate: Event, out: Connection) -> None:
-    pick = make_picker(method, lease_dir)
+Maker = Callable[[str, str], Callable[[], object]]
+
+
+def worker(
+    method: str, lease_dir: str, picks: int, gate: Event, out: Connection, make: Maker
+) -> None:
+    pick = make(method, lease_dir)
     gate.wait()
     t0, c0 = time.perf_counter(), time.process_time()
     got = [pick() for _ in range(picks)]
@@ -59,14 +64,17 @@ def worker(method: str, lease_dir: str, picks: int, gate: Event, out: Connection
     out.recv()  # hold the leases (stay alive) until every worker has reported
 
 
-def one_round(method: str, procs: int, picks: int) -> tuple[float, float, int]:
+def one_round(
+    method: str, procs: int, picks: int, make: Maker = make_picker
+) -> tuple[float, float, int]:
+    """One round of ``procs`` workers; also bench_addr.py's, with its own ``make``."""
     ctx = mp.get_context("fork")
     gate = ctx.Event()
     with tempfile.TemporaryDirectory() as lease_dir:
         pipes, workers = [], []
         for _ in range(procs):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=worker, args=(method, lease_dir, picks, gate, child))
+            p = ctx.Process(target=worker, args=(method, lease_dir, picks, gate, child, make))
             p.start()
             pipes.append(parent)
             workers.append(p)

@@ -23,6 +23,8 @@ IDS = {
     "tls.ca",
     "tls.leaves",
     "tls.trust",
+    "hosts.block",
+    "hosts.nss",
 }
 
 

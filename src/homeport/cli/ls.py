@@ -85,6 +85,7 @@ def with_routes(items: list[Listener]) -> list[Listener]:
     from homeport.errors import UsageError
 
     by_port: dict[int, str] = {}
+    by_addr: dict[tuple[str, int], str] = {}  # own-address services and TCP routes
     for name, target in read_route_targets():
         try:
             t = parse_target(target)
@@ -92,12 +93,46 @@ def with_routes(items: list[Listener]) -> list[Listener]:
             continue  # unix:/path targets have no port
         if t.host in ("127.0.0.1", "::1", "localhost"):
             by_port.setdefault(t.port, name)
+        elif t.host is not None and t.host.startswith("127."):
+            by_addr[(t.host, t.port)] = name
+    leased = _leased_names(items)
     return [
-        dataclasses.replace(x, route=by_port[x.port])
-        if x.port in by_port and x.socket.listening and x.exposure != "lan"
+        dataclasses.replace(x, route=_route_of(x, by_port, by_addr, leased))
+        if x.socket.listening and x.exposure != "lan"
         else x
         for x in items
     ]
+
+
+def _route_of(
+    x: Listener, by_port: dict[int, str], by_addr: dict[tuple[str, int], str],
+    leased: dict[str, str],
+) -> str | None:  # fmt: skip
+    addr = x.address.removeprefix("::ffff:")
+    if (addr, x.port) in by_addr:
+        return by_addr[(addr, x.port)]
+    if addr in leased:  # a listener on a leased address (the gateway's TCP routes too)
+        return leased[addr]
+    if addr.startswith("127.") and addr != "127.0.0.1":
+        return x.route  # another 127/8 address: a 127.0.0.1 route on its port is not its
+    return by_port.get(x.port, x.route)
+
+
+def _leased_names(items: list[Listener]) -> dict[str, str]:
+    """{address: name} of live address leases, read only when some listener sits on a
+    127/8 address other than 127.0.0.1 (the lease code stays out of a plain ``ls``)."""
+    if not any(
+        x.address.removeprefix("::ffff:").startswith("127.")
+        and x.address.removeprefix("::ffff:") != "127.0.0.1"
+        for x in items
+    ):
+        return {}
+    from homeport.ports.address import live_address_names
+
+    try:
+        return live_address_names()
+    except (OSError, ValueError):
+        return {}
 
 
 def listing_json(items: list[Listener]) -> list[dict[str, Any]]:

@@ -85,10 +85,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
         span = parse_range(args.port_range) if args.port_range else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.ttl < 0:
-        raise UsageError(f"--ttl must be >= 0 seconds, not {args.ttl:g}")
-    if args.ttl == 0 and args.holder is None:
-        raise UsageError("--ttl 0 (while the holder runs) needs --holder PID, e.g. --holder $$")
+    check_lease_args(args)
     leases = pick_ports(
         args.count,
         name=args.name,
@@ -105,6 +102,16 @@ def run(args: argparse.Namespace, env: Env) -> int:
         for lease in leases:
             env.out(str(lease.port))
     return 0
+
+
+def check_lease_args(args: argparse.Namespace) -> None:
+    """--ttl/--holder as ``port`` and ``addr`` share them."""
+    from homeport.errors import UsageError
+
+    if args.ttl < 0:
+        raise UsageError(f"--ttl must be >= 0 seconds, not {args.ttl:g}")
+    if args.ttl == 0 and args.holder is None:
+        raise UsageError("--ttl 0 (while the holder runs) needs --holder PID, e.g. --holder $$")
 
 
 def _list(env: Env, as_json: bool) -> int:

@@ -11,6 +11,8 @@ examples:
   homeport route add api 8000 --allow-origin http://localhost:5173
                                                  a page on localhost:5173 may POST to api
   homeport route add sock unix:/run/app.sock
+  homeport route add db 5432 --tcp               db.localhost gets its own 127.0.x.y; the
+                                                 gateway forwards ADDR:5432 -> 127.0.0.1:5432
   homeport route rm api
   homeport route ls [--json]
 
@@ -33,11 +35,18 @@ server to server) pass. --allow-origin ORIGIN (repeatable) lets one origin throu
 route's own origin). Private Network Access preflights from pages not on loopback are refused
 unless the route allows their origin. The gateway is started when it is not running.
 
+--tcp: for services that do not speak HTTP (PostgreSQL, Redis, gRPC, a debugger) or whose
+bind address cannot be set. NAME gets a leased loopback address of its own (homeport addr)
+and the gateway listens on ADDR:PORT (PORT: the target's), forwarding raw TCP to TARGET with
+back-pressure; each connection shows in the access log with its bytes and duration. Then
+``homeport hosts sync`` makes ``psql -h db.localhost`` work for every client.
+
 --json shapes:
   route ls:  {"routes": [{"name", "target", "wildcard", "auth", "same_origin", "allow_hosts",
                           "service_id", "allow_cross_site", "allow_origins"}]}
   route add: {"route": {...as above}, "url": "http://api.localhost:62893", "created": true,
-              "token": "..." (only with --auth token)}
+              "token": "..." (only with --auth token),
+              "listen": "127.0.x.y:5432" and "listen_error": null|TEXT (only with --tcp)}
   route rm:  {"removed": "api.localhost"}
 """
 
@@ -59,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--auth", help=AUTH_HELP)
     add_site_arguments(add)
     add.add_argument("--wildcard", action="store_true", help="also match *.NAME")
+    add.add_argument(
+        "--tcp", action="store_true", help="raw TCP on an address of its own (not HTTP)"
+    )
     add.add_argument(
         "--allow-host",
         action="append",
@@ -108,7 +120,7 @@ def site_body(args: argparse.Namespace) -> dict[str, object]:
 def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.cli.render import dump_json
     from homeport.daemon.client import connect
-    from homeport.daemon.routes import normalize_name, normalize_target
+    from homeport.daemon.routes import normalize_name, normalize_target, normalize_tcp_target
     from homeport.errors import UsageError
     from homeport.services.password import auth_from_flag
 
@@ -116,8 +128,12 @@ def run(args: argparse.Namespace, env: Env) -> int:
     auth = None
     if cmd == "add":  # validate (and ask) before starting a daemon for nothing
         normalize_name(args.name)
-        normalize_target(args.target)
+        (normalize_tcp_target if args.tcp else normalize_target)(args.target)
         site_body(args)
+        if args.tcp and (args.auth or args.wildcard or args.same_origin):
+            raise UsageError(
+                "--tcp routes carry raw bytes: --auth, --wildcard, --same-origin are HTTP"
+            )
         auth = auth_from_flag(args.auth, env)
     if cmd == "ls":
         return _ls(env, args.json)
@@ -130,12 +146,15 @@ def run(args: argparse.Namespace, env: Env) -> int:
             **site_body(args),
             "wildcard": args.wildcard,
             "allow_hosts": args.allow_host,
+            "tcp": args.tcp,
         }
         data = client.call("POST", "/api/routes", body)
         if args.json:
             dump_json(env, data)
             return 0
         r = data["route"]
+        if args.tcp:
+            return _said_tcp(env, r["name"], r["target"], data)
         env.out(f"{data['url']} -> {r['target']}" + (" (and *.)" if r["wildcard"] else ""))
         if data.get("token"):
             env.out(f"token: {data['token']}")
@@ -146,6 +165,19 @@ def run(args: argparse.Namespace, env: Env) -> int:
         dump_json(env, data) if args.json else env.out(f"removed {data['removed']}")
         return 0
     raise UsageError(f"unknown route command {cmd!r}; use add, rm or ls")
+
+
+def _said_tcp(env: Env, name: str, target: str, data: dict[str, object]) -> int:
+    from homeport.errors import EnvironmentProblem
+
+    if not data.get("listen"):
+        raise EnvironmentProblem(
+            f"the route {name} is saved but cannot listen: {data.get('listen_error')}",
+            hint="homeport addr --list shows the address leases; homeport who PORT the holder",
+        )
+    env.out(f"{name} -> {target}: listening on {data['listen']}")
+    env.out("resolve the name for every client with: homeport hosts sync")
+    return 0
 
 
 def _ls(env: Env, as_json: bool) -> int:
@@ -174,7 +206,6 @@ def _ls(env: Env, as_json: bool) -> int:
 
 
 def _render(env: Env, routes: list[dict[str, object]], port: int) -> None:
-    from homeport.addr import http_url
     from homeport.cli.render import table
 
     if not routes:
@@ -182,12 +213,26 @@ def _render(env: Env, routes: list[dict[str, object]], port: int) -> None:
         return
     rows = [
         [
-            http_url(str(r["name"]), port) + (" (+ *.)" if r["wildcard"] else ""),
+            _url(r, port),
             str(r["target"]),
             str(r["auth"]),
             "yes" if r["same_origin"] else "-",
-            "run" if r["service_id"] else "route",
+            "tcp" if _tcp(r) else "run" if r["service_id"] else "route",
         ]
         for r in routes
     ]
     env.out(table(env, ["URL", "TARGET", "AUTH", "SAME-ORIGIN", "KIND"], rows))
+
+
+def _tcp(r: dict[str, object]) -> bool:
+    return str(r["target"]).startswith("tcp://")
+
+
+def _url(r: dict[str, object], port: int) -> str:
+    """How a client reaches the route: through the gateway's port, or for a TCP route
+    on the target's own port at the name's address (``homeport hosts sync``)."""
+    if _tcp(r):
+        return f"tcp://{r['name']}:{str(r['target']).rpartition(':')[2]}"
+    from homeport.addr import http_url
+
+    return http_url(str(r["name"]), port) + (" (+ *.)" if r["wildcard"] else "")

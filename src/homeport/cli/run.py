@@ -11,8 +11,18 @@ Ctrl-C (or the command exiting) stops the whole group (SIGTERM, then SIGKILL), r
 route and exits with the command's status. If this process is killed, the gateway stops the
 group for it: nothing is left holding a port. The gateway is started when it is not running.
 
+--own-address: the service gets a loopback address of its own (a lease, see homeport addr)
+and keeps its port: --port P, else the framework's default (http.server/uvicorn/gunicorn/
+manage.py 8000, flask 5000, vite 5173, next 3000, astro 4321, webpack 8080, redis-server
+6379, postgres 5432). HOST is that address and the framework's address flag points at it, so
+two branches of one app both serve on 8000 side by side; the route targets ADDR:PORT, and
+homeport hosts sync makes NAME.localhost resolve to ADDR for every client. A service that
+ignores HOST and listens on 0.0.0.0 or :: is reported, with the flag that fixes it.
+
 examples:
   homeport run -- python -m http.server          NAME is this folder's name
+  homeport run --own-address --name a -- python -m http.server 8000
+                                                 127.0.x.y:8000, beside another one on 8000
   homeport run --name api -- uvicorn app:app --reload
   homeport run --name web -- npx vite
   homeport run --name admin --auth token -- python manage.py runserver
@@ -32,7 +42,8 @@ user on the machine all that time.
 
 --json: one JSON object per line instead of prefixed text:
   {"event": "ready", "name", "url", "port", "pid", "address", "service_id", "token",
-   "ignored_port": null or the port it was given but did not use}
+   "ignored_port": null or the port it was given but did not use,
+   "own_address": null or the leased address, "bind_warning": null or what it does wrong}
   {"event": "output", "line"}
   {"event": "exit", "code", "status"}
 """
@@ -59,6 +70,11 @@ HELP = "run a dev server on a free port as NAME.localhost"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="route name (default: this folder's name)")
     parser.add_argument("--port", type=int, help="the port the command listens on (default: pick)")
+    parser.add_argument(
+        "--own-address",
+        action="store_true",
+        help="listen on a leased 127.0.x.y of its own, keeping its (default) port",
+    )
     parser.add_argument("--auth", help=AUTH_HELP)
     add_site_arguments(parser)
     parser.add_argument(
@@ -96,7 +112,22 @@ def run(args: argparse.Namespace, env: Env) -> int:
         timeout=args.timeout,
         grace=args.grace,
     )
+    if args.own_address:
+        opts = _own_address(opts)
     return _run(opts, connect(start=True), env, args.json)
+
+
+def _own_address(opts: RunOptions) -> RunOptions:
+    """Lease the address (held by this process while it runs) and fix the port: --port,
+    else the framework's default, else a picked one."""
+    from dataclasses import replace
+
+    from homeport.ports.address import lease_address
+    from homeport.services.flags import default_port
+
+    port = opts.port or default_port(opts.cmd) or _pick(opts.name)
+    address = lease_address(f"{opts.name}.localhost", port=port)
+    return replace(opts, port=port, address=str(address))
 
 
 def _run(opts: RunOptions, client: Client, env: Env, as_json: bool) -> int:
@@ -120,7 +151,7 @@ def _run(opts: RunOptions, client: Client, env: Env, as_json: bool) -> int:
         with stop_signals():
             port = opts.port or _pick(opts.name)
             ready = runner.start(port)
-            _announce(env, ready, opts.name, as_json, lock)
+            _announce(env, ready, opts, as_json, lock)
             code = runner.wait()
     except (KeyboardInterrupt, Stop):
         runner.interrupted = True
@@ -130,6 +161,10 @@ def _run(opts: RunOptions, client: Client, env: Env, as_json: bool) -> int:
     finally:
         closed = runner.close()
         code = closed if code is None else code
+        if opts.address is not None:  # the name keeps its address for next time
+            from homeport.ports.address import release_address
+
+            release_address(opts.address, holder_pid=os.getpid())
     status = 130 if runner.interrupted else exit_status(code)
     if as_json:
         env.out(json.dumps({"event": "exit", "code": code, "status": status}))
@@ -144,7 +179,10 @@ def _pick(name: str) -> int:
     return free_port(name=name)
 
 
-def _announce(env: Env, ready: Ready, name: str, as_json: bool, lock: threading.Lock) -> None:
+def _announce(
+    env: Env, ready: Ready, opts: RunOptions, as_json: bool, lock: threading.Lock
+) -> None:
+    name, own = opts.name, opts.address
     with lock:
         if as_json:
             env.out(
@@ -159,6 +197,8 @@ def _announce(env: Env, ready: Ready, name: str, as_json: bool, lock: threading.
                         "service_id": ready.service_id,
                         "token": ready.token,
                         "ignored_port": ready.ignored_port,
+                        "own_address": own,
+                        "bind_warning": ready.bind_warning,
                     }
                 )
             )
@@ -169,6 +209,10 @@ def _announce(env: Env, ready: Ready, name: str, as_json: bool, lock: threading.
                     f"homeport: note: it ignored PORT={ready.ignored_port}; routing to the port"
                     f" it listens on ({ready.port})"
                 )
+            if own:
+                env.out(f"homeport: {name} has its own address {own}:{ready.port}")
+            if ready.bind_warning:
+                env.err(f"homeport: warning: {name}: {ready.bind_warning}")
             if ready.token:
                 env.out(f"homeport: token {ready.token}  ({ready.url}/?homeport_token=...)")
         env.stdout.flush()

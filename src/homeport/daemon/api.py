@@ -115,6 +115,10 @@ class _Handlers:
         }
         if route.auth == "token":
             out["token"] = route.secret
+        tcp = self.g.tcp
+        if tcp is not None and route.target.startswith("tcp://"):
+            out["listen"] = tcp.listen_of(route.name)
+            out["listen_error"] = tcp.errors.get(route.name)
         return out
 
     async def add_route(self, call: Call) -> ControlResponse:

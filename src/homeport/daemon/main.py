@@ -114,8 +114,17 @@ class _Parts:
             config, self.gateway, token, on_shutdown=stop.set, status_extra=self._status
         )
         self.server, self.kind = _make_server(config, self.app, self.gateway, self.writer)
+        self.tcp: Any = None
         if hasattr(self.server, "set_routes"):
-            self._targets.append(self.server.set_routes)
+            from homeport.gateway.tcp import http_only, leased_tcp_routes
+
+            proxy_set = self.server.set_routes
+            self._targets.append(lambda table: proxy_set(http_only(table)))
+            # TCP routes (issue 11): their own listeners, same process, same access log.
+            self.tcp = self.gateway.tcp = leased_tcp_routes(
+                self.writer.sink if config.access_log else None
+            )
+            self._targets.append(self.tcp.set_routes)
         self.dashboard = _mount_dashboard(self.app)
         self.app.metrics = _mount_metrics(config, self)
         if self.dashboard is not None:  # access rows reach the pages as soon as committed
@@ -136,6 +145,8 @@ class _Parts:
         }
 
     async def close(self) -> None:
+        if self.tcp is not None:
+            await self.tcp.close()
         await self.server.close()
         if self.dashboard is not None:
             await self.dashboard.close()

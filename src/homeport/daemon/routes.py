@@ -52,9 +52,19 @@ def name_from_folder(folder: str) -> str:
     return label or "app"
 
 
+def normalize_tcp_target(text: str) -> str:
+    """A TCP route's target as ``tcp://HOST:PORT`` (loopback only)."""
+    t = text.strip().removeprefix("tcp://")
+    if t.startswith(("unix:", "http://", "https://")):
+        raise UsageError(f"bad TCP target {text!r}; use PORT or HOST:PORT")
+    return "tcp://" + normalize_target(t).removeprefix("http://")
+
+
 def normalize_target(text: str) -> str:
     """A loopback target as ``http://HOST:PORT`` or ``unix:/path``."""
     t = text.strip()
+    if t.startswith("tcp://"):
+        return normalize_tcp_target(t)
     if t.startswith("unix:"):
         if not t[5:].startswith("/"):
             raise UsageError(f"bad target {text!r}; a unix socket needs an absolute path")
@@ -122,9 +132,12 @@ def route_from_json(data: dict[str, Any]) -> Route:
     origins = data.get("allow_origins") or []
     if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
         raise UsageError("'allow_origins' must be a list of origins")
+    tcp = bool(data.get("tcp")) or data["target"].strip().startswith("tcp://")
+    if tcp and auth.mode != "none":
+        raise UsageError("a TCP route carries raw bytes: HTTP --auth cannot apply to it")
     return Route(
         name=normalize_name(data["name"]),
-        target=normalize_target(data["target"]),
+        target=normalize_tcp_target(data["target"]) if tcp else normalize_target(data["target"]),
         wildcard=bool(data.get("wildcard") or data["name"].strip().startswith("*.")),
         auth=auth.mode,
         secret=auth.secret,

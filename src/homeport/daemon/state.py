@@ -51,6 +51,8 @@ class Gateway:
         self.started = time.time()
         #: Called after routes, services or their output changed (the dashboard's nudge).
         self.changed: Callable[[], None] | None = None
+        #: The TCP route listeners (``gateway.tcp.TcpRoutes``), when the proxy runs.
+        self.tcp: Any = None
 
     def _notify(self) -> None:
         if self.changed is not None:

@@ -477,6 +477,48 @@ def check_home(f: DoctorFacts) -> Check:
     )
 
 
+def check_hosts_block(f: DoctorFacts) -> Check:
+    """Whether homeport's hosts block maps every route and address name as it should."""
+    from homeport.hosts.block import apply_block, entry, split
+
+    t = "names for every client (homeport's hosts block)"
+    if f.managed_hosts_text is None or f.hosts_wanted is None:
+        return Check("hosts.block", t, "skip", "the hosts file or the state could not be read")
+    wanted = [entry(n, a) for n, a in f.hosts_wanted]
+    has_block = split(f.managed_hosts_text).block is not None
+    if not wanted and not has_block:
+        return Check("hosts.block", t, "ok", "no route or address names to map yet")
+    if apply_block(f.managed_hosts_text, wanted) == f.managed_hosts_text and has_block:
+        return Check("hosts.block", t, "ok", f"the block is current ({len(wanted)} names)")
+    return Check(
+        "hosts.block",
+        t,
+        "warn",
+        "the block is missing or stale: psql, redis-cli, curl … cannot resolve every name",
+        detail=tuple(e.line() for e in wanted),
+        fix="sudo homeport hosts sync   (homeport hosts sync --dry-run shows the change)",
+    )
+
+
+def check_nss_order(f: DoctorFacts) -> Check:
+    from homeport.hosts.block import nss_files_first
+
+    t = "NSS reads the hosts file before myhostname"
+    if f.nsswitch_text is None:
+        return Check("hosts.nss", t, "skip", "no /etc/nsswitch.conf here")
+    ok, why = nss_files_first(f.nsswitch_text)
+    if ok:
+        return Check("hosts.nss", t, "ok", why)
+    return Check(
+        "hosts.nss",
+        t,
+        "warn",
+        why,
+        fix="in /etc/nsswitch.conf put files first on the hosts: line, e.g."
+        " `hosts: files myhostname dns`",
+    )
+
+
 CHECKS: tuple[Callable[[DoctorFacts], Check], ...] = (
     check_interface,
     check_ipv4,
@@ -490,6 +532,8 @@ CHECKS: tuple[Callable[[DoctorFacts], Check], ...] = (
     check_time_wait,
     check_home,
     *TLS_CHECKS,
+    check_hosts_block,
+    check_nss_order,
 )
 
 

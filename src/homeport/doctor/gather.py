@@ -13,6 +13,7 @@ import struct
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from homeport.doctor.checks import HOME_PORT, DoctorFacts, LoopbackFacts, LoopbackListener
 from homeport.doctor.firewall import FirewallReading, read_firewall
@@ -52,6 +53,8 @@ def gather(proc: Path = PROC, sys_root: Path = SYS, etc: Path = Path("/etc")) ->
         listeners=listeners,
         home_owner=home_owner,
         tls=gather_tls(),
+        nsswitch_text=_read(etc / "nsswitch.conf"),
+        **_hosts_block(),
     )
 
 
@@ -92,6 +95,19 @@ def port_units(directory: Path) -> tuple[str, ...]:
         return tuple(sorted(p.name for p in directory.glob("homeport-*.socket")))
     except OSError:
         return ()
+
+
+def _hosts_block() -> dict[str, Any]:
+    """The managed hosts file and the names its block should hold."""
+    from homeport.hosts.names import gather as wanted
+    from homeport.hosts.write import hosts_path
+
+    try:
+        pairs = tuple((e.name, e.address) for e in wanted())
+    except Exception as exc:  # a damaged lease file or database must not stop the doctor
+        log.debug("hosts block names unavailable: %s", exc)
+        pairs = None
+    return {"managed_hosts_text": _read(hosts_path()), "hosts_wanted": pairs}
 
 
 def _read(path: Path) -> str | None:

@@ -127,6 +127,12 @@ class DoctorFacts:
     #: Who holds homeport's home port (None when free).
     home_owner: str | None = None
     tls: TlsFacts = field(default_factory=TlsFacts)
+    #: /etc/nsswitch.conf (None: unreadable or absent, as on macOS).
+    nsswitch_text: str | None = "hosts: files dns\n"
+    #: The hosts file homeport manages ($HOMEPORT_HOSTS_FILE, default /etc/hosts) and the
+    #: (name, address) pairs its block should hold now; None when unknown.
+    managed_hosts_text: str | None = "127.0.0.1 localhost\n"
+    hosts_wanted: tuple[tuple[str, str], ...] | None = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,8 @@ class Facts:
     #: Local clients' connections to the port in CLOSE-WAIT (the server closed them, the
     #: client has not): "127.0.0.1:53422 (node pid 42)".
     close_wait: tuple[str, ...] = ()
+    #: What homeport's hosts block, address leases and routes say about the host (issue 11).
+    homeport_names: tuple[str, ...] = ()
 
 
 def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
@@ -109,11 +111,25 @@ def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
         nearby=_nearby(p.port) if no_tcp and p.kind in (None, "refused") else (),
         now=time.time(),
         gateway_port=_gateway_port(),
+        homeport_names=_homeport_names(p.host),
     )
     if _firewall_matters(p, facts):
         fw, note, rejects = _firewall(p.port)
         facts = replace(facts, firewall_lo=fw, firewall_note=note, firewall_reject=rejects)
     return _connection_facts(p, facts, proc)
+
+
+def _homeport_names(host: str | None) -> tuple[str, ...]:
+    """Only for names under .localhost and 127/8 addresses other than 127.0.0.1: the only
+    ones homeport's block and leases can hold (and a plain explain skips the reads)."""
+    if host is None:
+        return ()
+    h = host.lower().rstrip(".")
+    if not (h.endswith(".localhost") or (h.startswith("127.") and h != "127.0.0.1")):
+        return ()
+    from homeport.hosts.names import name_lines
+
+    return name_lines(h)
 
 
 def _connection_facts(p: Parsed, f: Facts, proc: Path) -> Facts:

@@ -102,6 +102,7 @@ def address_lines(p: Parsed, f: Facts) -> tuple[str, ...]:
                 "*.localhost is loopback by RFC 6761 §6.3; browsers resolve it themselves,"
                 " other programs ask the system resolver"
             )
+    out += f.homeport_names
     if f.resolution is None or f.resolution.name != "localhost":
         out.append(f"localhost resolves here to: {f.localhost.text()}")
     return tuple(out)

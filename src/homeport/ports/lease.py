@@ -91,6 +91,9 @@ class Lease:
     #: CLI's leases: ``PORT=$(homeport port)`` runs homeport in a throwaway subshell, so
     #: its parent is gone a moment later; measured with bash and dash).
     bound: bool = True
+    #: For an address lease (``ports.address``): the loopback address leased; ``port`` is
+    #: then the port the holder wants on it (0: none given).
+    address: str | None = None
 
     def encode(self) -> bytes:
         """JSON padded with spaces to :data:`RECORD_SIZE`: rewriting a record in place
@@ -103,14 +106,18 @@ class Lease:
         data = (
             f'{{"port": {self.port}, "proto": "{self.proto}", "pid": {self.holder.pid}, '
             f'"start": {start}, "created": {self.created!r}, "expires": {expires}, '
-            f'"name": {name}, "bound": {"true" if self.bound else "false"}}}'
+            f'"name": {name}, "bound": {"true" if self.bound else "false"}'
+            + ("" if self.address is None else f', "addr": "{self.address}"')
+            + "}"
         ).encode()
         if len(data) > RECORD_SIZE:
             raise ValueError(f"lease record too long ({len(data)} bytes); shorten the name")
         return data.ljust(RECORD_SIZE)
 
     def to_json(self) -> dict[str, Any]:
+        extra = {} if self.address is None else {"address": self.address}
         return {
+            **extra,
             "port": self.port,
             "proto": self.proto,
             "name": self.name,
@@ -135,6 +142,7 @@ def decode(data: bytes) -> Lease | None:
             expires=None if d.get("expires") is None else float(d["expires"]),
             name=d.get("name"),
             bound=bool(d.get("bound", True)),
+            address=None if d.get("addr") is None else str(d["addr"]),
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -226,11 +234,24 @@ def _close_all() -> None:
 
 
 class LeaseStore:
-    """The lease file under one directory (default: ``<state dir>/leases``)."""
+    """The lease file under one directory (default: ``<state dir>/leases``).
 
-    def __init__(self, directory: Path | None = None) -> None:
+    One store, two kinds of resource: ``kind="ports"`` keys a record by port number;
+    an address store (``ports.address``) passes its own ``filename`` and keys a record
+    by the address's low 16 bits (its pool lies in one /16, so the slots never clash).
+    Names remember their last slot in ``<name_prefix>-<hash>.json``.
+    """
+
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        filename: str = LEASE_FILE,
+        name_prefix: str = "name",
+    ) -> None:
         self.directory = directory if directory is not None else default_lease_dir()
-        self._file = str(self.directory / LEASE_FILE)
+        self._file = str(self.directory / filename)
+        self._name_prefix = name_prefix
 
     def _fd(self) -> int:
         """The descriptor for this file. Call with ``_THREADS`` held: closing any
@@ -349,9 +370,10 @@ class LeaseStore:
 
     def _name_path(self, name: str) -> Path:
         digest = hashlib.blake2b(name.encode(), digest_size=10).hexdigest()
-        return self.directory / f"name-{digest}.json"
+        return self.directory / f"{self._name_prefix}-{digest}.json"
 
     def remembered(self, name: str) -> int | None:
+        """The slot (port, or an address's low 16 bits) ``name`` got last time."""
         try:
             d = json.loads(self._name_path(name).read_bytes())
             return int(d["port"]) if d.get("name") == name else None
@@ -363,6 +385,6 @@ class LeaseStore:
             return  # already on file: skip the write
         path = self._name_path(name)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_bytes(json.dumps({"name": name, "port": port}).encode())
         os.replace(tmp, path)  # atomic: readers see the old record or the new one

@@ -31,27 +31,49 @@ class FlagRule:
     add: tuple[str, ...]
     chosen: tuple[str, ...]
     positional: bool = False
+    #: The port it listens on when told none (``run --own-address`` keeps it).
+    default_port: int | None = None
+    #: The flags that choose only the address, and the arguments that mean the user chose
+    #: one: with an own address, the address is set even when the user gave the port.
+    host_add: tuple[str, ...] = ()
+    host_chosen: tuple[str, ...] = ()
 
 
 RULES: tuple[FlagRule, ...] = (
     FlagRule("uvicorn", None, ("--host", "{host}", "--port", "{port}"),
-             ("--port", "--host", "--fd", "--uds")),
-    FlagRule("gunicorn", None, ("--bind", "{host}:{port}"), ("-b", "--bind")),
+             ("--port", "--host", "--fd", "--uds"), default_port=8000,
+             host_add=("--host", "{host}"), host_chosen=("--host", "--fd", "--uds")),
+    FlagRule("gunicorn", None, ("--bind", "{host}:{port}"), ("-b", "--bind"),
+             default_port=8000),
     FlagRule("flask", "run", ("--host", "{host}", "--port", "{port}"),
-             ("--port", "-p", "--host", "-h")),
-    FlagRule("manage.py", "runserver", ("{host}:{port}",), (), positional=True),
-    FlagRule("django-admin", "runserver", ("{host}:{port}",), (), positional=True),
+             ("--port", "-p", "--host", "-h"), default_port=5000,
+             host_add=("--host", "{host}"), host_chosen=("--host", "-h")),
+    FlagRule("manage.py", "runserver", ("{host}:{port}",), (), positional=True,
+             default_port=8000),
+    FlagRule("django-admin", "runserver", ("{host}:{port}",), (), positional=True,
+             default_port=8000),
     FlagRule("http.server", None, ("{port}", "--bind", "{host}"), ("-b", "--bind"),
-             positional=True),
+             positional=True, default_port=8000,
+             host_add=("--bind", "{host}"), host_chosen=("-b", "--bind")),
     FlagRule("vite", None, ("--port", "{port}", "--strictPort", "--host", "{host}"),
-             ("--port", "--host")),
+             ("--port", "--host"), default_port=5173,
+             host_add=("--host", "{host}"), host_chosen=("--host",)),
     FlagRule("next", "dev", ("-p", "{port}", "-H", "{host}"),
-             ("-p", "--port", "-H", "--hostname")),
-    FlagRule("astro", "dev", ("--port", "{port}", "--host", "{host}"), ("--port", "--host")),
+             ("-p", "--port", "-H", "--hostname"), default_port=3000,
+             host_add=("-H", "{host}"), host_chosen=("-H", "--hostname")),
+    FlagRule("astro", "dev", ("--port", "{port}", "--host", "{host}"), ("--port", "--host"),
+             default_port=4321, host_add=("--host", "{host}"), host_chosen=("--host",)),
     FlagRule("webpack-dev-server", None, ("--port", "{port}", "--host", "{host}"),
-             ("--port", "--host")),
+             ("--port", "--host"), default_port=8080,
+             host_add=("--host", "{host}"), host_chosen=("--host",)),
     FlagRule("webpack", "serve", ("--port", "{port}", "--host", "{host}"),
-             ("--port", "--host")),
+             ("--port", "--host"), default_port=8080,
+             host_add=("--host", "{host}"), host_chosen=("--host",)),
+    FlagRule("redis-server", None, ("--port", "{port}", "--bind", "{host}"),
+             ("--port", "--bind"), default_port=6379,
+             host_add=("--bind", "{host}"), host_chosen=("--bind",)),
+    FlagRule("postgres", None, ("-p", "{port}", "-h", "{host}"), ("-p", "-h"),
+             default_port=5432, host_add=("-h", "{host}"), host_chosen=("-h",)),
 )  # fmt: skip
 
 
@@ -102,8 +124,11 @@ def _applies(rule: FlagRule, args: tuple[str, ...]) -> bool:
 
 
 def plan_command(argv: tuple[str, ...], port: int, host: str = "127.0.0.1",
-                 url: str | None = None) -> Plan:  # fmt: skip
-    """The command line and environment that make ``argv`` serve on ``host:port``."""
+                 url: str | None = None, *, own_address: bool = False) -> Plan:  # fmt: skip
+    """The command line and environment that make ``argv`` serve on ``host:port``.
+
+    ``own_address``: ``host`` is the service's leased address, so its address flag is
+    added even where the user already chose the port (``http.server 8000``)."""
     env = {"PORT": str(port), "HOST": host}
     if url:
         env["HOMEPORT_URL"] = url
@@ -117,4 +142,37 @@ def plan_command(argv: tuple[str, ...], port: int, host: str = "127.0.0.1",
         if rule.program == program and _applies(rule, args):
             extra = tuple(a.format(host=host, port=port) for a in rule.add)
             return Plan((*argv, *extra), env, rule.program)
+    own = rule_for(argv)
+    if own_address and own is not None and own.host_add and _host_free(own, args):
+        extra = tuple(a.format(host=host, port=port) for a in own.host_add)
+        return Plan((*argv, *extra), env, own.program)
     return Plan(argv, env, None)
+
+
+def _host_free(rule: FlagRule, args: tuple[str, ...]) -> bool:
+    return not any(a == f or a.startswith(f + "=") for a in args for f in rule.host_chosen)
+
+
+def rule_for(argv: tuple[str, ...]) -> FlagRule | None:
+    """The rule for the program ``argv`` runs (its subcommand present), if any."""
+    program, _ = program_of(argv)
+    for rule in RULES:
+        if rule.program == program and (rule.subcommand is None or rule.subcommand in argv):
+            return rule
+    return None
+
+
+def default_port(argv: tuple[str, ...]) -> int | None:
+    """The port the program listens on by default, when homeport knows it."""
+    rule = rule_for(argv)
+    return None if rule is None else rule.default_port
+
+
+def bind_fix(argv: tuple[str, ...], host: str, port: int) -> str:
+    """The flag that makes this program listen on ``host`` only, as a person types it."""
+    rule = rule_for(argv)
+    if rule is not None and rule.host_add:
+        return " ".join(a.format(host=host, port=port) for a in rule.host_add)
+    if rule is not None:
+        return " ".join(a.format(host=host, port=port) for a in rule.add)
+    return f"its own listen-address option set to $HOST ({host})"

@@ -46,6 +46,9 @@ class RunOptions:
     timeout: float = 60.0
     grace: float = 5.0
     cwd: str = "."
+    #: ``run --own-address``: the service listens on this leased 127.0.x.y (its default
+    #: port kept) instead of 127.0.0.1 and a picked port.
+    address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,9 @@ class Ready:
     token: str | None
     #: The port homeport asked for, when the command listens on another one instead.
     ignored_port: int | None = None
+    #: Set when the service ignored its own address and listens on a wildcard or on
+    #: another loopback address: what it does, and the flag that fixes it.
+    bind_warning: str | None = None
 
 
 class ExitedEarly(NotReady):
@@ -123,9 +129,12 @@ def spawn(plan: Plan, cwd: str) -> subprocess.Popen[bytes]:
         raise UsageError(f"command not executable: {plan.argv[0]}") from None
 
 
-def answering(port: int) -> str | None:
+Addrs = tuple[tuple[str, socket.AddressFamily], ...]
+
+
+def answering(port: int, addrs: Addrs = LOCAL_ADDRS) -> str | None:
     """The loopback address that accepts a connection on ``port``, if any."""
-    for addr, family in LOCAL_ADDRS:
+    for addr, family in addrs:
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.settimeout(0.5)
             try:
@@ -138,17 +147,22 @@ def answering(port: int) -> str | None:
     return None
 
 
-def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> tuple[str, int]:
+def wait_listening(
+    proc: subprocess.Popen[bytes], port: int, timeout: float, own: str | None = None
+) -> tuple[str, int]:
     """(loopback address, port) once the command accepts connections: on ``port``, or on
-    whatever port its process group listens on (for commands that ignore ``PORT``)."""
+    whatever port its process group listens on (for commands that ignore ``PORT``).
+    With ``own`` (its leased address), only that address counts for ``port``: another
+    program's 127.0.0.1:PORT must not pass for the service."""
     deadline = time.monotonic() + timeout
     next_scan = time.monotonic() + 0.25
+    addrs: Addrs = ((own, socket.AF_INET),) if own else LOCAL_ADDRS
     while True:
-        addr = answering(port)
+        addr = answering(port, addrs)
         if addr is not None:
             return addr, port
         if time.monotonic() >= next_scan:
-            found = _group_port(proc.pid, port)
+            found = _group_port(proc.pid, port) if own is None else _group_any(proc.pid, own)
             if found is not None:
                 return found
             next_scan = time.monotonic() + 0.25  # a /proc walk of the group: not every 10 ms
@@ -170,6 +184,50 @@ def _group_port(pgid: int, expected: int) -> tuple[str, int] | None:
         if port != expected and (addr := answering(port)) is not None:
             return addr, port
     return None
+
+
+def _group_any(pgid: int, own: str) -> tuple[str, int] | None:
+    """Where the group of an own-address service listens, when not on ``own``: a
+    wildcard answers on ``own`` too; a specific loopback address answers on itself."""
+    from homeport.services.discover import group_listening
+
+    for local, port in group_listening(pgid):
+        local = local.removeprefix("::ffff:")
+        target = own if local in WILDCARDS else local
+        family = socket.AF_INET6 if ":" in target else socket.AF_INET
+        if (addr := answering(port, ((target, family),))) is not None:
+            return addr, port
+    return None
+
+
+WILDCARDS = ("0.0.0.0", "::")
+
+
+def bind_warning(pgid: int, own: str, port: int, argv: tuple[str, ...]) -> str | None:
+    """What an own-address service does wrong, seen in the inventory: it listens on a
+    wildcard (all interfaces: it collides with every other service on the port and is
+    reachable from the network) or on another address than its own. None when it
+    listens on ``own`` alone."""
+    from homeport.services.discover import group_listening
+    from homeport.services.flags import bind_fix
+
+    wrong = sorted(
+        {a.removeprefix("::ffff:") for a, p in group_listening(pgid) if p == port} - {own}
+    )
+    if not wrong:
+        return None
+    shown = ", ".join(f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in wrong)
+    wild = any(a in WILDCARDS for a in wrong)
+    what = (
+        "every interface (it collides with other services on this port, and the network"
+        " can reach it)"
+        if wild
+        else "another address than its own"
+    )
+    return (
+        f"it ignores HOST={own} and listens on {shown}: {what};"
+        f" fix: add {bind_fix(argv, own, port)}"
+    )
 
 
 def exited_within(proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -242,7 +300,8 @@ class Runner:
     def start(self, port: int) -> Ready:
         o = self.opts
         url = self.client.config.route_url(f"{o.name}.localhost")
-        plan = plan_command(o.cmd, port, "127.0.0.1", url)
+        host = o.address or "127.0.0.1"
+        plan = plan_command(o.cmd, port, host, url, own_address=o.address is not None)
         self.proc = spawn(with_ca_env(plan, self.client.config.state_dir), o.cwd)
         assert self.proc.stdout is not None
         self.output = Output(self.proc.stdout, lambda line: self.emit(f"{o.name} | {line}"))
@@ -256,11 +315,14 @@ class Runner:
             "owner_pid": os.getpid(),
         }
         self.service_id = self.client.call("POST", "/api/services", body)["service"]["id"]
-        addr, got = wait_listening(self.proc, port, o.timeout)
-        host = f"[{addr}]" if ":" in addr else addr
+        addr, got = wait_listening(self.proc, port, o.timeout, o.address)
+        warning = None
+        if o.address is not None:
+            warning = bind_warning(self.proc.pid, o.address, got, plan.argv)
+        shown = f"[{addr}]" if ":" in addr else addr
         route = {
             "name": o.name,
-            "target": f"http://{host}:{got}",
+            "target": f"http://{shown}:{got}",
             "auth": o.auth,
             "same_origin": o.same_origin,
             "allow_cross_site": o.allow_cross_site,
@@ -271,7 +333,14 @@ class Runner:
         )
         ignored = port if got != port else None
         return Ready(
-            self.service_id, data["url"], got, self.proc.pid, addr, data.get("token"), ignored
+            self.service_id,
+            data["url"],
+            got,
+            self.proc.pid,
+            addr,
+            data.get("token"),
+            ignored,
+            warning,
         )
 
     def wait(self) -> int:
