@@ -178,9 +178,9 @@ class Unit:
         return proc.wait() if proc is not None else None
 
     async def kill_group(self, sig: int, grace: float) -> None:
-        """``sig`` to the group; after ``grace`` (or once the group is empty) SIGKILL what
-        is left (``grace`` seconds at most). Only a group whose leader is still the process we recorded is signalled
-        while the leader lives (PIDs are reused)."""
+        """``sig`` to the group, then SIGKILL what is left once the group is empty or after
+        ``grace`` seconds. While the leader lives, only a leader that is still the process
+        we recorded (same start time) gets signalled: PIDs are reused."""
         pgid = self.pid
         if pgid is None:
             return
