@@ -76,7 +76,7 @@ class _Handlers:
         timeout = float(call.int_arg("timeout", 10, 0, 30) or 0)
         limit = call.int_arg("limit", 5000, 1, 20_000) or 5000
         run = await self.sup.wait(call.params["id"], after, version, within=timeout)
-        lines = [ln.to_json() for ln in run.lines if ln.seq > after][:limit]
+        lines = [ln.to_json() for ln in run.since(after, limit)]
         return json_response(200, {"project": run.to_json(), "lines": lines})
 
     async def down(self, call: Call) -> ControlResponse:

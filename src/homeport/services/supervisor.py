@@ -24,6 +24,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import time
@@ -32,11 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from homeport.daemon import procs
 from homeport.errors import NotFound, UsageError
 from homeport.gateway.contract import Route
 from homeport.project.stack import Launch, Stack, resolve
-from homeport.services.unit import LIVE, SETTLED, Unit
+from homeport.services.unit import LIVE, SETTLED, Unit, running
 
 if TYPE_CHECKING:
     from homeport.daemon.state import Gateway
@@ -102,6 +102,13 @@ class ProjectRun:
     async def next_change(self, within: float | None = None) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), within)
+
+    def since(self, after: int, limit: int) -> list[Line]:
+        """Lines numbered above ``after`` (the ring's numbers are consecutive)."""
+        if not self.lines:
+            return []
+        start = max(0, after + 1 - self.lines[0].seq)
+        return list(itertools.islice(self.lines, start, start + limit))
 
     def add_line(self, service: str, text: str) -> None:
         self.seq += 1
@@ -428,7 +435,7 @@ class Supervisor:
             run.offsets[name] = unit.log_path.stat().st_size  # new output only
         state = rec.get("state")
         if state in LIVE | {"backoff"} and unit.pid is not None:
-            if procs.alive(unit.pid, unit.pid_start):
+            if running(unit.pid, unit.pid_start):
                 unit.adopt(unit.pid, unit.pid_start)
                 unit.state = "ready" if state in ("ready", "stopping") else "starting"
                 unit.message = "adopted after a daemon restart"

@@ -159,7 +159,7 @@ class Unit:
         if fd is None:
             if proc is not None:
                 return await asyncio.to_thread(proc.wait)
-            while procs.alive(pid, self.pid_start):  # noqa: ASYNC110
+            while running(pid, self.pid_start):  # noqa: ASYNC110
                 await asyncio.sleep(0.5)  # no pidfd (Linux < 5.3): poll the adopted process
             return None
         loop = asyncio.get_running_loop()
@@ -184,8 +184,7 @@ class Unit:
         pgid = self.pid
         if pgid is None:
             return
-        leader_alive = procs.alive(pgid, self.pid_start)
-        if not leader_alive and not group_members(pgid):
+        if not running(pgid, self.pid_start) and not group_members(pgid):
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
@@ -323,6 +322,19 @@ class Unit:
                 self.task.cancel()
         if self.state not in ("stopped", "completed", "failed", "crashloop", "lost"):
             self.set("stopped", "")
+
+
+def running(pid: int, started: float | None, proc_dir: str = "/proc") -> bool:
+    """``pid`` is the process recorded (same start time) and has not exited: a zombie keeps
+    its ``/proc`` entry until someone reaps it, and after a daemon's death nobody may."""
+    from homeport.inventory import procfs
+
+    try:
+        with open(f"{proc_dir}/{pid}/stat") as f:
+            rec = procfs.parse_stat_record(f.read())
+    except (OSError, ValueError):
+        return False
+    return rec.state not in "ZX" and (started is None or float(rec.start_ticks) == started)
 
 
 def group_members(pgid: int, proc_dir: str = "/proc") -> list[int]:
