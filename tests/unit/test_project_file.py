@@ -59,21 +59,30 @@ def error_of(text: str, **kw: object) -> ProjectError:
 
 def test_the_issue_sketch_parses_with_defaults() -> None:
     stack = parse_text(SHOP, FILE)
-    assert stack.name == "shop" and stack.root == FILE.parent
+    assert stack.name == "shop"
+    assert stack.root == FILE.parent
     assert [s.name for s in stack.services] == ["db", "migrate", "api", "web"]
     assert stack.levels() == [["db"], ["migrate"], ["api"], ["web"]]
     db, migrate, api, web = stack.services
-    assert db.port == 5432 and db.ready.kind == "tcp" and not db.routed
-    assert migrate.kind == "task" and migrate.port is None and migrate.ready.kind == "completed"
-    assert api.port == "auto" and api.ready.kind == "http" and api.ready.status == (200, 200)
-    assert api.restart.policy == "on-failure" and api.env_file == (".env",)
+    assert db.port == 5432
+    assert db.ready.kind == "tcp"
+    assert not db.routed
+    assert migrate.kind == "task"
+    assert migrate.port is None
+    assert migrate.ready.kind == "completed"
+    assert api.port == "auto"
+    assert api.ready.kind == "http"
+    assert api.ready.status == (200, 200)
+    assert api.restart.policy == "on-failure"
+    assert api.env_file == (".env",)
     assert [(d.name, d.condition) for d in api.depends_on] == [
         ("db", "ready"),
         ("migrate", "completed"),
     ]
     assert [(d.name, d.condition) for d in web.depends_on] == [("api", "ready")]
     assert stack.route_name(web) == "web.shop.localhost"
-    assert web.stop_signal == signal.SIGTERM and web.stop_timeout == 10.0
+    assert web.stop_signal == signal.SIGTERM
+    assert web.stop_timeout == 10.0
 
 
 def test_a_listed_task_dependency_defaults_to_completed() -> None:
@@ -113,7 +122,9 @@ def test_an_error_in_a_profile_value_names_the_profile() -> None:
 
 def test_unknown_profile() -> None:
     err = error_of(SHOP, profiles=["prod"])
-    assert err.key == "profiles" and "'prod'" in err.problem and "test" in err.problem
+    assert err.key == "profiles"
+    assert "'prod'" in err.problem
+    assert "test" in err.problem
 
 
 @pytest.mark.parametrize(
@@ -127,20 +138,20 @@ def test_unknown_profile() -> None:
             '[services.a]\ncmd = "x"\nready = { tcp = true, http = "/" }',
             "services.a.ready",
             "exactly one",
-        ),  # fmt: skip
+        ),
         ('[services.a]\ncmd = "x"\nready = { http = "health" }', "services.a.ready.http", "/"),
         ('[services.a]\ncmd = "x"\nready = { log = "(" }', "services.a.ready.log", "regular"),
         (
             '[services.a]\ncmd = "x"\nready = { tcp = true, status = 200 }',
             "services.a.ready.status",
             "http",
-        ),  # fmt: skip
+        ),
         ('[services.a]\ncmd = "x"\nrestart = "sometimes"', "services.a.restart", "on-failure"),
         (
             '[services.a]\ncmd = "x"\nrestart = { backoff = -1 }',
             "services.a.restart.backoff",
             "number",
-        ),  # fmt: skip
+        ),
         ('[services.a]\ncmd = "x"\nstop_signal = "SIGNOPE"', "services.a.stop_signal", "signal"),
         ('[services.a]\ncmd = "x"\nkind = "job"', "services.a.kind", "task"),
         ('[services.a]\ncmd = "x"\ndepends_on = ["b"]', "services.a.depends_on.b", "no service"),
@@ -148,17 +159,17 @@ def test_unknown_profile() -> None:
             '[services.a]\ncmd = "x"\ndepends_on = { a = "ready" }',
             "services.a.depends_on.a",
             "itself",
-        ),  # fmt: skip
+        ),
         (
             '[services.a]\ncmd = "x"\n[services.b]\ncmd = "y"\ndepends_on = { a = "done" }',
             "services.b.depends_on.a",
             "started",
-        ),  # fmt: skip
+        ),
         (
             '[services.a]\ncmd = "x"\n[services.b]\ncmd = "y"\ndepends_on = { a = "completed" }',
             "services.b.depends_on.a",
             "never completes",
-        ),  # fmt: skip
+        ),
         ('[services.A_b]\ncmd = "x"', "services.A_b", "not a name"),
         ('[services.a]\ncmd = "x ${b.port}"', "services.a.cmd", "no service named 'b'"),
         ('[services.a]\ncmd = "x"\nenv = { U = "${a.colour}" }', "services.a.env.U", "colour"),
@@ -166,12 +177,12 @@ def test_unknown_profile() -> None:
             '[services.a]\ncmd = "x"\nport = false\nenv = { U = "${a.port}" }',
             "services.a.env.U",
             "no port",
-        ),  # fmt: skip
+        ),
         (
             '[services.a]\ncmd = "x"\nport = false\nready = { tcp = true }',
             "services.a.ready.tcp",
             "no port",
-        ),  # fmt: skip
+        ),
         ('[services.a]\ncmd = "x"\nenv = { U = ["list"] }', "services.a.env.U", "string"),
         ('[services.a]\ncmd = "x"\nroute = { nmae = "x" }', "services.a.route.nmae", "unknown"),
         ('[project]\nnmae = "x"\n[services.a]\ncmd = "x"', "project.nmae", "unknown key"),
@@ -181,7 +192,7 @@ def test_unknown_profile() -> None:
             '[services.a]\ncmd = "x"\n[profiles.p]\nprofiles = {}',
             "profiles.p.profiles",
             "unknown key",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_every_class_of_error_names_its_key(body: str, key: str, says: str) -> None:
@@ -193,7 +204,9 @@ def test_every_class_of_error_names_its_key(body: str, key: str, says: str) -> N
 
 def test_an_unknown_key_lists_the_accepted_ones() -> None:
     err = error_of('[services.a]\ncmd = "x"\ncolour = 1')
-    assert err.hint is not None and "depends_on" in err.hint and "restart" in err.hint
+    assert err.hint is not None
+    assert "depends_on" in err.hint
+    assert "restart" in err.hint
 
 
 def test_a_syntax_error_gives_the_line() -> None:
@@ -215,7 +228,8 @@ cmd = "x"
 depends_on = ["b"]
 """
     err = error_of(text)
-    assert "cycle" in err.problem and "a -> c -> b -> a" in err.problem
+    assert "cycle" in err.problem
+    assert "a -> c -> b -> a" in err.problem
 
 
 def test_pyproject_tool_table(tmp_path: Path) -> None:
@@ -248,7 +262,8 @@ def test_resolve_substitutes_after_ports_are_chosen() -> None:
     assert by["web"].argv == ("/bin/sh", "-c", "npx vite")
     assert by["web"].cwd == "/srv/shop"
     assert by["api"].env_files == ("/srv/shop/.env",)
-    assert by["db"].route is None and by["web"].route == "web.shop.localhost"
+    assert by["db"].route is None
+    assert by["web"].route == "web.shop.localhost"
     assert "PORT" not in dict(by["migrate"].env)
     assert Launch.from_json(by["api"].to_json()) == by["api"]
 
@@ -257,7 +272,8 @@ def test_an_unset_environment_variable() -> None:
     stack = parse_text('[services.a]\ncmd = "x ${env.NOPE}"\n', FILE)
     with pytest.raises(ProjectError) as info:
         resolve(stack, ["a"], {"a": 1}, {}, str)
-    assert info.value.key == "services.a.cmd" and "NOPE is not set" in info.value.problem
+    assert info.value.key == "services.a.cmd"
+    assert "NOPE is not set" in info.value.problem
     stack = parse_text('[services.a]\ncmd = "x ${env.NOPE:-dflt} $$HOME $PORT"\n', FILE)
     (a,) = resolve(stack, ["a"], {"a": 1}, {}, str)
     assert a.argv[-1] == "x dflt $HOME $PORT"
