@@ -30,7 +30,10 @@ GOOD = frozenset({"ready", "completed"})
 POLL = 10  # seconds a long poll may wait in the daemon
 
 
-def _client(client: Client | None, start: bool = False) -> Client:
+def _client(client: Client | None, start: bool = True) -> Client:
+    """A client for long polls. The daemon is started when none runs: a daemon that was
+    killed comes back knowing its stacks (and adopts what still runs), so even ``ps`` and
+    ``down`` need one."""
     c = client or connect(start=start)
     return dataclasses.replace(c, timeout=max(c.timeout, POLL + 20.0))
 
@@ -49,9 +52,7 @@ def up(
         "env": dict(os.environ if env is None else env),
         "services": list(services),
     }
-    project: dict[str, Any] = _client(client, start=True).call("POST", "/api/projects", body)[
-        "project"
-    ]
+    project: dict[str, Any] = _client(client).call("POST", "/api/projects", body)["project"]
     return project
 
 

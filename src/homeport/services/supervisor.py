@@ -219,6 +219,7 @@ class Supervisor:
 
     def _changed(self, run: ProjectRun) -> Callable[[Unit], None]:
         def changed(unit: Unit) -> None:
+            self._read_unit(run, unit)  # its last words come before the news of its exit
             self._route(run, unit)
             with contextlib.suppress(Exception):  # the store must not stop supervision
                 self.store.put_unit(run.id, unit.name, unit.record())
