@@ -91,11 +91,17 @@ def test_order_parallel_starts_interpolation_and_down(hp: Homeport) -> None:
 
 
 def test_restart_on_failure_with_backoff_then_stays_up(hp: Homeport) -> None:
+    # Exits twice (code 3), then serves: the run count lives in a file of its own.
+    (hp.root / "flaky.sh").write_text(
+        "n=$(cat runs 2>/dev/null || echo 0); echo $((n+1)) > runs\n"
+        f"[ $n -ge 2 ] && exec {PY} server.py\n"
+        "echo run $n fails; exit 3\n"
+    )
     hp.write(
-        f"""
+        """
         [services.flaky]
-        cmd = "n=$(cat runs 2>/dev/null || echo 0); echo $((n+1)) > runs; [ $n -ge 2 ] && exec {PY} server.py; echo run $n fails; exit 3"
-        restart = {{ policy = "on-failure", backoff = 0.05, backoff_max = 0.2, max = 5 }}
+        cmd = "sh flaky.sh"
+        restart = { policy = "on-failure", backoff = 0.05, backoff_max = 0.2, max = 5 }
         """
     )
     up = hp.json("up", "-d")
