@@ -120,14 +120,18 @@ def homeport_in(root: Path, state: Path, port: int) -> Iterator[Homeport]:
 
 
 def stack_pids(services: dict[str, dict[str, Any]]) -> set[int]:
-    """Every live process in the process groups of the services (the inventory by PID)."""
+    """Every live process of the services: their process groups and their leaders'
+    descendants (the inventory by PID)."""
     groups = {s["pid"] for s in services.values() if s.get("pid")}
     out = set()
     for p in psutil.process_iter(["pid"]):
         with contextlib.suppress(psutil.Error):
             if os.getpgid(p.pid) in groups and p.status() != psutil.STATUS_ZOMBIE:
                 out.add(p.pid)
-    return out
+    for pid in groups:  # and what left the group (setsid) but descends from its leader
+        with contextlib.suppress(psutil.Error):
+            out |= {c.pid for c in psutil.Process(pid).children(recursive=True)}
+    return alive(out)
 
 
 def alive(pids: set[int]) -> set[int]:

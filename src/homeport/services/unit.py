@@ -35,6 +35,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
+import psutil
+
 from homeport.daemon import procs
 from homeport.project.stack import Launch
 from homeport.services import readiness
@@ -178,21 +180,32 @@ class Unit:
         return proc.wait() if proc is not None else None
 
     async def kill_group(self, sig: int, grace: float) -> None:
-        """``sig`` to the group, then SIGKILL what is left once the group is empty or after
+        """``sig`` to the group, then SIGKILL what is left once it is empty or after
         ``grace`` seconds. While the leader lives, only a leader that is still the process
-        we recorded (same start time) gets signalled: PIDs are reused."""
+        we recorded (same start time) is signalled: PIDs are reused.
+
+        The group is not always enough: a child may leave it with ``setsid`` (PostgreSQL's
+        postmaster makes each of its children a session leader, so that it can signal their
+        groups). Descendants found before the stop are waited for and killed as well."""
         pgid = self.pid
         if pgid is None:
             return
-        if not running(pgid, self.pid_start) and not group_members(pgid):
+        leader = running(pgid, self.pid_start)
+        tree = descendants(pgid) if leader else []
+        if not leader and not group_members(pgid):
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
         deadline = time.monotonic() + grace
-        while group_members(pgid) and time.monotonic() < deadline:  # noqa: ASYNC110
+        while time.monotonic() < deadline and (  # noqa: ASYNC110
+            group_members(pgid) or any(p.is_running() and _not_zombie(p) for p in tree)
+        ):
             await asyncio.sleep(0.02)  # no event says when the last member of a group exits
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
+        for p in tree:
+            with contextlib.suppress(Exception):
+                p.kill()  # psutil checks the process is still the one it saw (create time)
 
     # -- life ----------------------------------------------------------------------------
 
@@ -322,6 +335,20 @@ class Unit:
                 self.task.cancel()
         if self.state not in ("stopped", "completed", "failed", "crashloop", "lost"):
             self.set("stopped", "")
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []
+
+
+def _not_zombie(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def running(pid: int, started: float | None, proc_dir: str = "/proc") -> bool:
