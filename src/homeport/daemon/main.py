@@ -219,6 +219,7 @@ def _mount_projects(config: DaemonConfig, app: ControlApp, gateway: Gateway) -> 
 
     sup = Supervisor(gateway, config.state_dir, config.route_url)
     projects_api.install(app, sup)
+    app.projects = sup
     return sup
 
 
