@@ -87,7 +87,9 @@ def ps_table(env: Env, project: dict[str, Any]) -> str:
             [
                 s["name"],
                 s["state"],
-                str(s["pid"] or "-") if s["state"] not in ("stopped", "completed") else "-",
+                str(s["pid"])
+                if s["pid"] and s["state"] in ("starting", "ready", "stopping")
+                else "-",
                 str(s["port"] or "-"),
                 s.get("url") or "-",
                 str(s["restarts"]),

@@ -24,11 +24,14 @@ def run(args: argparse.Namespace, env: Env) -> int:
     progress = Progress(env, printer)
     project = client.up(stack, args.services)
     c = client._client(None)
+    # Progress per service on a terminal (and in the foreground); a detached up that nobody
+    # watches waits with one long poll instead of a round trip per state change.
+    show = not args.json and (env.stdout_isatty or not args.detach)
     try:
-        if not args.json:
+        if show:
             progress(project)
         project = client.wait_settled(
-            stack.id, names, client=c, on_change=None if args.json else progress,
+            stack.id, names, client=c, on_change=progress if show else None,
             timeout=args.timeout,
         )  # fmt: skip
         ok = all(s["state"] in client.GOOD for s in project["services"] if s["name"] in names)

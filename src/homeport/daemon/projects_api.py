@@ -10,6 +10,8 @@ GET      /api/projects/{id}                        {"project"}
 GET      /api/projects/{id}/wait?after&version     {"project", "lines": [line]} once there are
          &timeout (seconds, <= 30)&limit           lines past ``after`` or a state change past
                                                    ``version`` (a long poll)
+GET      /api/projects/{id}/settled?services=a,b   {"project"} once every (named) service is
+         &timeout (seconds, <= 30)                 settled (ready, completed, failed …)
 POST     /api/projects/{id}/down                   {"project"}: everything stopped, forgotten
 POST     /api/projects/{id}/stop|start|restart     body {"services": [name]} -> {"project"}
 =======  ========================================  ============================================
@@ -40,6 +42,7 @@ def install(app: ControlApp, sup: Supervisor) -> None:
         ("POST", "/api/projects", h.up),
         ("GET", "/api/projects/{id}", h.get),
         ("GET", "/api/projects/{id}/wait", h.wait),
+        ("GET", "/api/projects/{id}/settled", h.settled),
         ("POST", "/api/projects/{id}/down", h.down),
         ("POST", "/api/projects/{id}/{action}", h.action),
     ):
@@ -78,6 +81,11 @@ class _Handlers:
         run = await self.sup.wait(call.params["id"], after, version, within=timeout)
         lines = [ln.to_json() for ln in run.since(after, limit)]
         return json_response(200, {"project": run.to_json(), "lines": lines})
+
+    async def settled(self, call: Call) -> ControlResponse:
+        names = [n for n in (call.arg("services") or "").split(",") if n]
+        timeout = float(call.int_arg("timeout", 10, 0, 30) or 0)
+        return _answer(await self.sup.settled(call.params["id"], names, within=timeout))
 
     async def down(self, call: Call) -> ControlResponse:
         return _answer(await self.sup.down(call.params["id"]))

@@ -120,9 +120,19 @@ def wait_settled(
     """The project once every (named) service is settled: ready, completed, or failed."""
     wanted = list(names)
     deadline = time.monotonic() + timeout
+    if on_change is None:  # one long poll that the daemon answers when all are settled
+        c = _client(client)
+        while True:
+            project: dict[str, Any] = c.call(
+                "GET", f"/api/projects/{project_id}/settled",
+                services=",".join(wanted), timeout=POLL,
+            )["project"]  # fmt: skip
+            if settled(project, wanted):
+                return project
+            if time.monotonic() > deadline:
+                raise NotReady(f"{project_id} not settled after {timeout:g}s")
     for project, _ in changes(project_id, after=10**9, client=client):  # states, not lines
-        if on_change is not None:
-            on_change(project)
+        on_change(project)
         if settled(project, wanted):
             return project
         if time.monotonic() > deadline:

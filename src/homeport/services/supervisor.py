@@ -74,6 +74,13 @@ class ProjectRun:
         self._sup = sup
         self.offsets: dict[str, int] = {}
         self.partial: dict[str, bytes] = {}
+        #: Open log files, kept so that a quiet tick costs one fstat per service.
+        self.fds: dict[str, int] = {}
+
+    def drop_fd(self, name: str) -> None:
+        fd = self.fds.pop(name, None)
+        if fd is not None:
+            os.close(fd)
 
     @property
     def levels(self) -> list[list[str]]:
@@ -191,6 +198,7 @@ class Supervisor:
             unit.log_path.unlink()  # a fresh start: a fresh log (restarts append)
         run.offsets[unit.name] = 0
         run.partial.pop(unit.name, None)
+        run.drop_fd(unit.name)
         unit.task = self._own(unit.run(functools.partial(self._deps_ok, run, unit)))
 
     def _own(self, coro: Any) -> asyncio.Task[Any]:
@@ -274,19 +282,18 @@ class Supervisor:
 
     def _read_unit(self, run: ProjectRun, unit: Unit) -> None:
         offset = run.offsets.get(unit.name, 0)
-        try:
-            fd = os.open(unit.log_path, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            size = os.fstat(fd).st_size
-            if size < offset:
-                offset = 0  # truncated or replaced
-            if size == offset:
+        fd = run.fds.get(unit.name)
+        if fd is None:
+            try:
+                fd = run.fds[unit.name] = os.open(unit.log_path, os.O_RDONLY)
+            except OSError:
                 return
-            data = os.pread(fd, min(READ_CHUNK, size - offset), offset)
-        finally:
-            os.close(fd)
+        size = os.fstat(fd).st_size
+        if size < offset:
+            offset = 0  # truncated
+        if size == offset:
+            return
+        data = os.pread(fd, min(READ_CHUNK, size - offset), offset)
         run.offsets[unit.name] = offset + len(data)
         data = run.partial.pop(unit.name, b"") + data
         *complete, rest = data.split(b"\n")
@@ -298,6 +305,17 @@ class Supervisor:
             unit.last.append(text)
             if unit.log_watch is not None:
                 unit.log_watch.feed(text)
+
+    async def settled(self, project: str, names: Sequence[str], within: float) -> ProjectRun:
+        """Return once every (named) service is settled, or ``within`` seconds passed."""
+        run = self.get(project)
+        deadline = time.monotonic() + within
+        while not all(u.state in SETTLED for n, u in run.units.items() if not names or n in names):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await run.next_change(left)
+        return run
 
     async def wait(
         self, project: str, after_seq: int, after_version: int, within: float
@@ -350,6 +368,8 @@ class Supervisor:
         for unit in run.units.values():
             self._release(unit.launch)  # only a lease this daemon holds is given back
         self.projects.pop(project, None)
+        for name in list(run.fds):
+            run.drop_fd(name)
         self.store.remove_project(project)
         run.poke()
         return run
