@@ -5,6 +5,7 @@ leaving no process, and ``kill -9`` of the daemon followed by adoption."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -295,3 +296,39 @@ def test_profiles_change_the_stack(hp: Homeport, cli: Callable[..., object]) -> 
     up = hp.json("up", "-d", "--profile", "test")
     port = up["project"]["services"][0]["port"]
     assert get(port, "x") == (200, "test")
+
+
+def test_up_one_service_starts_what_it_needs_only(hp: Homeport) -> None:
+    hp.write(
+        f"""
+        [services.db]
+        args = ["{PY}", "server.py"]
+        [services.api]
+        args = ["{PY}", "server.py"]
+        depends_on = ["db"]
+        [services.web]
+        args = ["{PY}", "server.py"]
+        depends_on = ["api"]
+        [services.other]
+        args = ["{PY}", "server.py"]
+        """
+    )
+    up = hp.json("up", "-d", "api")
+    assert sorted(s["name"] for s in up["project"]["services"]) == ["api", "db"]
+    assert up["ok"] is True
+
+
+def test_fast_output_arrives_whole_and_in_order(hp: Homeport) -> None:
+    """20,000 lines as fast as a process can print them: every one reaches the daemon."""
+    hp.write(
+        f"""
+        [services.chatty]
+        args = ["{PY}", "-c", "import sys\\nfor i in range(20000): sys.stdout.write(f'line {{i}}\\\\n')"]
+        kind = "task"
+        """
+    )
+    assert hp.json("up", "-d")["ok"] is True
+    done = hp.run("logs", "--json", "-n", "20000")
+    lines = [json.loads(x) for x in done.stdout.splitlines()]
+    assert [x["line"] for x in lines] == [f"line {i}" for i in range(20000)]
+    assert {x["service"] for x in lines} == {"chatty"}
