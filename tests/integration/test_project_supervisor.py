@@ -320,10 +320,13 @@ def test_up_one_service_starts_what_it_needs_only(hp: Homeport) -> None:
 
 def test_fast_output_arrives_whole_and_in_order(hp: Homeport) -> None:
     """20,000 lines as fast as a process can print them: every one reaches the daemon."""
+    (hp.root / "chatty.py").write_text(
+        "import sys\nfor i in range(20000):\n    sys.stdout.write(f'line {i}\\n')\n"
+    )
     hp.write(
         f"""
         [services.chatty]
-        args = ["{PY}", "-c", "import sys\\nfor i in range(20000): sys.stdout.write(f'line {{i}}\\\\n')"]
+        args = ["{PY}", "chatty.py"]
         kind = "task"
         """
     )
