@@ -186,6 +186,16 @@ def test_unknown_profile() -> None:
         ('[services.a]\ncmd = "x"\nenv = { U = ["list"] }', "services.a.env.U", "string"),
         ('[services.a]\ncmd = "x"\nroute = { nmae = "x" }', "services.a.route.nmae", "unknown"),
         ('[project]\nnmae = "x"\n[services.a]\ncmd = "x"', "project.nmae", "unknown key"),
+        (
+            '[services.a]\ncmd = "x"\nroute = { allow_origin = "localhost/x" }',
+            "services.a.route.allow_origin",
+            "bad origin",
+        ),
+        (
+            '[services.a]\ncmd = "x"\nroute = { allow_cross_site = "yes" }',
+            "services.a.route.allow_cross_site",
+            "true or false",
+        ),
         ('[servces.a]\ncmd = "x"', "servces", "unknown key"),
         ('[project]\nname = "x"', "services", "no services"),
         (
@@ -314,3 +324,16 @@ def test_worktree_branch_prefix(tmp_path: Path) -> None:
     stack = parse_text('[project]\nname = "shop"\n[services.web]\ncmd = "x"', FILE, branch="fx")
     assert stack.id == "fx.shop"
     assert stack.route_name(stack.services[0]) == "fx.web.shop.localhost"
+
+
+def test_route_options_reach_the_launch() -> None:
+    text = (
+        '[project]\nname = "shop"\n[services.api]\ncmd = "x"\n'
+        'route = { name = "backend", allow_origin = ["http://localhost:5173"] }\n'
+    )
+    stack = parse_text(text, FILE)
+    (api,) = resolve(stack, ["api"], {"api": 4000}, {}, lambda n: f"http://{n}:1")
+    assert api.route == "backend.shop.localhost"
+    assert api.allow_origins == ("http://localhost:5173",)
+    assert api.allow_cross_site is False
+    assert Launch.from_json(api.to_json()) == api

@@ -72,6 +72,8 @@ RESTART_KEYS: dict[str, str] = {
 }
 ROUTE_KEYS: dict[str, str] = {
     "name": "the route's first label instead of the service name",
+    "allow_cross_site": "true: let pages of other sites write to it (off: refused, issue 16)",
+    "allow_origin": 'an origin or a list, e.g. "http://localhost:5173": let those write to it',
 }
 PROBES: tuple[str, ...] = ("tcp", "http", "exec", "log")
 
@@ -132,9 +134,16 @@ class RouteSpec:
 
     enabled: bool = True
     name: str | None = None
+    allow_cross_site: bool = False
+    allow_origins: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "name": self.name}
+        return {
+            "enabled": self.enabled,
+            "name": self.name,
+            "allow_cross_site": self.allow_cross_site,
+            "allow_origins": list(self.allow_origins),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,10 +352,28 @@ def _string(value: Any, at: At) -> str:
 def _route(value: Any, at: At) -> RouteSpec:
     if isinstance(value, bool):
         return RouteSpec(enabled=value)
-    table = want_table(value, at, "true, false or a table: name")
+    table = want_table(value, at, "true, false or a table: name, allow_cross_site, allow_origin")
     check_keys(table, ROUTE_KEYS, at)
     name = label(table["name"], at / "name") if "name" in table else None
-    return RouteSpec(enabled=True, name=name)
+    cross = table.get("allow_cross_site", False)
+    if not isinstance(cross, bool):
+        raise (at / "allow_cross_site").error(f"must be true or false, not {cross!r}")
+    return RouteSpec(
+        True, name, cross, _origins(table.get("allow_origin", []), at / "allow_origin")
+    )
+
+
+def _origins(value: Any, at: At) -> tuple[str, ...]:
+    from homeport.daemon.routes import normalize_origins
+    from homeport.errors import UsageError
+
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise at.error(f"must be an origin or a list of origins, not {value!r}")
+    try:
+        return tuple(normalize_origins(items))
+    except UsageError as exc:
+        raise at.error(exc.message) from None
 
 
 def _scalar_text(value: Any, at: At) -> str:

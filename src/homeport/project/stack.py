@@ -111,6 +111,8 @@ class Launch:
     depends_on: tuple[Dependency, ...] = ()
     stop_signal: int = int(signal.SIGTERM)
     stop_timeout: float = 10.0
+    allow_cross_site: bool = False
+    allow_origins: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -130,6 +132,7 @@ class Launch:
                 "argv": tuple(d["argv"]),
                 "env": tuple((str(k), str(v)) for k, v in d["env"]),
                 "env_files": tuple(d["env_files"]),
+                "allow_origins": tuple(d.get("allow_origins", ())),
                 "ready": ReadySpec(**ready),
                 "restart": RestartSpec(**d["restart"]),
                 "depends_on": tuple(Dependency(**x) for x in d["depends_on"]),
@@ -209,4 +212,6 @@ def _launch(
         depends_on=s.depends_on,
         stop_signal=s.stop_signal,
         stop_timeout=s.stop_timeout,
+        allow_cross_site=s.route.allow_cross_site,
+        allow_origins=s.route.allow_origins,
     )

@@ -245,9 +245,16 @@ class Supervisor:
         if unit.state == "ready" and unit.launch.port is not None:
             host = f"[{unit.address}]" if ":" in unit.address else unit.address
             target = f"http://{host}:{unit.launch.port}"
-            if current is None or current.target != target or current.service_id != sid:
+            route = Route(
+                name=name,
+                target=target,
+                service_id=sid,
+                allow_cross_site=unit.launch.allow_cross_site,
+                allow_origins=unit.launch.allow_origins,
+            )
+            if current != route:
                 try:
-                    self.gateway.put_route(Route(name=name, target=target, service_id=sid))
+                    self.gateway.put_route(route)
                 except UsageError as exc:
                     unit.message = f"no route: {exc.message}"
         elif current is not None and current.service_id == sid and unit.state != "starting":
