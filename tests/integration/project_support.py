@@ -4,6 +4,7 @@ small real servers as services, and the process inventory of a stack."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import subprocess
@@ -142,6 +143,17 @@ def alive(pids: set[int]) -> set[int]:
             if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
                 out.add(pid)
     return out
+
+
+def get(port: int, host: str, path: str = "/") -> tuple[int, str]:
+    """GET through 127.0.0.1:``port`` with ``Host: host`` (the gateway, or a service)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
 
 
 def wait_for(cond: Any, timeout: float = 30.0, what: str = "condition") -> Any:

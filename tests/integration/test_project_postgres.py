@@ -8,7 +8,6 @@ that ``down`` leaves no process of the stack (PostgreSQL forks a process per dut
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from project_support import Homeport, alive, homeport_in, stack_pids
+from project_support import Homeport, alive, get, homeport_in, stack_pids
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -94,16 +93,6 @@ def _cluster(root: Path) -> str:
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     return as_pg
-
-
-def get(port: int, host: str, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path, headers={"Host": host})
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
 
 
 @pytest.mark.timeout(240)

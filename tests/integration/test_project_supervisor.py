@@ -4,7 +4,6 @@ leaving no process, and ``kill -9`` of the daemon followed by adoption."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -14,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from project_support import SERVER, Homeport, alive, homeport_in, stack_pids, wait_for
+from project_support import SERVER, Homeport, alive, get, homeport_in, stack_pids, wait_for
 
 
 @pytest.fixture
@@ -24,16 +23,6 @@ def hp(tmp_path: Path, free_port: int) -> Iterator[Homeport]:
     (root / "server.py").write_text(SERVER)
     with homeport_in(root, tmp_path / "state", free_port) as h:
         yield h
-
-
-def get(port: int, host: str, path: str = "/") -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path, headers={"Host": host})
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
 
 
 PY = sys.executable
@@ -335,3 +324,17 @@ def test_fast_output_arrives_whole_and_in_order(hp: Homeport) -> None:
     lines = [json.loads(x) for x in done.stdout.splitlines()]
     assert [x["line"] for x in lines] == [f"line {i}" for i in range(20000)]
     assert {x["service"] for x in lines} == {"chatty"}
+
+
+def test_a_fixed_port_already_taken_fails_with_who_holds_it(hp: Homeport) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        hp.write(f'[services.db]\nargs = ["{PY}", "server.py"]\nport = {port}\n')
+        assert hp.run("up", "-d", check=False).returncode == 1
+        db = hp.ps()["db"]
+    assert db["state"] == "failed"
+    assert f"port {port} is already in use" in db["message"]

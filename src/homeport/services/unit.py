@@ -242,6 +242,13 @@ class Unit:
     async def _one_run(self) -> bool:
         """Start once and supervise until exit; True when the policy says start again."""
         self.message = ""
+        port = self.launch.port
+        if port is not None and await asyncio.to_thread(_held, port):
+            self.set(
+                "failed",
+                f"port {port} is already in use by another process (homeport who {port})",
+            )
+            return False
         try:
             self.spawn()
         except (OSError, ValueError) as exc:
@@ -335,6 +342,15 @@ class Unit:
                 self.task.cancel()
         if self.state not in ("stopped", "completed", "failed", "crashloop", "lost"):
             self.set("stopped", "")
+
+
+def _held(port: int) -> bool:
+    """Something already accepts on ``port``: the service could not listen there (a connect,
+    not a bind test: a bind without SO_REUSEADDR also fails on TIME-WAIT leftovers of the
+    service's own previous run, which the service's own bind gets past)."""
+    from homeport.services.runner import answering
+
+    return answering(port) is not None
 
 
 def descendants(pid: int) -> list[psutil.Process]:
