@@ -5,7 +5,7 @@ method   path                                      answer
 =======  ========================================  ============================================
 GET      /api/projects                             {"projects": [project]}
 POST     /api/projects                             body {"file", "profiles"?, "env"?,
-                                                   "services"?} -> {"project"}
+                                                   "services"?} -> {"project", "selected"}
 GET      /api/projects/{id}                        {"project"}
 GET      /api/projects/{id}/wait?after&version     {"project", "lines": [line]} once there are
          &timeout (seconds, <= 30)&limit           lines past ``after`` or a state change past
@@ -68,7 +68,8 @@ class _Handlers:
         return json_response(200, {"projects": self.sup.to_json()})
 
     async def up(self, call: Call) -> ControlResponse:
-        return _answer(await self.sup.up(call.json()), 201)
+        run = await self.sup.up(call.json())
+        return json_response(201, {"project": run.to_json(), "selected": run.selected})
 
     async def get(self, call: Call) -> ControlResponse:
         return _answer(self.sup.get(call.params["id"]))

@@ -20,7 +20,10 @@ from typing import Any
 
 from homeport.daemon.client import Client, connect
 from homeport.errors import NotReady
-from homeport.project.stack import Stack
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from homeport.project.stack import Stack
 
 #: States in which a service will not change without a new event (``services.unit``).
 SETTLED = frozenset(
@@ -46,14 +49,30 @@ def up(
     client: Client | None = None,
 ) -> dict[str, Any]:
     """Ask the daemon (started if needed) to bring ``stack`` up; returns without waiting."""
+    answer = up_file(str(stack.file), stack.profiles, services, env=env, client=client)
+    project: dict[str, Any] = answer["project"]
+    return project
+
+
+def up_file(
+    file: str,
+    profiles: Iterable[str] = (),
+    services: Iterable[str] = (),
+    *,
+    env: dict[str, str] | None = None,
+    client: Client | None = None,
+) -> dict[str, Any]:
+    """The same for a project file the daemon parses and validates itself (a bad file is a
+    UsageError naming the file and key path, as ``load`` raises it). Returns
+    ``{"project", "selected"}``: ``selected`` names the services this call brings up (with
+    what they need), in start order."""
     body = {
-        "file": str(stack.file),
-        "profiles": list(stack.profiles),
+        "file": os.path.abspath(file),
+        "profiles": list(profiles),
         "env": dict(os.environ if env is None else env),
         "services": list(services),
     }
-    project: dict[str, Any] = _client(client).call("POST", "/api/projects", body)["project"]
-    return project
+    return _client(client).call("POST", "/api/projects", body)
 
 
 def ps(project_id: str, *, client: Client | None = None) -> dict[str, Any]:

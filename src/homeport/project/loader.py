@@ -15,6 +15,7 @@ from typing import Any
 
 from homeport.project import graph, interp
 from homeport.project.errors import ProjectError
+from homeport.project.finder import FILE_NAME, PYPROJECT, find
 from homeport.project.schema import (
     PROJECT_KEYS,
     TOP_KEYS,
@@ -26,36 +27,6 @@ from homeport.project.schema import (
     want_table,
 )
 from homeport.project.stack import Stack
-
-FILE_NAME = "homeport.toml"
-PYPROJECT = "pyproject.toml"
-
-
-def find(start: Path | None = None) -> Path | None:
-    """The project file for ``start`` (default: the cwd), walking up; None when there is none."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / FILE_NAME
-        if candidate.is_file():
-            return candidate
-        py = folder / PYPROJECT
-        if py.is_file() and _has_tool_table(py):
-            return py
-    return None
-
-
-def _has_tool_table(path: Path) -> bool:
-    try:
-        text = path.read_text()
-    except OSError:
-        return False
-    if "homeport" not in text:  # most pyproject files: no parse needed
-        return False
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return True  # let load() report the syntax error with its line
-    return isinstance(data.get("tool", {}).get("homeport"), dict)
 
 
 def load(

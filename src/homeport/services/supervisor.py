@@ -74,6 +74,8 @@ class ProjectRun:
         self._sup = sup
         self.offsets: dict[str, int] = {}
         self.partial: dict[str, bytes] = {}
+        #: The services the last ``up`` asked for (with what they need), in start order.
+        self.selected: list[str] = []
         #: Open log files, kept so that a quiet tick costs one fstat per service.
         self.fds: dict[str, int] = {}
 
@@ -170,6 +172,7 @@ class Supervisor:
             self._start(run, unit)
         self._ensure_tail()
         run.poke()
+        run.selected = names
         return run
 
     def _ports(self, stack: Stack, run: ProjectRun) -> dict[str, int | None]:
