@@ -267,6 +267,12 @@ def test_bad_file_is_exit_2_naming_the_key(hp: Homeport) -> None:
         assert "services.web.ready.http" in done.stderr
         assert "Traceback" not in done.stderr
     assert hp.daemon_pid() is None  # a bad file never reached a daemon
+    # With a daemon running, the daemon validates: the same error, the same status.
+    hp.run("up", "--gateway", "-d")
+    done = hp.run("up", "-d", check=False)
+    assert done.returncode == 2
+    assert "services.web.ready.http" in done.stderr
+    assert 'must be a path starting with "/"' in done.stderr
 
 
 def test_profiles_change_the_stack(hp: Homeport, cli: Callable[..., object]) -> None:
