@@ -31,7 +31,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -403,7 +402,3 @@ def group_members(pgid: int, proc_dir: str = "/proc") -> list[int]:
         if rec.pgrp == pgid and rec.state not in "ZX":
             out.append(int(entry.name))
     return out
-
-
-def with_port(launch: Launch, port: int | None) -> Launch:
-    return replace(launch, port=port)
