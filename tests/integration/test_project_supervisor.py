@@ -344,3 +344,21 @@ def test_a_fixed_port_already_taken_fails_with_who_holds_it(hp: Homeport) -> Non
         db = hp.ps()["db"]
     assert db["state"] == "failed"
     assert f"port {port} is already in use" in db["message"]
+
+
+def test_env_files_reach_the_service_but_never_the_output_of_config(hp: Homeport) -> None:
+    (hp.root / ".env").write_text("MARK=from-the-file\nSECRET=hunter2\n")
+    (hp.root / "local.env").write_text("MARK=overridden-by-the-second\n")
+    hp.write(
+        f"""
+        [services.web]
+        args = ["{PY}", "server.py"]
+        env_file = [".env", "local.env"]
+        """
+    )
+    shown = hp.run("config", "--json").stdout + hp.run("config").stdout
+    assert "hunter2" not in shown
+    assert "overridden" not in shown
+    port = hp.json("up", "-d")["project"]["services"][0]["port"]
+    assert get(port, "x") == (200, "overridden-by-the-second")
+    assert "hunter2" not in hp.run("ps", "--json").stdout
