@@ -46,6 +46,8 @@ log = logging.getLogger("homeport.supervisor")
 #: Lines of output kept per project in memory (the files keep everything).
 KEEP_LINES = 20_000
 TAIL_FAST, TAIL_IDLE = 0.02, 0.25
+#: With inotify waking the tailer, a quiet stack is still looked at this often (a safety net).
+TAIL_WATCHED = 2.0
 READ_CHUNK = 1 << 20
 
 
@@ -133,6 +135,7 @@ class Supervisor:
         self.projects: dict[str, ProjectRun] = {}
         self._tail_task: asyncio.Task[None] | None = None
         self._tail_wake = asyncio.Event()
+        self._dirs: Any = None  # a DirWatch once the tail runs (None: poll)
         self._tasks: set[asyncio.Task[Any]] = set()
         gateway.extra_status = self.status_of
 
@@ -266,16 +269,28 @@ class Supervisor:
     # -- output --------------------------------------------------------------------------
 
     def _ensure_tail(self) -> None:
+        if self._dirs is None:
+            from homeport.services.dirwatch import open_watch
+
+            self._dirs = open_watch() or False
+            if self._dirs:
+                loop = asyncio.get_running_loop()
+                loop.add_reader(self._dirs.fd, self._dirs_readable)
         if self._tail_task is None or self._tail_task.done():
             self._tail_task = self._own(self._tail())
         self._tail_wake.set()
 
+    def _dirs_readable(self) -> None:
+        self._dirs.drain()
+        self._tail_wake.set()
+
     async def _tail(self) -> None:
-        """Read what every service wrote since last time; quick while output flows."""
+        """Read what every service wrote since last time: woken by inotify (or every
+        ``TAIL_IDLE`` without it), and every ``TAIL_FAST`` while output flows."""
         while any(r.units for r in self.projects.values()):
+            self._tail_wake.clear()  # before reading: a write during the read wakes us again
             got = self._read_all()
-            delay = TAIL_FAST if got else TAIL_IDLE
-            self._tail_wake.clear()
+            delay = TAIL_FAST if got else TAIL_WATCHED if self._dirs else TAIL_IDLE
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._tail_wake.wait(), delay)
 
@@ -294,6 +309,8 @@ class Supervisor:
         offset = run.offsets.get(unit.name, 0)
         fd = run.fds.get(unit.name)
         if fd is None:
+            if self._dirs and not self._dirs.add(unit.log_path.parent):
+                self._dirs_lost()
             try:
                 fd = run.fds[unit.name] = os.open(unit.log_path, os.O_RDONLY)
             except OSError:
@@ -478,14 +495,27 @@ class Supervisor:
             return
         unit.state = state if isinstance(state, str) else "stopped"  # type: ignore[assignment]
 
+    def _dirs_lost(self) -> None:
+        """A folder could not be watched (the inotify watch limit): poll instead."""
+        log.warning("inotify watch failed; polling the services' output instead")
+        self._dirs_lost_quietly()
+
     async def close(self) -> None:
         """The daemon stops: stop every stack it runs (nothing outlives a clean shutdown)."""
         for project in list(self.projects):
             with contextlib.suppress(Exception):
                 await self.stop(project)
+        if self._dirs:
+            self._dirs_lost_quietly()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _dirs_lost_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self._dirs.fd)
+        self._dirs.close()
+        self._dirs = False
 
     def to_json(self) -> list[dict[str, Any]]:
         return [r.to_json() for r in self.projects.values()]
