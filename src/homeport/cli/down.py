@@ -27,7 +27,7 @@ import argparse
 
 from homeport.cli.env import Env
 
-HELP = "stop the gateway daemon"
+HELP = "stop a project's stack (homeport.toml), or else the gateway daemon"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

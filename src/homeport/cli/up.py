@@ -52,7 +52,7 @@ import argparse
 
 from homeport.cli.env import Env
 
-HELP = "start the gateway daemon (NAME.localhost names, control API)"
+HELP = "start a project's stack (homeport.toml), or else the gateway daemon"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
