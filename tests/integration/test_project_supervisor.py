@@ -362,3 +362,45 @@ def test_env_files_reach_the_service_but_never_the_output_of_config(hp: Homeport
     port = hp.json("up", "-d")["project"]["services"][0]["port"]
     assert get(port, "x") == (200, "overridden-by-the-second")
     assert "hunter2" not in hp.run("ps", "--json").stdout
+
+
+def test_logs_follow_keeps_up_with_10000_lines_a_second(hp: Homeport) -> None:
+    """``logs -f`` while a service prints 30,000 lines at ~10,000 a second: none lost."""
+    (hp.root / "steady.py").write_text(
+        "import sys, time\n"
+        "t0 = time.monotonic()\n"
+        "for i in range(30000):\n"
+        "    sys.stdout.write(f'line {i}\\n')\n"
+        "    if i % 100 == 99:\n"
+        "        sys.stdout.flush()\n"
+        "        time.sleep(max(0.0, t0 + (i + 1) / 10000 - time.monotonic()))\n"
+        "sys.stdout.flush()\n"
+        "time.sleep(600)\n"
+    )
+    hp.write(
+        f"""
+        [services.steady]
+        args = ["{PY}", "steady.py"]
+        port = false
+        """
+    )
+    hp.json("up", "-d")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "homeport", "logs", "-f", "--json"],
+        cwd=hp.root,
+        env=hp.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    got = []
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            got.append(json.loads(raw)["line"])
+            if got[-1] == "line 29999":
+                break
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert got == [f"line {i}" for i in range(30000)]
