@@ -48,7 +48,9 @@ KEEP_LINES = 20_000
 TAIL_FAST, TAIL_IDLE = 0.02, 0.25
 #: With inotify waking the tailer, a quiet stack is still looked at this often (a safety net).
 TAIL_WATCHED = 2.0
-READ_CHUNK = 1 << 20
+#: Most bytes read from one log per pass: bounds how long one pass holds the event loop
+#: (which the gateway shares) when a service writes fast.
+READ_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +235,8 @@ class Supervisor:
 
     def _changed(self, run: ProjectRun) -> Callable[[Unit], None]:
         def changed(unit: Unit) -> None:
-            self._read_unit(run, unit)  # its last words come before the news of its exit
+            # Its last words come before the news of its exit.
+            self._read_unit(run, unit, to_end=unit.state not in LIVE)
             self._route(run, unit)
             with contextlib.suppress(Exception):  # the store must not stop supervision
                 self.store.put_unit(run.id, unit.name, unit.record())
@@ -305,7 +308,17 @@ class Supervisor:
                 run.poke()
         return got
 
-    def _read_unit(self, run: ProjectRun, unit: Unit) -> None:
+    def _read_unit(self, run: ProjectRun, unit: Unit, *, to_end: bool = False) -> bool:
+        """Take up to ``READ_CHUNK`` new bytes of the unit's log into lines (with ``to_end``,
+        everything there is). True when there was something to read."""
+        got = False
+        while self._read_chunk(run, unit):
+            got = True
+            if not to_end:
+                break
+        return got
+
+    def _read_chunk(self, run: ProjectRun, unit: Unit) -> bool:
         offset = run.offsets.get(unit.name, 0)
         fd = run.fds.get(unit.name)
         if fd is None:
@@ -314,12 +327,12 @@ class Supervisor:
             try:
                 fd = run.fds[unit.name] = os.open(unit.log_path, os.O_RDONLY)
             except OSError:
-                return
+                return False
         size = os.fstat(fd).st_size
         if size < offset:
             offset = 0  # truncated
         if size == offset:
-            return
+            return False
         data = os.pread(fd, min(READ_CHUNK, size - offset), offset)
         run.offsets[unit.name] = offset + len(data)
         data = run.partial.pop(unit.name, b"") + data
@@ -332,6 +345,7 @@ class Supervisor:
             unit.last.append(text)
             if unit.log_watch is not None:
                 unit.log_watch.feed(text)
+        return True
 
     async def settled(self, project: str, names: Sequence[str], within: float) -> ProjectRun:
         """Return once every (named) service is settled, or ``within`` seconds passed."""
