@@ -404,3 +404,22 @@ def test_logs_follow_keeps_up_with_10000_lines_a_second(hp: Homeport) -> None:
         proc.kill()
         proc.communicate()
     assert got == [f"line {i}" for i in range(30000)]
+
+
+def test_a_probe_that_never_passes_fails_after_its_retries(hp: Homeport) -> None:
+    hp.write(
+        f"""
+        [services.api]
+        args = ["{PY}", "server.py"]
+        ready = {{ http = "/health", status = 201, interval = 0.1, retries = 2 }}
+        [services.web]
+        args = ["{PY}", "server.py"]
+        depends_on = ["api"]
+        """
+    )
+    assert hp.run("up", "-d", check=False).returncode == 1
+    s = hp.ps()
+    assert s["api"]["state"] == "failed"
+    assert "not ready" in s["api"]["message"]
+    assert "after 2 retries" in s["api"]["message"]
+    assert s["web"]["state"] == "blocked"

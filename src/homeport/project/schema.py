@@ -61,7 +61,8 @@ READY_KEYS: dict[str, str] = {
     "contains": "text the HTTP body must contain",
     "interval": "seconds between attempts at most (default 0.25; the first come sooner)",
     "timeout": "seconds one attempt may take (default 2)",
-    "retries": "failed attempts before the service counts as failed (default: until deadline)",
+    "retries": "failed attempts, one per interval, before the service counts as failed"
+    " (default: until the deadline)",
     "deadline": "seconds from start before the service counts as failed (default 60)",
 }
 RESTART_KEYS: dict[str, str] = {

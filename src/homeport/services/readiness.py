@@ -113,7 +113,11 @@ async def wait_ready(
     env: Mapping[str, str],
     log_watch: LogWatch | None,
 ) -> Outcome:
-    """Probe until ready, the deadline, or ``retries`` failed attempts."""
+    """Probe until ready, the deadline, or ``retries`` failed attempts.
+
+    ``retries`` counts attempts at the ``interval`` pace (what a user writing interval = 1,
+    retries = 3 means: about 4 s), so the quicker attempts of the first seconds do not use
+    them up: the probe gives up once ``interval * (retries + 1)`` seconds have passed."""
     if spec.kind == "log":
         assert log_watch is not None
         try:
@@ -122,17 +126,16 @@ async def wait_ready(
             return Outcome(False, f"no output line matched {spec.pattern!r} in {spec.deadline:g}s")
         return Outcome(True, "log line matched")
     start = time.monotonic()
-    failures = slow = 0
+    slow = 0
     while True:
         # In a thread, the TCP probe too: uvloop's sock_connect on a socket we then close
         # left a stale registration that swallowed a pidfd opened later on the same number.
         got = await asyncio.to_thread(attempt, spec, port, cwd, env)
         if got.ok:
             return got
-        failures += 1
         elapsed = time.monotonic() - start
-        if spec.retries is not None and failures > spec.retries:
-            return Outcome(False, f"{got.reason} after {failures} attempts")
+        if spec.retries is not None and elapsed >= spec.interval * (spec.retries + 1):
+            return Outcome(False, f"{got.reason} after {spec.retries} retries")
         if elapsed >= spec.deadline:
             return Outcome(False, f"{got.reason} after {spec.deadline:g}s")
         slow += elapsed >= FAST_FOR
