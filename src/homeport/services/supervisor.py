@@ -507,7 +507,10 @@ class Supervisor:
             unit.ready_since = None
             self._changed(run)(unit)
             return
-        unit.state = state if isinstance(state, str) else "stopped"  # type: ignore[assignment]
+        if state in SETTLED:
+            unit.state = state
+        else:  # pending (or a backoff with nothing running): no daemon will start it now
+            unit.state, unit.message = "stopped", "was waiting when its daemon ended"
 
     def _dirs_lost(self) -> None:
         """A folder could not be watched (the inotify watch limit): poll instead."""
