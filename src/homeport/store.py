@@ -104,6 +104,21 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT 'cross-site-default', group_concat(name, ' ') FROM routes
         WHERE same_origin = 0 HAVING count(*) > 0
     """,
+    # 2 -> 3: projects (issue 10): the stack a daemon runs and each service's process, so a
+    # restarted daemon knows what it ran and adopts what still runs (PID + start time).
+    """
+    CREATE TABLE projects (
+        id TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE project_units (
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (project, name)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -254,6 +269,45 @@ class Store:
                 "(SELECT id FROM services ORDER BY started DESC LIMIT ?)",
                 (keep,),
             )
+
+    # -- projects --------------------------------------------------------------------------
+    # Each row is one JSON document (the supervisor's own records): the supervisor is the only
+    # writer and reads them back whole, only at start-up.
+
+    def put_project(self, project_id: str, data: dict[str, Any]) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO projects VALUES (?,?,?)",
+                (project_id, json.dumps(data), time.time()),
+            )
+
+    def put_unit(self, project_id: str, name: str, data: dict[str, Any]) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO project_units VALUES (?,?,?)",
+                (project_id, name, json.dumps(data)),
+            )
+
+    def remove_project(self, project_id: str) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM project_units WHERE project = ?", (project_id,))
+            c.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+
+    def projects(self) -> list[tuple[str, dict[str, Any], dict[str, dict[str, Any]]]]:
+        """(id, project data, {unit name: unit data}) for every stored project."""
+        out = []
+        for row in self._conn.execute("SELECT * FROM projects ORDER BY created").fetchall():
+            units = self._conn.execute(
+                "SELECT name, data FROM project_units WHERE project = ?", (row["id"],)
+            ).fetchall()
+            out.append(
+                (
+                    row["id"],
+                    json.loads(row["data"]),
+                    {u["name"]: json.loads(u["data"]) for u in units},
+                )
+            )
+        return out
 
     # -- access log ----------------------------------------------------------------------
 

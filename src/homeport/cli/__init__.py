@@ -48,6 +48,11 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("audit", "homeport.cli.audit"),
     ("trust", "homeport.cli.trust"),
     ("service", "homeport.cli.service"),
+    ("ps", "homeport.cli.ps"),
+    ("config", "homeport.cli.config"),
+    ("start", "homeport.cli.start"),
+    ("stop", "homeport.cli.stop"),
+    ("restart", "homeport.cli.restart"),
 )
 
 #: Commands that report owners: the CLI starts the /proc fd walk before importing them.

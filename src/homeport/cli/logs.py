@@ -14,6 +14,12 @@ examples:
   homeport logs --access --control       also requests to the gateway's own API
   homeport logs web                      the last output lines of the service named web
 
+In a project (homeport.toml here or in a parent folder), the services' output instead:
+  homeport logs                          every service's output, prefixed
+  homeport logs -f api worker            follow two of them
+  homeport logs --since 5m --json        one JSON object per line: {"seq", "time",
+                                         "service", "line"}
+
 --json record: {"id", "time", "client_addr", "client_port", "host", "method", "path", "status",
   "bytes_in", "bytes_out", "duration_ms", "route", "reason", "external"}
 service --json: {"service": {...as in homeport status}, "lines": ["..."]}
@@ -36,7 +42,13 @@ Fetch = Callable[[int | None, int, str | None], list[dict[str, Any]]]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("service", nargs="?", help="a service name (from homeport run)")
+    from homeport.cli.project import add_project_arguments
+
+    parser.add_argument(
+        "services", nargs="*", help="service names (from homeport run, or the project's)"
+    )
+    add_project_arguments(parser, short=False)  # -f is --follow here
+    parser.add_argument("--since", help="in a project: lines from the last 30s, 5m, 2h")
     parser.add_argument("--access", action="store_true", help="the gateway's access log")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new requests")
     parser.add_argument("--route", help="only requests for this route (api or api.localhost)")
@@ -52,6 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.errors import UsageError
 
+    args.service = args.services[0] if args.services else None
+    if not args.access:
+        from homeport.cli.project import find_file
+
+        if args.project or find_file(args) is not None:
+            from homeport.cli.project import logs
+
+            return logs(args, env)
     if args.service and not args.access:
         return _service_lines(args, env)
     # No service named: the access log, the log there always is (--access says it outright).

@@ -1,4 +1,18 @@
-"""Start the homeport gateway: NAME.localhost for your local services, and the control API.
+"""Start a project's stack (in a folder with homeport.toml), or else the homeport gateway.
+
+In a project (homeport.toml, or [tool.homeport] in pyproject.toml, here or in a parent
+folder), the daemon (started when needed) brings the services up in dependency order,
+independent ones in parallel, each once what it needs is ready; progress per service, then a
+table of URLs (SERVICE.PROJECT.localhost), then every service's output until Ctrl-C, which
+stops the stack.
+
+  homeport up                 the whole stack, in the foreground
+  homeport up -d              bring it up and return (exit 1 if a service did not get ready)
+  homeport up api             api and what it depends on
+  homeport up --profile test  with [profiles.test] applied
+  homeport up --json -d       {"project": {... as homeport ps --json}, "ok": true}
+
+Without a project file, ``homeport up`` starts the gateway:
 
 The gateway listens on 127.0.0.1:62893 and [::1]:62893 (``--port`` or HOMEPORT_PORT to change).
 It keeps routes, services and the access log in SQLite under the state directory, so a
@@ -38,11 +52,21 @@ import argparse
 
 from homeport.cli.env import Env
 
-HELP = "start the gateway daemon (NAME.localhost names, control API)"
+HELP = "start a project's stack (homeport.toml), or else the gateway daemon"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from homeport.cli.project import add_file_arguments
+
+    parser.add_argument("services", nargs="*", help="in a project: only these (and their needs)")
     parser.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    add_file_arguments(parser)
+    parser.add_argument(
+        "--gateway", action="store_true", help="start the gateway only, even in a project"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds the stack may take to settle (300)"
+    )
     parser.add_argument("--port", type=int, help="port to listen on (default 62893)")
     parser.add_argument(
         "--expose",
@@ -71,6 +95,10 @@ def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.daemon.config import DaemonConfig
     from homeport.errors import UsageError
 
+    if _project_mode(args):
+        from homeport.cli import project_up
+
+        return project_up.run(args, env)
     auth: str | None
     if args.auth_fd is not None:  # the daemon -d started: the value is resolved already
         auth = process.read_auth_fd(args.auth_fd)
@@ -109,3 +137,13 @@ def run(args: argparse.Namespace, env: Env) -> int:
         if info.get("proxy") == "control-only":
             env.out("note: the proxy is not installed; only the control API answers")
     return 0
+
+
+def _project_mode(args: argparse.Namespace) -> bool:
+    if args.gateway or args.ready_fd is not None:
+        return False
+    if args.services or args.file or args.profile:
+        return True
+    from homeport.project import find
+
+    return find() is not None

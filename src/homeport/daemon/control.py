@@ -162,6 +162,8 @@ class ControlApp:
         #: ``homeport.metrics.Metrics`` once the daemon mounts it (None: /metrics is 404).
         self.metrics: Any = None
         self.endpoints: list[Endpoint] = []
+        #: The project supervisor (``homeport.services.supervisor``), once the daemon mounts it.
+        self.projects: Any = None
         from homeport.daemon import api
 
         api.install(self)

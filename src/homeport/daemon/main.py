@@ -113,6 +113,7 @@ class _Parts:
         self.app = ControlApp(
             config, self.gateway, token, on_shutdown=stop.set, status_extra=self._status
         )
+        self.supervisor = _mount_projects(config, self.app, self.gateway)
         self.server, self.kind = _make_server(config, self.app, self.gateway, self.writer)
         self.tcp: Any = None
         if hasattr(self.server, "set_routes"):
@@ -145,6 +146,7 @@ class _Parts:
         }
 
     async def close(self) -> None:
+        await self.supervisor.close()  # the stacks first: their routes go with them
         if self.tcp is not None:
             await self.tcp.close()
         await self.server.close()
@@ -166,6 +168,7 @@ async def _serve(
     parts.writer.start()
     try:
         await parts.gateway.restore()
+        await parts.supervisor.restore()
         if sockets and hasattr(parts.server, "adopt"):
             if any(p.name == "https" for p in sockets):
                 # TLS on the listener is issue 12's: until it reads these names, say so.
@@ -207,6 +210,17 @@ def _banner(config: DaemonConfig, parts: _Parts) -> None:
         "                  (a one-time link, valid 2 minutes; 'homeport open' makes another)\n"
     )
     sys.stderr.flush()
+
+
+def _mount_projects(config: DaemonConfig, app: ControlApp, gateway: Gateway) -> Any:
+    """The project supervisor (issue 10) and its endpoints."""
+    from homeport.daemon import projects_api
+    from homeport.services.supervisor import Supervisor
+
+    sup = Supervisor(gateway, config.state_dir, config.route_url)
+    projects_api.install(app, sup)
+    app.projects = sup
+    return sup
 
 
 def _mount_dashboard(app: ControlApp) -> Any:

@@ -53,6 +53,8 @@ class Gateway:
         self.changed: Callable[[], None] | None = None
         #: The TCP route listeners (``gateway.tcp.TcpRoutes``), when the proxy runs.
         self.tcp: Any = None
+        #: The project supervisor's answer for its own service ids (``PROJECT:NAME``).
+        self.extra_status: Callable[[str], tuple[str, list[str]] | None] | None = None
 
     def _notify(self) -> None:
         if self.changed is not None:
@@ -129,9 +131,13 @@ class Gateway:
     def status_lookup(self, key: str) -> tuple[str, list[str]] | None:
         """``ServiceStatusLookup`` for the proxy's 502 page: by service id or route name."""
         svc = self.store.service(key)
+        if svc is None and self.extra_status is not None and ":" in key:
+            return self.extra_status(key)
         if svc is None:
             route = self.store.route(key)
             svc = self.store.service(route.service_id) if route and route.service_id else None
+            if svc is None and route and route.service_id and self.extra_status is not None:
+                return self.extra_status(route.service_id)
         if svc is None:
             return None
         lines = list(self.lines.get(svc.id, ()))[-20:]

@@ -73,7 +73,9 @@ SSE_HEADERS = [
     ("x-accel-buffering", "no"),
     ("x-content-type-options", "nosniff"),
 ]
-STREAM_TOPICS = frozenset({"listeners", "events", "access", "routes", "services", "output"})
+STREAM_TOPICS = frozenset(
+    {"listeners", "events", "access", "routes", "services", "output", "projects"}
+)
 
 
 def static_file(name: str) -> bytes | None:

@@ -22,6 +22,7 @@ events     {"events": [{"id", "time", "kind", "data"}]} (stored events; ``data.a
 access     {"records": [AccessEntry.to_json()]}
 routes     {"routes": [route view]}
 services   {"services": [service view]}
+projects   {"projects": [project as GET /api/projects/{id}, without last_seq/version]}
 output     {"id": service id, "lines": [last lines]}
 =========  ===================================================================
 """
@@ -204,6 +205,8 @@ class Dashboard:
         self._refresh_routes()
         self._publish_if_changed("routes", {"routes": self.routes()})
         self._publish_if_changed("services", {"services": self.services()})
+        if self.app.projects is not None:
+            self._publish_if_changed("projects", {"projects": self.projects()})
         for sid, lines in list(self.gateway.lines.items()):
             self._publish_if_changed(f"output:{sid}", {"id": sid, "lines": list(lines)}, "output")
 
@@ -267,8 +270,21 @@ class Dashboard:
             )
         return out
 
+    def projects(self) -> list[dict[str, Any]]:
+        """The stacks the supervisor runs, without their line counters (which move with every
+        line of output: the page would be sent the whole list for each)."""
+        sup = self.app.projects
+        if sup is None:
+            return []
+        out = []
+        for p in sup.to_json():
+            out.append({k: v for k, v in p.items() if k not in ("last_seq", "version")})
+        return out
+
     def hello(self) -> dict[str, Any]:
+        extra = {"projects": self.projects()} if self.app.projects is not None else {}
         return {
+            **extra,
             "listeners": self.rows(),
             "samples": self.sampler.samples,
             "routes": self.routes(),

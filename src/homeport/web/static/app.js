@@ -17,6 +17,7 @@
     selected: null,
     routes: [],
     services: [],
+    projects: [],
     outputs: new Map(),
     outputId: null,
     events: [],
@@ -73,7 +74,7 @@
   }
   function clearData() { // never keep data on screen once the session is gone
     S.rows.clear(); S.els.clear(); S.order = [];
-    for (const id of ["l-body", "r-body", "s-body", "a-body", "e-body", "alerts", "d-list", "u-list", "detail-body", "o-lines"]) $(id).replaceChildren();
+    for (const id of ["l-body", "r-body", "s-body", "p-list", "a-body", "e-body", "alerts", "d-list", "u-list", "detail-body", "o-lines"]) $(id).replaceChildren();
   }
   async function login(ev) {
     ev.preventDefault();
@@ -341,6 +342,42 @@
     }));
     $("s-empty").hidden = S.services.length > 0;
   }
+  function renderProjects() {
+    $("p-list").replaceChildren(...S.projects.map((p) => {
+      const act = (svc, label, fn) => el("button", { type: "button", "data-pact": fn, "data-project": p.id, "data-service": svc, text: label });
+      const rows = p.services.map((s) => {
+        const live = ["starting", "ready", "pending", "backoff"].includes(s.state);
+        return el("tr", { "data-project": p.id, "data-service": s.name },
+          el("td", null, s.url ? el("a", { href: s.url, text: s.name }) : s.name),
+          el("td", null, badge(s.state), s.exit_code != null ? ` ${s.exit_code}` : ""),
+          el("td", { class: "mono", text: s.pid != null ? String(s.pid) : "-" }),
+          el("td", { class: "mono", text: s.port != null ? String(s.port) : "-" }),
+          el("td", { text: String(s.restarts) }),
+          el("td", { text: s.ready_since ? age(s.ready_since) : "-" }),
+          el("td", { class: "note", text: s.message || "" }),
+          el("td", null, live ? act(s.name, "Stop", "stop") : act(s.name, "Start", "start"), " ", act(s.name, "Restart", "restart")));
+      });
+      return el("section", { class: "project", "data-project": p.id },
+        el("h3", null, p.id, " ", el("span", { class: "note", text: p.root || "" })),
+        el("table", { class: "grid" },
+          el("thead", null, el("tr", null, ...["Service", "State", "PID", "Port", "Restarts", "Ready for", "Note", "Actions"].map((h) => el("th", { text: h })))),
+          el("tbody", null, ...rows)));
+    }));
+    $("p-empty").hidden = S.projects.length > 0;
+  }
+  async function projectAction(ev) {
+    const b = ev.target.closest("button[data-pact]");
+    if (!b) return;
+    const { pact, project, service } = b.dataset;
+    b.disabled = true;
+    $("p-status").textContent = `${pact} ${service}…`;
+    try {
+      const res = await post(`/api/projects/${encodeURIComponent(project)}/${pact}`, { services: [service] });
+      const s = res.project.services.find((x) => x.name === service);
+      $("p-status").textContent = `${service}: ${s ? s.state : "?"}`;
+    } catch (e) { $("p-status").textContent = `${pact} failed: ${e.message}`; }
+    b.disabled = false;
+  }
   async function serviceAction(ev) {
     const b = ev.target.closest("button[data-act]");
     if (!b) return;
@@ -527,6 +564,7 @@
       renderAll(d.listeners);
       S.routes = d.routes; renderRoutes();
       S.services = d.services; renderServices();
+      S.projects = d.projects || []; renderProjects();
       S.events = d.events; renderEvents();
       S.access = d.access; renderAccess();
       S.lastAccess = d.access.length ? d.access[d.access.length - 1].id : 0;
@@ -538,6 +576,7 @@
     access: (d) => addAccess(d.records),
     routes: (d) => { S.routes = d.routes; renderRoutes(); },
     services: (d) => { S.services = d.services; renderServices(); },
+    projects: (d) => { S.projects = d.projects; renderProjects(); },
     output: (d) => { S.outputs.set(d.id, d.lines); if (d.id === S.outputId) renderOutput(); },
   };
   // For bench/bench_dashboard.py: feed a message as if it came from the stream.
@@ -587,6 +626,7 @@
     $("detail-close").addEventListener("click", closeDetail);
     $("s-form").addEventListener("submit", startService);
     $("s-body").addEventListener("click", serviceAction);
+    $("p-list").addEventListener("click", projectAction);
     $("o-search").addEventListener("input", renderOutput);
     for (const id of ["a-route", "a-status", "a-client", "a-external", "a-control"]) $(id).addEventListener("input", renderAccess);
     $("d-run").addEventListener("click", runDoctor);
