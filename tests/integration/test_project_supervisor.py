@@ -423,3 +423,54 @@ def test_a_probe_that_never_passes_fails_after_its_retries(hp: Homeport) -> None
     assert "not ready" in s["api"]["message"]
     assert "after 2 retries" in s["api"]["message"]
     assert s["web"]["state"] == "blocked"
+
+
+def test_services_with_their_own_address_keep_the_same_default_port(hp: Homeport) -> None:
+    """``address = "auto"`` (issue 11): two copies of one server on port 8000 side by side,
+    each on its own leased 127.0.x.y, each reached by name through the gateway."""
+    for name in ("a", "b"):
+        (hp.root / name).mkdir()
+        (hp.root / name / "index.html").write_text(f"copy {name}")
+    hp.write(
+        f"""
+        [project]
+        name = "twins"
+
+        [services.a]
+        cmd = "exec {PY} -m http.server 8000 --bind $HOST"
+        cwd = "a"
+        address = "auto"
+        [services.b]
+        cmd = "exec {PY} -m http.server 8000 --bind $HOST"
+        cwd = "b"
+        address = "auto"
+        env = {{ PEER = "${{a.host}}:${{a.port}}" }}
+        """
+    )
+    up = hp.json("up", "-d")
+    assert up["ok"] is True, up
+    s = {x["name"]: x for x in up["project"]["services"]}
+    assert s["a"]["port"] == s["b"]["port"] == 8000
+    hosts = {s["a"]["address"], s["b"]["address"]}
+    assert len(hosts) == 2
+    assert all(h.startswith("127.") and h != "127.0.0.1" for h in hosts)
+    for name in ("a", "b"):
+        status, body = get(hp.port, f"{name}.twins.localhost:{hp.port}", "/index.html")
+        assert (status, body) == (200, f"copy {name}")
+    bad = hp.run("config", check=False)
+    assert bad.returncode == 0
+    hp.json("down")
+
+
+def test_a_bad_address_names_its_key(hp: Homeport) -> None:
+    hp.write(
+        """
+        [services.web]
+        cmd = "true"
+        address = "10.0.0.5"
+        """
+    )
+    done = hp.run("config", check=False)
+    assert done.returncode == 2
+    assert "services.web.address" in done.stderr
+    assert "127.0.0.0/8" in done.stderr

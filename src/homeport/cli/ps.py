@@ -5,9 +5,10 @@ examples:
   homeport ps -p feature-x.shop
   homeport ps --all           every project the daemon runs
   homeport ps --json          {"project": {"id", "name", "file", "root", "branch", "profiles",
-                               "services": [{"name", "kind", "state", "pid", "port", "url",
-                               "route", "restarts", "exit_code", "started", "ready_since",
-                               "message", "depends_on"}]}}
+                               "services": [{"name", "kind", "state", "pid", "port", "address",
+                               "url", "route", "restarts", "exit_code", "started",
+                               "ready_since", "message", "depends_on"}]}}
+                              (address: the service's own 127.0.x.y, or null)
                               (--all: {"projects": [...]})
 
 states: pending, starting, ready, completed (a task), backoff (restarting), crashloop,

@@ -51,6 +51,8 @@ SERVICE_KEYS: dict[str, str] = {
     "restart": '"no" | "on-failure" | "always", or a table: policy, backoff, backoff_max, max',
     "stop_signal": 'a signal name or number, e.g. "SIGINT" (default SIGTERM)',
     "stop_timeout": "seconds between stop_signal and SIGKILL (default 10)",
+    "address": '"auto" (its own leased loopback address 127.0.x.y, so it keeps its default'
+    " port beside other copies) or an address in 127.0.0.0/8",
 }
 READY_KEYS: dict[str, str] = {
     "tcp": "true: something accepts on the service's port (or a port number)",
@@ -174,6 +176,8 @@ class ServiceSpec:
     restart: RestartSpec = field(default_factory=RestartSpec)
     stop_signal: int = int(signal.SIGTERM)
     stop_timeout: float = 10.0
+    #: ``"auto"`` (a leased 127.0.x.y) or a fixed 127/8 address; None: 127.0.0.1 as usual.
+    address: str | None = None
 
     @property
     def routed(self) -> bool:
@@ -195,6 +199,7 @@ class ServiceSpec:
             "restart": self.restart.to_json(),
             "stop_signal": signal.Signals(self.stop_signal).name,
             "stop_timeout": self.stop_timeout,
+            "address": self.address,
         }
 
 
@@ -298,7 +303,26 @@ def parse_service(name: str, raw: Any, at: At, kinds: Mapping[str, Any]) -> Serv
         restart=parse_restart(table.get("restart", "no"), at / "restart"),
         stop_signal=_signal(table.get("stop_signal", "SIGTERM"), at / "stop_signal"),
         stop_timeout=number(table.get("stop_timeout", 10.0), at / "stop_timeout"),
+        address=_address(table["address"], at / "address") if "address" in table else None,
     )
+
+
+def _address(value: Any, at: At) -> str:
+    """``address = "auto"`` or a loopback IPv4 address (127/8 routes to lo on Linux)."""
+    import ipaddress
+
+    if value == "auto":
+        return "auto"
+    try:
+        addr = ipaddress.IPv4Address(value) if isinstance(value, str) else None
+    except ValueError:
+        addr = None
+    if addr is None or not addr.is_loopback:
+        raise at.error(
+            f'must be "auto" or an IPv4 address in 127.0.0.0/8, not {value!r}',
+            hint="IPv6 has only ::1 on lo: a service of its own gets a 127.0.x.y address",
+        )
+    return str(addr)
 
 
 def _service_kind(value: Any, at: At) -> Kind:

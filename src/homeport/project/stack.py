@@ -113,6 +113,8 @@ class Launch:
     stop_timeout: float = 10.0
     allow_cross_site: bool = False
     allow_origins: tuple[str, ...] = ()
+    #: The service's own loopback address (``address`` in the file), or None: 127.0.0.1.
+    host: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -141,19 +143,24 @@ class Launch:
 
 
 def endpoints(
-    stack: Stack, ports: Mapping[str, int | None], route_url: Callable[[str], str]
+    stack: Stack,
+    ports: Mapping[str, int | None],
+    route_url: Callable[[str], str],
+    addresses: Mapping[str, str] | None = None,
 ) -> dict[str, interp.Endpoint]:
-    """What ``${NAME.port|url|host}`` means for each service, given the chosen ports."""
+    """What ``${NAME.port|url|host}`` means for each service, given the chosen ports and
+    the addresses of the services that have one of their own."""
     out = {}
     for s in stack.services:
         port = ports.get(s.name)
+        host = (addresses or {}).get(s.name, "127.0.0.1")
         if port is None:
             url = None
         elif s.route.enabled:
             url = route_url(stack.route_name(s))
         else:
-            url = f"http://127.0.0.1:{port}"
-        out[s.name] = interp.Endpoint(port, url)
+            url = f"http://{host}:{port}"
+        out[s.name] = interp.Endpoint(port, url, host)
     return out
 
 
@@ -163,10 +170,12 @@ def resolve(
     ports: Mapping[str, int | None],
     environ: Mapping[str, str],
     route_url: Callable[[str], str],
+    addresses: Mapping[str, str] | None = None,
 ) -> list[Launch]:
     """``Launch`` records for ``names`` (in the stack's order), every reference substituted.
-    ``ports`` holds the port chosen for every service that has one."""
-    ends = endpoints(stack, ports, route_url)
+    ``ports`` holds the port chosen for every service that has one, ``addresses`` the
+    address of every service with ``address`` set."""
+    ends = endpoints(stack, ports, route_url, addresses)
     wanted = set(names)
     return [_launch(stack, s, ends, environ) for s in stack.services if s.name in wanted]
 
@@ -213,4 +222,5 @@ def _launch(
         stop_timeout=s.stop_timeout,
         allow_cross_site=s.route.allow_cross_site,
         allow_origins=s.route.allow_origins,
+        host=end.host if s.address is not None else None,
     )

@@ -44,28 +44,34 @@ def pause(spec: ReadySpec, elapsed: float, slow_attempts: int) -> float:
 
 
 def attempt(
-    spec: ReadySpec, port: int | None, cwd: str, env: Mapping[str, str]
+    spec: ReadySpec, port: int | None, cwd: str, env: Mapping[str, str], host: str | None = None
 ) -> Outcome:  # blocking: run in a thread
+    """One probe; ``host`` is the service's own address (``address`` in the file), where it
+    alone is probed: 127.0.0.1 answering would be another copy of the same program."""
     if spec.kind == "tcp":
-        from homeport.services.runner import answering
+        import socket
+
+        from homeport.services.runner import LOCAL_ADDRS, answering
 
         p = spec.port or port
-        addr = answering(p) if p else None
+        addrs = ((host, socket.AF_INET),) if host else LOCAL_ADDRS
+        addr = answering(p, addrs) if p else None
         return Outcome(addr is not None, f"port {p} accepts" if addr else f"nothing accepts on {p}",
                        addr)  # fmt: skip
     if spec.kind == "http":
-        return _http(spec, port)
+        return _http(spec, port, host)
     if spec.kind == "exec":
         return _exec(spec, cwd, env)
     return Outcome(False, f"no probe for {spec.kind}")
 
 
-def _http(spec: ReadySpec, port: int | None) -> Outcome:
+def _http(spec: ReadySpec, port: int | None, host: str | None = None) -> Outcome:
     from homeport.ports.probe import probe_http
     from homeport.ports.wait import HttpCheck, WaitTarget
 
-    url = f"http://localhost:{port}{spec.path}"
-    target = WaitTarget(url, "http", host="localhost", port=port, url=url, path=spec.path)
+    name = host or "localhost"
+    url = f"http://{name}:{port}{spec.path}"
+    target = WaitTarget(url, "http", host=name, port=port, url=url, path=spec.path)
     got = probe_http(target, spec.timeout, HttpCheck(spec.status, spec.contains))
     address = (got.address or "").rsplit(":", 1)[0].strip("[]") or None
     return Outcome(got.ok, got.reason, address)
@@ -112,6 +118,7 @@ async def wait_ready(
     cwd: str,
     env: Mapping[str, str],
     log_watch: LogWatch | None,
+    host: str | None = None,
 ) -> Outcome:
     """Probe until ready, the deadline, or ``retries`` failed attempts.
 
@@ -130,7 +137,7 @@ async def wait_ready(
     while True:
         # In a thread, the TCP probe too: uvloop's sock_connect on a socket we then close
         # left a stale registration that swallowed a pidfd opened later on the same number.
-        got = await asyncio.to_thread(attempt, spec, port, cwd, env)
+        got = await asyncio.to_thread(attempt, spec, port, cwd, env, host)
         if got.ok:
             return got
         elapsed = time.monotonic() - start

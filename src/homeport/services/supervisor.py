@@ -40,6 +40,7 @@ from homeport.services.unit import LIVE, SETTLED, Unit, running
 
 if TYPE_CHECKING:
     from homeport.daemon.state import Gateway
+    from homeport.project.schema import ServiceSpec
 
 log = logging.getLogger("homeport.supervisor")
 
@@ -132,6 +133,7 @@ class Supervisor:
     def __init__(self, gateway: Gateway, state_dir: Path, route_url: Callable[[str], str]) -> None:
         self.gateway = gateway
         self.store = gateway.store
+        self.state_dir = state_dir
         self.log_dir = state_dir / "projects"
         self.route_url = route_url
         self.projects: dict[str, ProjectRun] = {}
@@ -161,8 +163,16 @@ class Supervisor:
             self.projects[stack.id] = run
         else:
             run.meta = _meta(stack, environ)
+        # Services trust the gateway's local CA once `homeport trust` made the children's
+        # bundle (NODE_EXTRA_CA_CERTS, SSL_CERT_FILE …); their own env still wins.
+        from homeport.tls.env import for_child
+
+        child_base = {**environ, **for_child(self.state_dir, environ)}
         ports = await asyncio.to_thread(self._ports, stack, run)
-        launches = resolve(stack, [s.name for s in stack.services], ports, environ, self.route_url)
+        addresses = await asyncio.to_thread(self._addresses, stack, run, ports)
+        launches = resolve(
+            stack, [s.name for s in stack.services], ports, environ, self.route_url, addresses
+        )
         self.store.put_project(stack.id, run.meta)
         for launch in launches:
             if launch.name not in names:
@@ -170,7 +180,9 @@ class Supervisor:
             unit = run.units.get(launch.name)
             if unit is not None and unit.state in LIVE | {"pending", "backoff"}:
                 continue
-            unit = Unit(launch, self._log_path(stack.id, launch.name), environ, self._changed(run))
+            unit = Unit(
+                launch, self._log_path(stack.id, launch.name), child_base, self._changed(run)
+            )
             if launch.name in run.units:
                 unit.restarts = run.units[launch.name].restarts
             run.units[launch.name] = unit
@@ -194,8 +206,35 @@ class Supervisor:
                 out[s.name] = s.port
             elif current is not None and current.launch.port is not None:
                 out[s.name] = current.launch.port
+            elif s.address is not None and (known := _default_port(s)) is not None:
+                # On an address of its own a service keeps the port its framework defaults
+                # to (issue 11): two copies of one app both on 8000, side by side.
+                out[s.name] = known
             else:
                 out[s.name] = free_port(f"{stack.id}.{s.name}")
+        return out
+
+    def _addresses(
+        self, stack: Stack, run: ProjectRun, ports: dict[str, int | None]
+    ) -> dict[str, str]:
+        """The address of every service with ``address`` set: fixed, or a lease held by this
+        daemon (the same name gets the same address while it is free)."""
+        from homeport.ports.address import lease_address
+
+        out: dict[str, str] = {}
+        for s in stack.services:
+            current = run.units.get(s.name)
+            if s.address is None:
+                continue
+            if s.address != "auto":
+                out[s.name] = s.address
+            elif current is not None and current.launch.host is not None:
+                out[s.name] = current.launch.host
+            else:
+                name = f"{stack.id}.{s.name}"
+                out[s.name] = str(
+                    lease_address(name, port=ports.get(s.name), holder_pid=os.getpid())
+                )
         return out
 
     def _log_path(self, project: str, name: str) -> Path:
@@ -421,6 +460,11 @@ class Supervisor:
         with contextlib.suppress(Exception):
             if launch.port is not None:
                 release_port(launch.port)
+        if launch.host is not None:
+            from homeport.ports.address import release_address
+
+            with contextlib.suppress(Exception):
+                release_address(launch.host, holder_pid=os.getpid())
 
     async def start(self, project: str, names: Sequence[str]) -> ProjectRun:
         """Start stopped services again (with their recorded launch) and what they need."""
@@ -579,3 +623,19 @@ def _str_map(value: Any, key: str) -> dict[str, str]:
     ):
         raise UsageError(f"'{key}' must be an object of strings")
     return dict(value)
+
+
+def _default_port(s: ServiceSpec) -> int | None:
+    """The port the service's program listens on by default, when homeport knows it."""
+    import shlex
+
+    from homeport.services.flags import default_port
+
+    try:
+        argv = list(s.args) if s.args is not None else shlex.split(s.cmd or "")
+    except ValueError:
+        return None
+    # A shell line may start with `exec` or VAR=value assignments before the program.
+    while argv and (argv[0] == "exec" or ("=" in argv[0] and not argv[0].startswith("="))):
+        argv.pop(0)
+    return default_port(tuple(argv)) if argv else None

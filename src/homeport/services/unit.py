@@ -79,7 +79,7 @@ class Unit:
         self.started: float | None = None
         self.ready_since: float | None = None
         self.message = ""
-        self.address = "127.0.0.1"
+        self.address = launch.host or "127.0.0.1"
         self.stopping = False
         self.task: asyncio.Task[None] | None = None
         self.log_watch: readiness.LogWatch | None = None
@@ -103,6 +103,7 @@ class Unit:
             "state": self.state,
             "pid": self.pid,
             "port": self.launch.port,
+            "address": self.launch.host,
             "url": self.launch.url if self.launch.route else None,
             "route": self.launch.route,
             "restarts": self.restarts,
@@ -287,7 +288,7 @@ class Unit:
         if spec.kind != "started":
             env = readiness.child_env(self.environ, self.launch.env_files, self.launch.env)
             outcome = await readiness.wait_ready(
-                spec, self.launch.port, self.launch.cwd, env, self.log_watch
+                spec, self.launch.port, self.launch.cwd, env, self.log_watch, self.launch.host
             )
             if not outcome.ok:
                 return outcome
