@@ -1,0 +1,87 @@
+"""Serve homeport's tools to an AI agent over the Model Context Protocol (stdio).
+
+An agent host (Claude Code, Cursor, VS Code, Zed …) starts this command and talks MCP on its
+stdin/stdout. Tools: listeners, who, explain, doctor, free_port, wait_for, routes,
+run_service, stop_service, restart_service, service_logs, access_log, kill_port, audit.
+Resources: homeport://routes, homeport://services/{id}/output, homeport://audit/last.
+
+Safe by default, because an agent is a user you do not fully trust:
+  * run_service starts only commands that match an --allow-run pattern (fnmatch over the
+    shell-quoted command line); with none given it starts nothing. --allow-run any: anything.
+  * kill_port and stop_service act only on services homeport started (this session, homeport
+    run, the dashboard); --allow-kill any also lets kill_port stop other processes of this
+    user, never PID 1, the gateway or this server.
+  * no answer carries a route's token or password, the daemon's token, a homeport_token link,
+    a user:password@ URL or a process environment.
+  * every tool call is written to homeport's event log with the client's name
+    (homeport events, and the dashboard's events).
+  * when the client disconnects, the services and port leases this session started end,
+    unless --keep.
+
+configure an agent host (one line each; see README.md):
+  claude mcp add homeport -- homeport mcp --allow-run 'npm run *'
+  .cursor/mcp.json, .vscode/mcp.json: {"servers": {"homeport": {"command": "homeport",
+                                       "args": ["mcp"]}}}
+
+examples:
+  homeport mcp                                   read-only tools, nothing may be started
+  homeport mcp --allow-run 'npm run *' --allow-run 'python -m http.server*'
+  homeport mcp --allow-run any --allow-kill any --keep
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from homeport.cli.env import Env
+
+HELP = "serve homeport's tools to AI agents over MCP (stdio), safe by default"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-run",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="commands run_service may start: fnmatch over the command line (repeatable); "
+        "'any' allows every command",
+    )
+    parser.add_argument(
+        "--allow-kill",
+        choices=("session", "any"),
+        default="session",
+        help="session (default): kill_port stops only services homeport started; any: also "
+        "other processes of this user (never PID 1 or the gateway)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave this session's services and leases running after the client disconnects",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+
+
+def run(args: argparse.Namespace, env: Env) -> int:
+    import logging
+
+    from homeport.errors import UsageError
+    from homeport.mcp.policy import McpConfig
+
+    patterns = tuple(p.strip() for p in args.allow_run)
+    if any(not p for p in patterns):
+        raise UsageError("--allow-run needs a pattern, e.g. --allow-run 'npm run *'")
+    if args.json:
+        raise UsageError("homeport mcp speaks JSON-RPC on stdout already; drop --json")
+    if env.stdin_isatty:
+        env.err("homeport mcp: waiting for an MCP client on stdin (an agent host starts this)")
+    # stdout carries the protocol: every log line goes to stderr.
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="homeport mcp: %(levelname)s %(name)s: %(message)s",
+    )
+    config = McpConfig(allow_run=patterns, allow_kill=args.allow_kill, keep=args.keep)
+    from homeport.mcp.server import serve
+
+    serve(config)
+    return 0
