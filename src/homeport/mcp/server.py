@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -241,12 +242,23 @@ class McpServer:
 
     async def serve_stdio(self) -> None:
         try:
-            async with stdio_server() as (read, write):
-                await self.server.run(read, write, self.server.create_initialization_options())
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._stop_on_signal, tg.cancel_scope)
+                async with stdio_server() as (read, write):
+                    await self.server.run(read, write, self.server.create_initialization_options())
+                tg.cancel_scope.cancel()
         finally:
-            # The client closed the pipe (or we were stopped): end what this session began.
+            # The client closed the pipe, or sent SIGTERM (the SDK's client does, 2 s after
+            # closing stdin): end what this session began either way.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.session.close)
+
+    async def _stop_on_signal(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("stopping on %s", signal.Signals(signum).name)
+                scope.cancel()
+                return
 
 
 def _no_progress(done: float, total: float | None, message: str | None) -> None:
