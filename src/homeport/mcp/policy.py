@@ -14,6 +14,7 @@ An agent is a user homeport does not fully trust (issue 14). Three rules, each a
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -111,6 +112,28 @@ def scrub(value: Any, secrets: Iterable[str] = ()) -> Any:
     return _scrub(value, known)
 
 
+def scrub_json(value: Any, secrets: Iterable[str] = ()) -> tuple[Any, str]:
+    """``(scrubbed value, its compact JSON text)``. The text is searched first: an answer with
+    no secret-named key, no known secret and no secret-bearing pattern anywhere (nearly every
+    answer) is returned as it is, without the walk and copy that ``scrub`` makes (15 ms for
+    200 listeners, bench/bench_mcp.py)."""
+    text = json.dumps(value, separators=(",", ":"))
+    known = tuple(s for s in secrets if len(s) >= 6)
+    lowered = text.lower()
+    # Substring tests gate the regular expressions: each costs ~8 ms on 100 kB of text.
+    suspect = (
+        any(f'"{k}":' in lowered for k in SECRET_KEYS)
+        or any(s in text for s in known)
+        or (_has_query_secret(lowered) and _QUERY_SECRET.search(text) is not None)
+        or ("@" in text and _USERINFO.search(text) is not None)
+        or ("authorization" in lowered and _AUTH_VALUE.search(text) is not None)
+    )
+    if not suspect:
+        return value, text
+    clean = scrub(value, known)
+    return clean, json.dumps(clean, separators=(",", ":"))
+
+
 def _scrub(value: Any, known: tuple[str, ...]) -> Any:
     if isinstance(value, str):
         return scrub_text(value, known)
@@ -129,10 +152,17 @@ def scrub_text(text: str, known: Iterable[str] = ()) -> str:
     for secret in known:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    if "=" in text:
+    lowered = text.lower()
+    if _has_query_secret(lowered):
         text = _QUERY_SECRET.sub(rf"\g<1>{REDACTED}", text)
     if "@" in text:
         text = _USERINFO.sub(rf"\g<1>{REDACTED}@", text)
-    if ":" in text:
+    if "authorization" in lowered:
         text = _AUTH_VALUE.sub(rf"\g<1>{REDACTED}", text)
     return text
+
+
+def _has_query_secret(lowered: str) -> bool:
+    return "=" in lowered and (
+        "token=" in lowered or "password=" in lowered or "secret=" in lowered
+    )

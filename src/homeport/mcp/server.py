@@ -14,6 +14,7 @@ service's recent output), ``homeport://audit/last`` (this session's last audit r
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -23,14 +24,13 @@ import anyio
 import anyio.to_thread
 import mcp_types as types
 from anyio import from_thread
-from jsonschema import Draft202012Validator
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
 from homeport import __version__
 from homeport.errors import HomeportError
 from homeport.mcp import services, tools
-from homeport.mcp.policy import McpConfig, scrub
+from homeport.mcp.policy import McpConfig, scrub, scrub_json
 from homeport.mcp.schemas import TOOLS
 from homeport.mcp.session import Refused, Session
 
@@ -74,12 +74,17 @@ def _tool_list() -> list[types.Tool]:
     ]
 
 
-_VALIDATORS = {name: Draft202012Validator(inp) for name, (_, inp, _) in TOOLS.items()}
+@functools.cache
+def _validator(name: str) -> Any:
+    # jsonschema is imported on the first call, not at start: ~0.1 s before `initialize`.
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(TOOLS[name][1])
 
 
 def check_arguments(name: str, arguments: dict[str, Any]) -> str | None:
     """A one-line complaint about ``arguments``, or None when the input schema admits them."""
-    errors = sorted(_VALIDATORS[name].iter_errors(arguments), key=lambda e: list(e.path))
+    errors = sorted(_validator(name).iter_errors(arguments), key=lambda e: list(e.path))
     if not errors:
         return None
     e = errors[0]
@@ -147,8 +152,7 @@ class McpServer:
             log.exception("tool %s failed", name)
             text = f"internal error in homeport's {name} tool: {type(exc).__name__}: {exc}"
             return error_result(scrub(text, self.session.secrets())), "failed: internal error"
-        clean = scrub(data, self.session.secrets())
-        text = json.dumps(clean, separators=(",", ":"))
+        clean, text = scrub_json(data, self.session.secrets())
         result = types.CallToolResult(
             content=[types.TextContent(type="text", text=text)], structured_content=clean
         )
