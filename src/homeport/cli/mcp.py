@@ -19,9 +19,11 @@ Safe by default, because an agent is a user you do not fully trust:
     unless --keep.
 
 configure an agent host (one line each; see README.md):
-  claude mcp add homeport -- homeport mcp --allow-run 'npm run *'
-  .cursor/mcp.json, .vscode/mcp.json: {"servers": {"homeport": {"command": "homeport",
-                                       "args": ["mcp"]}}}
+  Claude Code        claude mcp add homeport -- homeport mcp --allow-run 'npm run *'
+  .cursor/mcp.json   {"mcpServers": {"homeport": {"command": "homeport", "args": ["mcp"]}}}
+  .vscode/mcp.json   {"servers": {"homeport": {"type": "stdio", "command": "homeport",
+                      "args": ["mcp"]}}}
+  Zed settings.json  {"context_servers": {"homeport": {"command": "homeport", "args": ["mcp"]}}}
 
 examples:
   homeport mcp                                   read-only tools, nothing may be started
