@@ -25,6 +25,11 @@ configure an agent host (one line each; see README.md):
                       "args": ["mcp"]}}}
   Zed settings.json  {"context_servers": {"homeport": {"command": "homeport", "args": ["mcp"]}}}
 
+--http serves the same tools over Streamable HTTP at http://homeport.localhost:PORT/mcp
+(default port 62894) for agent hosts that speak HTTP: loopback only, Host and Origin
+checked against homeport's own names, and a bearer token, the daemon's token file. Its
+session is the process: what it started ends when it stops (Ctrl-C), unless --keep.
+
 examples:
   homeport mcp                                   read-only tools, nothing may be started
   homeport mcp --allow-run 'npm run *' --allow-run 'python -m http.server*'
@@ -38,6 +43,8 @@ import argparse
 from homeport.cli.env import Env
 
 HELP = "serve homeport's tools to AI agents over MCP (stdio), safe by default"
+#: ``--http``'s default port: the one after the gateway's 62893.
+HTTP_PORT = 62894
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +68,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave this session's services and leases running after the client disconnects",
     )
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="serve Streamable HTTP at http://homeport.localhost:PORT/mcp instead of stdio "
+        "(loopback only; Host/Origin checks; Authorization: Bearer <the daemon's token file>)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=HTTP_PORT,
+        help=f"the port for --http (default {HTTP_PORT}, beside the gateway's)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
 
 
@@ -75,7 +94,9 @@ def run(args: argparse.Namespace, env: Env) -> int:
         raise UsageError("--allow-run needs a pattern, e.g. --allow-run 'npm run *'")
     if args.json:
         raise UsageError("homeport mcp speaks JSON-RPC on stdout already; drop --json")
-    if env.stdin_isatty:
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port {args.port} is out of range; use 1-65535")
+    if not args.http and env.stdin_isatty:
         env.err("homeport mcp: waiting for an MCP client on stdin (an agent host starts this)")
     # stdout carries the protocol: every log line goes to stderr.
     logging.basicConfig(
@@ -83,6 +104,16 @@ def run(args: argparse.Namespace, env: Env) -> int:
         format="homeport mcp: %(levelname)s %(name)s: %(message)s",
     )
     config = McpConfig(allow_run=patterns, allow_kill=args.allow_kill, keep=args.keep)
+    if args.http:
+        from homeport.daemon.config import DaemonConfig
+        from homeport.mcp.server import serve_http
+
+        env.err(
+            f"homeport mcp: serving http://homeport.localhost:{args.port}/mcp (loopback only); "
+            f"clients send Authorization: Bearer $(cat {DaemonConfig.build().token_path})"
+        )
+        serve_http(config, args.port)
+        return 0
     from homeport.mcp.server import serve
 
     serve(config)

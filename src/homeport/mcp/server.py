@@ -285,3 +285,11 @@ def _progress_bridge(ctx: ServerRequestContext[Any]) -> tools.Progress:
 def serve(config: McpConfig) -> None:
     """Serve one client on stdin/stdout until it disconnects."""
     anyio.run(McpServer(config).serve_stdio)
+
+
+def serve_http(config: McpConfig, port: int) -> None:
+    """Serve Streamable HTTP on loopback ``port`` until interrupted (see ``mcp.http``)."""
+    from homeport.mcp import http
+
+    mcp = McpServer(config)
+    anyio.run(http.serve_http, mcp.server, mcp.session.close, port)
