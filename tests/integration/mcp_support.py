@@ -85,6 +85,28 @@ class McpHome:
         out = self.homeport("events", "--json", "-n", "1000")
         return list(json.loads(out.stdout)["events"])
 
+    def dashboard_events(self) -> list[dict[str, Any]]:
+        """The events the dashboard's snapshot holds (what its events panel shows)."""
+        import http.client
+
+        token = (self.home / "state" / "homeport" / "token").read_text().strip()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(
+                "GET",
+                "/api/dashboard",
+                headers={
+                    "Host": f"homeport.localhost:{self.port}",
+                    "Authorization": f"Bearer {token}",
+                },
+            )
+            resp = conn.getresponse()
+            data = json.loads(resp.read())
+        finally:
+            conn.close()
+        assert resp.status == 200, data
+        return list(data["events"])
+
     def stop_gateway(self) -> None:
         self.homeport("down")
 

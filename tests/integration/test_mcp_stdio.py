@@ -139,6 +139,19 @@ def test_service_lifecycle_through_the_gateway(mcp_home: McpHome) -> None:
             after_stop = await mcp_home.call(c, "listeners", {"port": port})
             assert after_stop["listeners"] == []
 
+        # The dashboard's events panel shows the calls, by the client's name.
+        def shown() -> bool:
+            events = mcp_home.dashboard_events()
+            return any(
+                e["kind"] == "mcp-tool-call"
+                and e["data"]["message"].startswith(
+                    "MCP pytest-agent 1.0: stop_service(service='web') ok"
+                )
+                for e in events
+            )
+
+        assert deadline_poll(shown)
+
     run(scenario)
 
 
