@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from mcp.shared.exceptions import MCPError
 from mcp_support import McpHome, deadline_poll, gone, run, wait_gone
 
 from homeport.ports.wait import wait_for
@@ -352,13 +353,17 @@ def test_bad_arguments_are_tool_errors_and_the_server_keeps_serving(mcp_home: Mc
                 ("explain", '{"text": " "}'): "nothing to explain",
                 ("doctor", '{"only": ["no.such"]}'): "unknown check no.such",
                 ("wait_for", '{"targets": [1], "status": "abc"}'): "bad status range",
-                ("service_logs", '{"service": "nope"}'): "not running",
+                ("service_logs", '{"service": "nope"}'): "the homeport daemon is not running",
                 ("nope", "{}"): "no tool named 'nope'",
             }
 
             for (tool, args), expected in cases.items():
                 text = await mcp_home.error(c, tool, json.loads(args))
                 assert expected in text, (tool, text)
+            with pytest.raises(
+                MCPError, match=r"no resource homeport://nope \(see resources/list\)"
+            ):
+                await c.read_resource("homeport://nope")
             # still serving
             assert "listeners" in await mcp_home.call(c, "listeners", {"port": 1})
 

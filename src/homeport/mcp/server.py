@@ -26,9 +26,10 @@ import mcp_types as types
 from anyio import from_thread
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
 
 from homeport import __version__
-from homeport.errors import HomeportError
+from homeport.errors import HomeportError, NotFound
 from homeport.mcp import services, tools
 from homeport.mcp.policy import McpConfig, scrub, scrub_json
 from homeport.mcp.schemas import TOOLS
@@ -65,6 +66,8 @@ INSTRUCTIONS = (
 ROUTES_URI = "homeport://routes"
 AUDIT_URI = "homeport://audit/last"
 OUTPUT_TEMPLATE = "homeport://services/{service}/output"
+#: JSON-RPC error for an unknown resource (MCP specification, server/resources, "Error Handling").
+RESOURCE_NOT_FOUND = -32002
 
 
 def _tool_list() -> list[types.Tool]:
@@ -219,7 +222,14 @@ class McpServer:
     ) -> types.ReadResourceResult:
         uri = str(params.uri)
         self._identify(ctx)
-        text, mime = await anyio.to_thread.run_sync(self._resource, uri)
+        try:
+            text, mime = await anyio.to_thread.run_sync(self._resource, uri)
+        except HomeportError as exc:
+            # A JSON-RPC error with homeport's message, not the SDK's "Internal server error".
+            message = scrub(exc.message, self.session.secrets())
+            self.session.record("resources/read", {"uri": uri}, f"failed: {message}")
+            code = RESOURCE_NOT_FOUND if isinstance(exc, NotFound) else types.INVALID_PARAMS
+            raise MCPError(code, message) from None
         self.session.record("resources/read", {"uri": uri}, "ok")
         contents = types.TextResourceContents(
             uri=uri, mime_type=mime, text=scrub(text, self.session.secrets())
@@ -240,7 +250,7 @@ class McpServer:
             ref = uri[len(prefix) : -len(suffix)]
             logs = services.service_logs(s, {"service": ref}, _no_progress)
             return "\n".join(logs["lines"]), "text/plain"
-        raise HomeportError(f"no resource {uri} (see resources/list)")
+        raise NotFound(f"no resource {uri} (see resources/list)")
 
     # -- running ------------------------------------------------------------------------------
 
