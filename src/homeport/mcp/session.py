@@ -132,7 +132,7 @@ class Session:
 
     def record(self, tool: str, arguments: dict[str, Any], outcome: str) -> None:
         """Write one tool call to homeport's event log, with the client's name."""
-        args = scrub(arguments, self.secrets())
+        args = _capped(scrub(arguments, self.secrets()))
         shown = ", ".join(f"{k}={_short(v)}" for k, v in args.items())
         self.events.add(
             EVENT_KIND,
@@ -217,6 +217,20 @@ def _route_secrets(path: Any) -> list[str]:
         if ":" in text:
             out.append(text.split(":", 1)[1])
     return out
+
+
+#: Longest string argument kept in the event log (a pasted error text can be pages long).
+MAX_LOGGED = 2000
+
+
+def _capped(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_LOGGED:
+        return value[:MAX_LOGGED] + "…"
+    if isinstance(value, dict):
+        return {k: _capped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_capped(v) for v in value]
+    return value
 
 
 def _short(value: Any) -> str:
