@@ -42,12 +42,19 @@ class McpHome:
         }
 
     @contextlib.asynccontextmanager
-    async def client(self, *args: str, name: str = "pytest-agent") -> AsyncIterator[Client]:
+    async def client(
+        self, *args: str, name: str = "pytest-agent", mode: str = "auto"
+    ) -> AsyncIterator[Client]:
         params = StdioServerParameters(
             command=HOMEPORT, args=["mcp", *args], env=self.env, cwd=str(self.home)
         )
         info = types.Implementation(name=name, version="1.0")
-        async with Client(params, client_info=info, read_timeout_seconds=60) as c:
+        async with Client(
+            params,
+            client_info=info,
+            read_timeout_seconds=60,
+            mode=mode,  # type: ignore[arg-type]
+        ) as c:
             if not self.schemas:
                 listed = await c.list_tools()
                 self.schemas.update({t.name: t.output_schema or {} for t in listed.tools})

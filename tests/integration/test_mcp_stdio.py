@@ -423,3 +423,28 @@ def test_no_answer_reveals_a_route_token_or_password(mcp_home: McpHome) -> None:
 
         run(scenario)
         assert token not in json.dumps(mcp_home.events())
+
+
+def test_hosts_on_the_initialize_handshake_are_served_too(
+    mcp_home: McpHome, free_port: int
+) -> None:
+    """Most agent hosts still speak a 2025 protocol revision (initialize, then calls): the
+    client's name comes from initialize's clientInfo, and progress still flows."""
+
+    async def scenario() -> None:
+        notes: list[float] = []
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            notes.append(done)
+
+        async with mcp_home.client(name="legacy-host", mode="legacy") as c:
+            assert c.protocol_version.startswith("2025-")
+            report = await mcp_home.call(
+                c, "wait_for", {"targets": [free_port], "timeout": 0.6}, progress_callback=progress
+            )
+            assert report["ready"] is False
+        assert notes
+        calls = [e["data"] for e in mcp_home.events() if e["kind"] == "mcp-tool-call"]
+        assert [x["client"] for x in calls] == ["legacy-host 1.0"]
+
+    run(scenario)
