@@ -31,7 +31,7 @@ checked against homeport's own names, and a bearer token, the daemon's token fil
 session is the process: what it started ends when it stops (Ctrl-C), unless --keep.
 
 examples:
-  homeport mcp                                   read-only tools, nothing may be started
+  homeport mcp                                   every tool; run_service starts nothing
   homeport mcp --allow-run 'npm run *' --allow-run 'python -m http.server*'
   homeport mcp --allow-run any --allow-kill any --keep
 """
