@@ -113,7 +113,7 @@ def test_service_lifecycle_through_the_gateway(mcp_home: McpHome) -> None:
             assert ready["ready"] is True
             assert ready["targets"][0]["status"] == 200
             assert _get(mcp_home.port, "web.localhost", "/from-the-test") == 404
-            logs = await mcp_home.call(c, "service_logs", {"service": "web"})
+            logs = await mcp_home.call(c, "service_logs", {"name": "web"})  # an alias
             assert any("/from-the-test" in line for line in logs["lines"])
             after = await mcp_home.call(
                 c, "service_logs", {"service": "web", "since": logs["next"]}
@@ -184,6 +184,8 @@ def test_query_tools_answer_with_their_schemas(
 
             held = await mcp_home.call(c, "who", {"target": f"127.0.0.1:{port}"})
             assert held["listeners"][0]["owners"][0]["pid"] == proc.pid
+            by_port = await mcp_home.call(c, "who", {"port": port})
+            assert by_port["listeners"] == held["listeners"]
 
             told = await mcp_home.call(
                 c, "explain", {"text": f"connect ECONNREFUSED 127.0.0.1:{port}"}

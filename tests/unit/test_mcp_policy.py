@@ -132,3 +132,22 @@ def test_arguments_are_checked_against_the_input_schema() -> None:
     extra = check_arguments("who", {"target": 1, "pid": 2}) or ""
     assert "Additional properties are not allowed ('pid' was unexpected)" in extra
     assert check_arguments("wait_for", {"targets": []}) is not None
+
+
+def test_the_names_agents_tend_to_write_are_accepted_as_aliases() -> None:
+    from homeport.mcp.server import canonical, check_arguments
+
+    assert check_arguments("stop_service", {}) == (
+        "bad arguments for stop_service: give 'service' or 'name' or 'id'"
+    )
+    for alias in ("name", "id"):
+        assert check_arguments("service_logs", {alias: "web"}) is None
+        assert canonical("service_logs", {alias: "web", "tail": 5}) == {"service": "web", "tail": 5}
+    assert canonical("who", {"port": 3000}) == {"target": 3000}
+    assert canonical("explain", {"target": "::1:5432"}) == {"text": "::1:5432"}
+    assert canonical("run_service", {"cmd": ["npm", "run", "dev"]}) == {
+        "command": ["npm", "run", "dev"]
+    }
+    # the documented name wins when both are given; tools without aliases are left alone
+    assert canonical("who", {"target": "1", "port": 2}) == {"target": "1"}
+    assert canonical("kill_port", {"port": 1}) == {"port": 1}

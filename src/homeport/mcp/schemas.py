@@ -42,9 +42,21 @@ def _arr(items: Schema) -> Schema:
     return {"type": "array", "items": items}
 
 
-def _inputs(props: dict[str, Schema], required: tuple[str, ...] = ()) -> Schema:
-    """Input schemas are closed: an unknown argument is a mistake worth saying so."""
-    return _obj(props, required, closed=True)
+def _inputs(
+    props: dict[str, Schema], required: tuple[str, ...] = (), *, one_of: tuple[str, ...] = ()
+) -> Schema:
+    """Input schemas are closed: an unknown argument is a mistake worth saying so.
+    ``one_of``: names of which at least one must be given (the first is the documented one,
+    the others are what agents tend to write: ``name`` or ``id`` for a service, ``port``
+    for ``who``); ``ALIASES`` maps them back."""
+    out = _obj(props, required, closed=True)
+    if one_of:
+        out["anyOf"] = [{"required": [n]} for n in one_of]
+    return out
+
+
+def _alias(of: str, schema: Schema) -> Schema:
+    return {**schema, "description": f"the same as {of}"}
 
 
 PROCESS = _obj(
@@ -159,6 +171,25 @@ _SERVICE_REF: Schema = {
     "minLength": 1,
     "description": "the service's name (as run_service gave it) or its id",
 }
+_SERVICE_ARGS: dict[str, Schema] = {
+    "service": _SERVICE_REF,
+    "name": _alias("service", _SERVICE_REF),
+    "id": _alias("service", _SERVICE_REF),
+}
+_SERVICE_ONE_OF = ("service", "name", "id")
+_COMMAND: Schema = {
+    "anyOf": [{**_STR, "minLength": 1}, {**_arr(_STR), "minItems": 1}],
+    "description": "a command line (split like a shell, never run by one) or a list of arguments",
+}
+#: tool -> (documented argument, its aliases): the tools read the documented name only.
+ALIASES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "who": ("target", ("port",)),
+    "explain": ("text", ("target",)),
+    "run_service": ("command", ("cmd",)),
+    "stop_service": ("service", ("name", "id")),
+    "restart_service": ("service", ("name", "id")),
+    "service_logs": ("service", ("name", "id")),
+}
 
 #: tool name -> (description, input schema, output schema)
 TOOLS: dict[str, tuple[str, Schema, Schema]] = {
@@ -196,10 +227,11 @@ TOOLS: dict[str, tuple[str, Schema, Schema]] = {
                     "type": ["string", "integer"],
                     "description": "PORT, HOST:PORT or [IPv6]:PORT",
                 },
+                "port": _alias("target", _PORT),
                 "tcp": _BOOL,
                 "udp": _BOOL,
             },
-            ("target",),
+            one_of=("target", "port"),
         ),
         _obj(
             {
@@ -229,9 +261,10 @@ TOOLS: dict[str, tuple[str, Schema, Schema]] = {
         _inputs(
             {
                 "text": {**_STR, "minLength": 1, "description": "address, URL or error text"},
+                "target": _alias("text", {**_STR, "minLength": 1}),
                 "at": {**_STR, "description": "HOST:PORT when the error text does not name it"},
             },
-            ("text",),
+            one_of=("text", "target"),
         ),
         _obj(
             {
@@ -339,27 +372,24 @@ TOOLS: dict[str, tuple[str, Schema, Schema]] = {
         "the server runs with --keep.",
         _inputs(
             {
-                "command": {
-                    "anyOf": [{**_STR, "minLength": 1}, {**_arr(_STR), "minItems": 1}],
-                    "description": "a command line (split like a shell, never run by one) "
-                    "or a list of arguments",
-                },
+                "command": _COMMAND,
+                "cmd": _alias("command", _COMMAND),
                 "name": {**_STR, "description": "route name (default: the cwd's folder name)"},
                 "cwd": {**_STR, "description": "absolute folder to run in (default: the server's)"},
                 "port": _PORT,
             },
-            ("command",),
+            one_of=("command", "cmd"),
         ),
         _obj({"service": SERVICE, "url": _nullable(_STR)}, ("service",)),
     ),
     "stop_service": (
         "Stop a service homeport started (SIGTERM to its process group, then SIGKILL).",
-        _inputs({"service": _SERVICE_REF}, ("service",)),
+        _inputs(_SERVICE_ARGS, one_of=_SERVICE_ONE_OF),
         _obj({"service": SERVICE}, ("service",)),
     ),
     "restart_service": (
         "Restart a service homeport started: the same command, folder, port and name.",
-        _inputs({"service": _SERVICE_REF}, ("service",)),
+        _inputs(_SERVICE_ARGS, one_of=_SERVICE_ONE_OF),
         _obj({"service": SERVICE, "url": _nullable(_STR)}, ("service",)),
     ),
     "service_logs": (
@@ -367,11 +397,11 @@ TOOLS: dict[str, tuple[str, Schema, Schema]] = {
         "of an earlier answer: only lines after it.",
         _inputs(
             {
-                "service": _SERVICE_REF,
+                **_SERVICE_ARGS,
                 "tail": {"type": "integer", "minimum": 1, "maximum": 1000},
                 "since": {"type": "integer", "minimum": 0},
             },
-            ("service",),
+            one_of=_SERVICE_ONE_OF,
         ),
         _obj(
             {"service": SERVICE, "lines": _arr(_STR), "next": _INT, "dropped": _INT},

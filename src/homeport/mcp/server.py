@@ -32,7 +32,7 @@ from homeport import __version__
 from homeport.errors import HomeportError, NotFound
 from homeport.mcp import services, tools
 from homeport.mcp.policy import McpConfig, scrub, scrub_json
-from homeport.mcp.schemas import TOOLS
+from homeport.mcp.schemas import ALIASES, TOOLS
 from homeport.mcp.session import Refused, Session
 
 if TYPE_CHECKING:
@@ -92,7 +92,23 @@ def check_arguments(name: str, arguments: dict[str, Any]) -> str | None:
         return None
     e = errors[0]
     where = ".".join(str(p) for p in e.path) or "arguments"
+    if e.validator == "anyOf" and not e.path:  # one of several names is needed
+        names = [alt["required"][0] for alt in e.validator_value]
+        return f"bad arguments for {name}: give {' or '.join(repr(n) for n in names)}"
     return f"bad arguments for {name}: {where}: {e.message}"
+
+
+def canonical(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """``arguments`` with an alias (``ALIASES``) renamed to the documented argument."""
+    if name not in ALIASES:
+        return arguments
+    key, aliases = ALIASES[name]
+    out = dict(arguments)
+    for alias in aliases:
+        if alias in out:
+            value = out.pop(alias)
+            out.setdefault(key, value)
+    return out
 
 
 def error_result(message: str) -> types.CallToolResult:
@@ -144,8 +160,9 @@ class McpServer:
         if complaint is not None:
             return error_result(complaint), "refused: bad arguments"
         progress = _progress_bridge(ctx)
+        args = canonical(name, arguments)
         try:
-            data = await anyio.to_thread.run_sync(impl, self.session, arguments, progress)
+            data = await anyio.to_thread.run_sync(impl, self.session, args, progress)
         except HomeportError as exc:
             text = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
             text = scrub(text, self.session.secrets())
