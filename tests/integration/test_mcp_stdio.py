@@ -264,7 +264,7 @@ def test_kill_port_refuses_a_process_the_session_did_not_start(
 
 def test_kill_port_stops_a_service_of_this_session(mcp_home: McpHome) -> None:
     async def scenario() -> None:
-        async with mcp_home.client("--allow-run", HTTP_SERVER) as c:
+        async with mcp_home.client("--allow-run", HTTP_SERVER, "--allow-kill", "any") as c:
             svc = (await mcp_home.call(c, "run_service", {"command": "python3 -m http.server"}))[
                 "service"
             ]
@@ -273,6 +273,10 @@ def test_kill_port_stops_a_service_of_this_session(mcp_home: McpHome) -> None:
             assert wait_gone(svc["pid"])
             text = await mcp_home.error(c, "kill_port", {"port": svc["port"]})
             assert "nothing listens" in text
+            # Not even --allow-kill any stops the gateway itself.
+            text = await mcp_home.error(c, "kill_port", {"port": mcp_home.port})
+            assert "the homeport gateway is not stopped through MCP" in text
+            assert mcp_home.homeport("status").returncode == 0
 
     run(scenario)
 
