@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -455,3 +456,30 @@ def test_hosts_on_the_initialize_handshake_are_served_too(
         assert [x["client"] for x in calls] == ["legacy-host 1.0"]
 
     run(scenario)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a server as another user")
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_allow_kill_any_still_spares_another_users_process(
+    mcp_home: McpHome, free_port: int
+) -> None:
+    proc = subprocess.Popen(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
+         "-m", "http.server", str(free_port), "--bind", "127.0.0.1", "--directory", "/"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(f"127.0.0.1:{free_port}", timeout=20, pid=proc.pid)
+
+        async def scenario() -> None:
+            async with mcp_home.client("--allow-kill", "any") as c:
+                text = await mcp_home.error(c, "kill_port", {"port": free_port})
+                assert "belongs to another user" in text
+
+        run(scenario)
+        assert proc.poll() is None
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
