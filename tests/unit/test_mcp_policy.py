@@ -151,3 +151,17 @@ def test_the_names_agents_tend_to_write_are_accepted_as_aliases() -> None:
     # the documented name wins when both are given; tools without aliases are left alone
     assert canonical("who", {"target": "1", "port": 2}) == {"target": "1"}
     assert canonical("kill_port", {"port": 1}) == {"port": 1}
+
+
+def test_secrets_on_command_lines_are_redacted() -> None:
+    from homeport.mcp.policy import scrub_json
+
+    owner = {"pid": 7, "cmdline": ["mysql", "--password", "hunter2", "-h", "db", "--token=abc1"]}
+    clean, text = scrub_json({"owners": [owner]})
+    assert clean["owners"][0]["cmdline"] == [
+        "mysql", "--password", REDACTED, "-h", "db", f"--token={REDACTED}",
+    ]  # fmt: skip
+    assert "hunter2" not in text
+    assert "abc1" not in text
+    plain = {"owners": [{"pid": 8, "cmdline": ["python3", "-m", "http.server", "8000"]}]}
+    assert scrub_json(plain)[0] is plain  # nothing to hide: the answer is not copied

@@ -30,8 +30,15 @@ REDACTED = "[redacted]"
 SECRET_KEYS = frozenset(
     {"token", "secret", "password", "passwd", "authorization", "cookie", "env", "environ"}
 )
-# `?homeport_token=…` (and `/login?token=…`) links; `user:password@host` URLs; headers.
-_QUERY_SECRET = re.compile(r"((?:homeport_token|token|password|secret)=)[^&\s#'\"]+", re.I)
+# `?homeport_token=…` (and `/login?token=…`) links, `--password=…` arguments; `user:password@host`
+# URLs; headers.
+_QUERY_SECRET = re.compile(
+    r"((?:homeport_token|token|password|passwd|secret|api_key|apikey)=)[^&\s#'\"]+", re.I
+)
+#: Command-line flags whose next argument is a secret (``mysql --password hunter2``).
+SECRET_FLAGS = frozenset(
+    {"--password", "--passwd", "--token", "--secret", "--api-key", "--auth-token", "--apikey"}
+)
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@/\s]+@", re.I)
 _AUTH_VALUE = re.compile(r"\b(authorization:\s*(?:bearer|basic)\s+)\S+", re.I)
 
@@ -123,6 +130,7 @@ def scrub_json(value: Any, secrets: Iterable[str] = ()) -> tuple[Any, str]:
     # Substring tests gate the regular expressions: each costs ~8 ms on 100 kB of text.
     suspect = (
         any(f'"{k}":' in lowered for k in SECRET_KEYS)
+        or any(f'"{f}",' in lowered for f in SECRET_FLAGS)
         or any(s in text for s in known)
         or (_has_query_secret(lowered) and _QUERY_SECRET.search(text) is not None)
         or ("@" in text and _USERINFO.search(text) is not None)
@@ -140,7 +148,12 @@ def _scrub(value: Any, known: tuple[str, ...]) -> Any:
     if isinstance(value, dict):
         return {k: (REDACTED if _secret_key(k, v) else _scrub(v, known)) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_scrub(v, known) for v in value]
+        out = [_scrub(v, known) for v in value]
+        for i in range(1, len(out)):  # an argv: the value after a secret flag
+            before = value[i - 1]
+            if isinstance(before, str) and before.lower() in SECRET_FLAGS:
+                out[i] = REDACTED
+        return out
     return value
 
 
@@ -163,6 +176,7 @@ def scrub_text(text: str, known: Iterable[str] = ()) -> str:
 
 
 def _has_query_secret(lowered: str) -> bool:
-    return "=" in lowered and (
-        "token=" in lowered or "password=" in lowered or "secret=" in lowered
-    )
+    return "=" in lowered and any(k in lowered for k in _QUERY_KEYS)
+
+
+_QUERY_KEYS = ("token=", "password=", "passwd=", "secret=", "api_key=", "apikey=")
