@@ -58,9 +58,7 @@ class EventLog:
 
                 self._store = Store()
             self._store.add_event(kind, data)
-        except (HomeportError, OSError) as exc:  # the log must never fail a call
-            log.warning("could not record %s: %s", kind, exc)
-        except Exception as exc:  # sqlite3.Error and kin: same reason
+        except Exception as exc:  # HomeportError, OSError, sqlite3.Error: never fail a call
             log.warning("could not record %s: %s", kind, exc)
 
     def close(self) -> None:
