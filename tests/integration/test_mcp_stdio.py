@@ -483,3 +483,23 @@ def test_allow_kill_any_still_spares_another_users_process(
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
+
+
+def test_a_disconnect_ends_only_that_sessions_services(mcp_home: McpHome) -> None:
+    async def scenario() -> None:
+        async with mcp_home.client("--allow-run", HTTP_SERVER, name="agent-b") as b:
+            theirs = await mcp_home.call(
+                b, "run_service", {"command": "python3 -m http.server", "name": "theirs"}
+            )
+            async with mcp_home.client("--allow-run", HTTP_SERVER, name="agent-a") as a:
+                mine = await mcp_home.call(
+                    a, "run_service", {"command": "python3 -m http.server", "name": "mine"}
+                )
+            assert wait_gone(mine["service"]["pid"])
+            assert not gone(theirs["service"]["pid"])
+            # and the other session still sees and serves its own
+            logs = await mcp_home.call(b, "service_logs", {"service": "theirs"})
+            assert logs["service"]["state"] == "running"
+        assert wait_gone(theirs["service"]["pid"])
+
+    run(scenario)
