@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,10 +125,9 @@ def test_service_lifecycle_through_the_gateway(mcp_home: McpHome) -> None:
 
             # The gateway writes its access log in batches, from a thread: poll for the row.
             query = {"route": "web", "status": 404}
-            for _ in range(100):
-                access = await mcp_home.call(c, "access_log", query)
-                if access["records"]:
-                    break
+            deadline = time.monotonic() + 20
+            while not (access := await mcp_home.call(c, "access_log", query))["records"]:
+                assert time.monotonic() < deadline, "the request never reached the access log"
                 await asyncio.sleep(0.05)
             assert [r["path"] for r in access["records"]] == ["/from-the-test"]
 
