@@ -165,3 +165,28 @@ def test_secrets_on_command_lines_are_redacted() -> None:
     assert "abc1" not in text
     plain = {"owners": [{"pid": 8, "cmdline": ["python3", "-m", "http.server", "8000"]}]}
     assert scrub_json(plain)[0] is plain  # nothing to hide: the answer is not copied
+
+
+def test_the_http_transport_refuses_foreign_hosts_origins_and_missing_tokens() -> None:
+    from homeport.mcp.http import refusal
+
+    ok = {"host": "homeport.localhost:62894", "authorization": "Bearer t0ken"}
+    assert refusal(ok, 62894, "t0ken") is None
+    assert (
+        refusal({**ok, "host": "127.0.0.1:62894", "origin": "http://[::1]:62894"}, 62894, "t0ken")
+        is None
+    )
+    cases = [
+        ({**ok, "host": "evil.example:62894"}, 403, "Host"),
+        ({**ok, "host": "homeport.localhost:1"}, 403, "Host"),  # another port is another site
+        ({**ok, "origin": "http://evil.example"}, 403, "Origin"),
+        ({**ok, "sec-fetch-site": "cross-site"}, 403, "cross-site"),
+        ({"host": ok["host"]}, 401, "token"),
+        ({**ok, "authorization": "Bearer wrong"}, 401, "token"),
+        ({**ok, "authorization": "Basic t0ken"}, 401, "token"),
+    ]
+    for headers, status, word in cases:
+        refused = refusal(headers, 62894, "t0ken")
+        assert refused is not None, headers
+        assert refused[0] == status
+        assert word in refused[1]
