@@ -38,6 +38,8 @@ TOOLS = {
     "service_logs",
     "access_log",
     "kill_port",
+    "project_up",
+    "project_status",
     "audit",
 }
 HTTP_SERVER = "python3 -m http.server*"
@@ -501,5 +503,47 @@ def test_a_disconnect_ends_only_that_sessions_services(mcp_home: McpHome) -> Non
             logs = await mcp_home.call(b, "service_logs", {"service": "theirs"})
             assert logs["service"]["state"] == "running"
         assert wait_gone(theirs["service"]["pid"])
+
+    run(scenario)
+
+
+PROJECT = """\
+[project]
+name = "mcpdemo"
+
+[services.web]
+cmd = "exec python3 -m http.server ${web.port} --bind 127.0.0.1"
+"""
+
+
+def test_project_up_and_status_and_down_with_the_session(mcp_home: McpHome) -> None:
+    folder = mcp_home.home / "demo"
+    folder.mkdir()
+    (folder / "homeport.toml").write_text(PROJECT)
+
+    async def scenario() -> None:
+        async with mcp_home.client() as c:  # no allowlist: the project's command is refused
+            text = await mcp_home.error(c, "project_up", {"path": str(folder)})
+            assert "mcpdemo.web: refused to run" in text
+        notes: list[str | None] = []
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            notes.append(message)
+
+        allow = "exec python3 -m http.server *"
+        async with mcp_home.client("--allow-run", allow) as c:
+            up = await mcp_home.call(
+                c, "project_up", {"path": str(folder), "timeout": 60}, progress_callback=progress
+            )
+            (web,) = up["project"]["services"]
+            assert web["state"] == "ready"
+            seen = await mcp_home.call(c, "listeners", {"port": web["port"]})
+            assert [x["pids"] for x in seen["listeners"]] == [[web["pid"]]]
+            status = await mcp_home.call(c, "project_status", {})
+            assert [p["name"] for p in status["projects"]] == ["mcpdemo"]
+            one = await mcp_home.call(c, "project_status", {"project": up["project"]["id"]})
+            assert one["projects"][0]["services"][0]["pid"] == web["pid"]
+        assert notes
+        assert wait_gone(web["pid"])  # the session brought it up: it went down with it
 
     run(scenario)

@@ -2,12 +2,14 @@
 
 An agent host (Claude Code, Cursor, VS Code, Zed …) starts this command and talks MCP on its
 stdin/stdout. Tools: listeners, who, explain, doctor, free_port, wait_for, routes,
-run_service, stop_service, restart_service, service_logs, access_log, kill_port, audit.
+run_service, stop_service, restart_service, service_logs, access_log, kill_port, audit,
+project_up, project_status.
 Resources: homeport://routes, homeport://services/{id}/output, homeport://audit/last.
 
 Safe by default, because an agent is a user you do not fully trust:
   * run_service starts only commands that match an --allow-run pattern (fnmatch over the
     shell-quoted command line); with none given it starts nothing. --allow-run any: anything.
+    project_up checks every service's cmd in homeport.toml against the same patterns.
   * kill_port and stop_service act only on services homeport started (this session, homeport
     run, the dashboard); --allow-kill any also lets kill_port stop other processes of this
     user, never PID 1, the gateway or this server.

@@ -65,9 +65,13 @@ def command_line(argv: Sequence[str]) -> str:
 
 def run_refusal(argv: Sequence[str], config: McpConfig) -> str | None:
     """Why ``argv`` may not run, or None when the allowlist admits it."""
+    return line_refusal(command_line(argv), config)
+
+
+def line_refusal(line: str, config: McpConfig) -> str | None:
+    """The same for a command line as written (a project's ``cmd``, run by a shell)."""
     if config.run_any:
         return None
-    line = command_line(argv)
     if any(fnmatch.fnmatchcase(line, pattern) for pattern in config.allow_run):
         return None
     if not config.allow_run:

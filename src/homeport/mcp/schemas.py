@@ -191,6 +191,35 @@ ALIASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "service_logs": ("service", ("name", "id")),
 }
 
+PROJECT = _obj(
+    {
+        "id": _STR,
+        "name": _STR,
+        "file": _STR,
+        "root": _STR,
+        "branch": _nullable(_STR),
+        "profiles": _arr(_STR),
+        "services": _arr(
+            _obj(
+                {
+                    "name": _STR,
+                    "kind": _STR,
+                    "state": _STR,
+                    "pid": _nullable(_INT),
+                    "port": _nullable(_INT),
+                    "url": _nullable(_STR),
+                    "route": _nullable(_STR),
+                    "restarts": _INT,
+                    "exit_code": _nullable(_INT),
+                    "message": _nullable(_STR),
+                },
+                ("name", "state"),
+            )
+        ),
+    },
+    ("id", "name", "services"),
+)
+
 #: tool name -> (description, input schema, output schema)
 TOOLS: dict[str, tuple[str, Schema, Schema]] = {
     "listeners": (
@@ -454,6 +483,29 @@ TOOLS: dict[str, tuple[str, Schema, Schema]] = {
             },
             ("target", "released", "processes"),
         ),
+    ),
+    "project_up": (
+        "Bring a homeport.toml project up through the daemon's supervisor (services in "
+        "dependency order, ports, routes, readiness), as `homeport up` in a project folder; "
+        "waits until its services settle (ready, completed or failed), with progress. Every "
+        "service's command must match the server's --allow-run allowlist. Goes down with "
+        "this session unless the server runs with --keep.",
+        _inputs(
+            {
+                "path": {**_STR, "description": "project folder or file (default: the cwd)"},
+                "profiles": _arr(_STR),
+                "services": {**_arr(_STR), "description": "only these (and what they need)"},
+                "wait": {**_BOOL, "description": "wait for the services to settle (default)"},
+                "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+            }
+        ),
+        _obj({"project": PROJECT, "selected": _arr(_STR)}, ("project",)),
+    ),
+    "project_status": (
+        "The projects the daemon runs and each service's state, pid, port and URL, as "
+        "`homeport ps --json`.",
+        _inputs({"project": {**_STR, "description": "one project's id (default: all)"}}),
+        _obj({"projects": _arr(PROJECT)}, ("projects",)),
     ),
     "audit": (
         "Audit what listens: exposure, what answers without auth, what a web page could "

@@ -30,7 +30,7 @@ from mcp.shared.exceptions import MCPError
 
 from homeport import __version__
 from homeport.errors import HomeportError, NotFound
-from homeport.mcp import services, tools
+from homeport.mcp import projects, services, tools
 from homeport.mcp.policy import McpConfig, scrub, scrub_json
 from homeport.mcp.schemas import ALIASES, TOOLS
 from homeport.mcp.session import Refused, Session
@@ -54,6 +54,8 @@ IMPLEMENTATIONS: dict[str, tools.Tool] = {
     "service_logs": services.service_logs,
     "access_log": tools.access_log,
     "kill_port": services.kill_port,
+    "project_up": projects.project_up,
+    "project_status": projects.project_status,
     "audit": tools.audit,
 }
 INSTRUCTIONS = (

@@ -77,6 +77,8 @@ class Session:
         self.client_name = "unknown client"
         #: service id -> name, for the services this session started and that may still run.
         self.services: dict[str, str] = {}
+        #: ids of the projects this session brought up (and that were not up before).
+        self.projects: set[str] = set()
         #: (port, proto) leased to this session.
         self.leases: list[tuple[int, str]] = []
         self.last_audit: dict[str, Any] | None = None
@@ -152,6 +154,7 @@ class Session:
         """Stop what this session started (unless ``--keep``), then flush the event log."""
         if not self.config.keep:
             self._stop_services()
+            self._down_projects()
             self._release_leases()
         self.events.add(
             "mcp-session-ended",
@@ -181,6 +184,18 @@ class Session:
             except HomeportError as exc:
                 log.warning("could not stop service %s: %s", service_id, exc)
             self.services.pop(service_id, None)
+
+    def _down_projects(self) -> None:
+        if not self.projects:
+            return
+        from homeport.project import client as pc
+
+        for project_id in sorted(self.projects):
+            try:
+                pc.down(project_id, client=self.daemon())
+            except HomeportError as exc:
+                log.warning("could not bring %s down: %s", project_id, exc)
+        self.projects.clear()
 
     def _release_leases(self) -> None:
         from homeport.ports.lease import LeaseStore, holder_of
