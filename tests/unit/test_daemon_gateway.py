@@ -58,6 +58,8 @@ def test_status_lookup_for_a_running_service_and_after_it_ended(tmp_path: Path) 
         assert "runs (pid" in status
         assert "does not answer" in status
         assert lines == ["booting", "Traceback: boom"]
+        g.add_lines(svc.id, ["ready"])
+        assert g.line_totals[svc.id] == 3  # a cursor for `service_logs since`
         assert g.status_lookup(svc.id) == g.status_lookup("web.localhost")
         g.finish(svc.id, "exited", 1)
         ended = g.status_lookup(svc.id)

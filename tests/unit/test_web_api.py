@@ -279,3 +279,12 @@ def test_route_changes_wake_the_watcher(dash: Dashboard) -> None:
         return b""
 
     assert asyncio.run(go()).startswith(b"event: routes")
+
+
+def test_parse_launch_owner_pid() -> None:
+    """An MCP session hands the daemon its own PID: the service ends when that process does."""
+    assert parse_launch({"name": "a", "cmd": "x"}, "/").owner_pid is None
+    assert parse_launch({"name": "a", "cmd": "x", "owner_pid": 4242}, "/").owner_pid == 4242
+    for owner in ("4242", 1, 0, -5, True, 4.5):
+        with pytest.raises(UsageError, match="owner_pid"):
+            parse_launch({"name": "a", "cmd": "x", "owner_pid": owner}, "/")

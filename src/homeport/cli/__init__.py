@@ -53,6 +53,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", "homeport.cli.start"),
     ("stop", "homeport.cli.stop"),
     ("restart", "homeport.cli.restart"),
+    ("mcp", "homeport.cli.mcp"),
 )
 
 #: Commands that report owners: the CLI starts the /proc fd walk before importing them.

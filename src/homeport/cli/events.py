@@ -17,7 +17,9 @@ kinds: listener-appeared, listener-disappeared, listener-exposure-changed (data:
 "address", "port", "exposure", "previous_exposure", "pids", "process", "user", "command",
 "alert", "message"), listeners-changed (a burst of more than 100 in one sample, summarized:
 "counts", "message"; alerts in a burst are still listed one by one), service-reaped,
-service-exited, service-stopped (data: "id", "pid" ...).
+service-exited, service-stopped (data: "id", "pid" ...), mcp-tool-call (every call an MCP
+client made through homeport mcp; data: "client", "tool", "arguments" with secrets removed,
+"outcome" ok | refused: … | failed: …, "pid", "message"), mcp-session-ended.
 
 Without a running daemon the recorded history is read from the state database; following
 needs the daemon (homeport up -d).

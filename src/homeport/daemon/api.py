@@ -18,7 +18,7 @@ DELETE   /api/routes/{name}              {"removed": name}
 GET      /api/services                   {"services": [ServiceRecord.to_json()]}
 POST     /api/services                   body {"name","cmd","cwd","port","pid","pgid",
                                           "owner_pid"} -> {"service"}
-GET      /api/services/{id}              {"service", "lines"}
+GET      /api/services/{id}              {"service", "lines", "lines_total"}
 POST     /api/services/{id}/running      body {"route": {...as POST /api/routes}, "port"?} ->
                                           {"service","route","url","token"?}
 POST     /api/services/{id}/log          body {"lines": [str]} -> {"ok": true}
@@ -152,7 +152,8 @@ class _Handlers:
     async def get_service(self, call: Call) -> ControlResponse:
         svc = self.g.service(call.params["id"])
         lines = list(self.g.lines.get(svc.id, ()))
-        return json_response(200, {"service": svc.to_json(), "lines": lines})
+        total = max(self.g.line_totals[svc.id], len(lines))
+        return json_response(200, {"service": svc.to_json(), "lines": lines, "lines_total": total})
 
     async def running(self, call: Call) -> ControlResponse:
         body = call.json().get("route")

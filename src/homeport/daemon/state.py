@@ -46,6 +46,9 @@ class Gateway:
         self._publish = publish
         self._default_auth = default_auth
         self.lines: dict[str, collections.deque[str]] = {}
+        #: Lines received per service since it started (``lines`` keeps the last ones): a
+        #: reader's cursor, so ``service_logs`` can ask for what came after its last read.
+        self.line_totals: collections.Counter[str] = collections.Counter()
         self._watch_fds: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.started = time.time()
@@ -126,6 +129,7 @@ class Gateway:
     def add_lines(self, service_id: str, lines: list[str]) -> None:
         self.service(service_id)
         self.lines.setdefault(service_id, collections.deque(maxlen=KEEP_LINES)).extend(lines)
+        self.line_totals[service_id] += len(lines)
         self._notify()
 
     def status_lookup(self, key: str) -> tuple[str, list[str]] | None:

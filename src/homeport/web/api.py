@@ -22,9 +22,10 @@ GET      /api/alerts?limit=N            {"alerts": [event]} (newest last)
 POST     /api/audit                     body {"port"?: N} -> ``homeport audit --json`` (loopback
                                          probes only; the outside-in probe is the CLI's)
 GET      /api/events/stream?after=N     SSE of stored events only (``homeport events -f``)
-POST     /api/services/start            body {"name","cmd","cwd"?,"port"?} -> {"service"}
+POST     /api/services/start            body {"name","cmd","cwd"?,"port"?,"owner_pid"?} ->
+                                         {"service"} (owner_pid: stopped when it exits)
 POST     /api/services/{id}/stop        {"service"}
-POST     /api/services/{id}/restart     {"service"} (the new service record)
+POST     /api/services/{id}/restart     body {"owner_pid"?} -> {"service"} (the new record)
 =======  =============================  =====================================================
 
 A listener ``row``: {"key","proto","family","address","port","exposure","pids","process",
@@ -219,7 +220,10 @@ class Handlers:
         return json_response(200, {"service": svc.to_json()})
 
     async def restart(self, call: Call) -> ControlResponse:
-        svc = await self.dash.launcher.restart(call.params["id"])
+        from homeport.web.launch import owner_of
+
+        owner = owner_of(call.json())
+        svc = await self.dash.launcher.restart(call.params["id"], owner)
         self.dash.poll()
         return json_response(200, {"service": svc.to_json()})
 

@@ -47,6 +47,8 @@ class LaunchRequest:
     argv: tuple[str, ...]
     cwd: str
     port: int | None = None
+    #: The process whose exit ends the service (an MCP session); None: the daemon itself.
+    owner_pid: int | None = None
 
 
 def parse_launch(body: dict[str, object], default_cwd: str) -> LaunchRequest:
@@ -70,7 +72,16 @@ def parse_launch(body: dict[str, object], default_cwd: str) -> LaunchRequest:
     port = body.get("port")
     if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
         raise UsageError("'port' must be a number 1-65535")
-    return LaunchRequest(name.strip(), argv, cwd, port)
+    return LaunchRequest(name.strip(), argv, cwd, port, owner_of(body))
+
+
+def owner_of(body: dict[str, object]) -> int | None:
+    """The optional ``owner_pid`` of a start or restart body (pure): the daemon stops the
+    service when that process exits, as it does for ``homeport run``'s CLI."""
+    owner = body.get("owner_pid")
+    if owner is not None and (not isinstance(owner, int) or isinstance(owner, bool) or owner < 2):
+        raise UsageError("'owner_pid' must be a process id")
+    return owner
 
 
 class Launcher:
@@ -103,7 +114,7 @@ class Launcher:
                     "port": port,
                     "pid": proc.pid,
                     "pgid": proc.pid,
-                    "owner_pid": os.getpid(),
+                    "owner_pid": req.owner_pid or os.getpid(),
                 }
             )
         except BaseException:  # not registered means nobody would ever stop it: do it now
@@ -143,13 +154,15 @@ class Launcher:
             self._gateway.finish(service_id, "stopped", None)
         return self._gateway.service(service_id)
 
-    async def restart(self, service_id: str) -> ServiceRecord:
+    async def restart(self, service_id: str, owner_pid: int | None = None) -> ServiceRecord:
         svc = self._gateway.service(service_id)
         route = next((r for r in self._gateway.routes() if r.service_id == service_id), None)
         if svc.state in ("starting", "running"):
             await self.stop(service_id)
         name = route.name if route else svc.name
-        return await self.start(LaunchRequest(name, svc.cmd, svc.cwd or "/", svc.port))
+        return await self.start(
+            LaunchRequest(name, svc.cmd, svc.cwd or "/", svc.port, owner_pid=owner_pid)
+        )
 
     async def _stop_proc(self, service_id: str) -> None:
         from homeport.services.runner import stop_group
@@ -199,7 +212,9 @@ class Launcher:
         state: ServiceState = "stopped" if service_id in self._stopping else "exited"
         self._stopping.discard(service_id)
         with contextlib.suppress(HomeportError):  # pruned meanwhile: nothing to record
-            self._gateway.finish(service_id, state, code)
+            # Reaped already (its owner, an MCP session, went away): keep that verdict.
+            if self._gateway.service(service_id).state in ("starting", "running"):
+                self._gateway.finish(service_id, state, code)
         self._gateway.store.add_event(
             f"service-{state}", {"id": service_id, "pid": proc.pid, "exit_code": code}
         )
