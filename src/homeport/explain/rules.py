@@ -91,6 +91,8 @@ class Rule:
     kind: Kind
     pattern: str
     flags: int = 0
+    #: The port the tool uses when the text names a host but no port (MariaDB's 3306).
+    default_port: int | None = None
 
     def compiled(self) -> re.Pattern[str]:
         return _compile(self.pattern, self.flags)
@@ -572,14 +574,6 @@ RULES: tuple[Rule, ...] = (
         r"ENOTFOUND|EAI_NONAME|EAI_AGAIN|could not resolve|no such host|name or service not known",
         _I,
     ),
-)
-
-#: Addresses found anywhere in a text, for rules that do not capture one themselves.
-ADDRESS_PATTERNS: tuple[str, ...] = (
-    r"\b[a-z][a-z0-9+.-]*://(?P<host>\[[0-9A-Fa-f:.%]+\]|[^\s/:'\"@]+):(?P<port>\d{1,5})\b",
-    r"\[(?P<host>[0-9A-Fa-f:.%]+)\]:(?P<port>\d{1,5})\b",
-    r"(?<![\w.:])(?P<host>(?:\d{1,3}\.){3}\d{1,3}):(?P<port>\d{1,5})\b",
-    r"(?<![\w.-])(?P<host>(?:[a-z0-9-]+\.)*localhost):(?P<port>\d{1,5})\b",
 )
 
 #: How to say a tool's name in prose.

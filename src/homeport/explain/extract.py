@@ -1,0 +1,353 @@
+"""Pure: every address an error text names, in every form tools print, and which one failed.
+
+Independent of the rule table, so a client no rule knows still has its address read:
+
+==========  ===============================================  ==============================
+form        example                                          printed by
+==========  ===============================================  ==============================
+url         ``http://[::1]:8080/x``, ``redis://h``            every HTTP client, git, drivers
+unix        ``unix:///var/run/docker.sock``, ``/tmp/.s.PGSQL.5432``  Docker, libpq, MySQL
+bracket     ``[::1]:5432``, ``[fe80::1%eth0]:80``             curl, Go, Rust, most
+tuple       ``('127.0.0.1', 6379)``, ``('::1', 80, 0, 0)``    Python (asyncio, socket)
+keyed       ``host='h', port=5432``                           requests/urllib3, libpq conninfo
+words       ``host h port 22``, ``to h port 80``, ``at "h" (::1), port 5``  ssh, curl, libpq
+wget        ``localhost (localhost)|127.0.0.1|:8080``         wget
+java        ``localhost/127.0.0.1:8080``                      Java (InetSocketAddress)
+v6-bare     ``::1:3000``, ``0:0:0:0:0:0:0:1:8080``            Node, Java
+colon       ``127.0.0.1:3000``, ``db.internal:5432``          everyone
+on-host     ``on '127.0.0.1' (111)``                          MySQL/MariaDB (host, no port)
+port        ``Port 5173 is``, ``port=5432``                   anyone (port, no host)
+==========  ===============================================  ==============================
+
+``find_addresses`` returns them in text order, an address inside a longer form's span
+dropped (``127.0.0.1:80`` inside ``http://127.0.0.1:80/``). ``choose`` picks the one the
+failure is about: for a connect failure the remote end (after ``->``, ``connect``, ``to``;
+not a ``Local (...)``, ``laddr`` or ``from`` one), for a bind failure the local one, and
+nearer the failure's own words first.
+
+Every pattern is linear: each starts after a delimiter (a look-behind) or at a literal, and
+its repeats are bounded, so a long token is read once per start, not once per character.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import unquote
+
+from homeport.addr import ip
+
+Role = Literal["remote", "local", "unknown"]
+
+#: Default ports of URL schemes (RFC 3986 names; drivers' registered ports).
+SCHEME_PORTS: dict[str, int] = {
+    "http": 80,
+    "ws": 80,
+    "https": 443,
+    "wss": 443,
+    "ftp": 21,
+    "ssh": 22,
+    "git": 9418,
+    "redis": 6379,
+    "rediss": 6379,
+    "postgres": 5432,
+    "postgresql": 5432,
+    "mysql": 3306,
+    "mariadb": 3306,
+    "mongodb": 27017,
+    "amqp": 5672,
+    "nats": 4222,
+    "memcached": 11211,
+    "ldap": 389,
+    "tcp": 0,  # tcp://h:p (Docker's DOCKER_HOST): no default
+}
+
+#: The last label of ``name:digits`` that is a source file, not a host (``main.go:42``).
+_FILE_EXTENSIONS = frozenset(
+    "py js mjs cjs ts tsx jsx go rs java kt scala rb php c h cc cpp hpp cs swift ex exs erl"
+    " lua pl sh log txt json yaml yml toml ini cfg conf xml html css vue svelte md".split()
+)
+#: Words that are followed by ``:digits`` without being hosts.
+_NOT_HOSTS = frozenset(
+    "line col column port pid at in error errno code status timeout after time http https"
+    " tcp udp unix file".split()
+)
+
+_I = re.IGNORECASE
+_V4 = r"(?:\d{1,3}\.){3}\d{1,3}"
+_V6 = r"[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:%[\w.-]{1,32})?"  # validated in code
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_NAME = rf"{_LABEL}(?:\.{_LABEL}){{0,8}}"
+_PORT = r"(?P<port>\d{1,5})(?![\w]|[:.]\d)"
+_Q = r"(?P<q>['\"]?)"
+
+#: (form, pattern). Order is priority where spans overlap: earlier forms win.
+PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "unix",
+        re.compile(
+            r"\bunix:(?://)?(?P<path>/[^\s'\"<>;,()\[\]]{1,1024})"
+            r"|[a-z]+\+unix://(?P<enc>%2F[^\s/'\"<>]{1,1024})",
+            _I,
+        ),
+    ),
+    (
+        "url",
+        re.compile(
+            r"(?<![\w+.-])(?P<scheme>[a-z][a-z0-9+.-]{0,15})://(?:[^\s/@'\"<>]{0,256}@)?"
+            r"(?P<host>\[[0-9a-f:.]{2,45}(?:%[\w.-]{1,32})?\]|[^\s/:?#'\"<>\[\]@,;()|]{1,255})"
+            r"(?::(?P<port>\d{1,5}))?(?![\d])",
+            _I,
+        ),
+    ),
+    (
+        "path",
+        re.compile(
+            r"(?<![\w.~/:-])(?P<path>/(?:[\w.@+-]{1,255}/){0,24}"
+            r"(?:\.s\.PGSQL\.(?P<pgport>\d{1,5})|[\w.@+-]{0,255}\.sock(?:et)?))(?![\w/])",
+            _I,
+        ),
+    ),
+    ("bracket", re.compile(rf"\[(?P<host>{_V6})\]:{_PORT}", _I)),
+    (
+        "tuple",
+        re.compile(
+            r"\(\s{0,4}(?P<q>['\"])(?P<host>[^'\"\s]{1,255})(?P=q),\s{0,4}(?P<port>\d{1,5})"
+            r"(?:,\s{0,4}\d{1,10},\s{0,4}\d{1,10})?\s{0,4}\)",
+        ),
+    ),
+    (
+        "keyed",
+        re.compile(
+            rf"\bhost\s?[=:]\s?{_Q}(?P<host>[^'\"\s,;()]{{1,255}})(?P=q)\s?[,;]?\s?"
+            r"port\s?[=:]\s?['\"]?(?P<port>\d{1,5})\b",
+            _I,
+        ),
+    ),
+    (
+        "words",
+        re.compile(
+            rf"\b(?:host|to|at|on|server)\s{{1,3}}{_Q}(?P<host>[^\s'\"(),]{{1,255}}?)(?P=q)"
+            r"(?:\s{1,3}\((?P<ip>[0-9a-f.:%]{2,60})\))?,?\s{1,3}port\s{1,3}(?P<port>\d{1,5})\b",
+            _I,
+        ),
+    ),
+    ("wget", re.compile(r"\|(?P<host>[0-9a-f.:%]{2,60})\|:(?P<port>\d{1,5})\b", _I)),
+    (
+        "java",
+        re.compile(
+            rf"(?<![\w.-])(?P<name>{_NAME})?/(?P<host>{_V4}|\[{_V6}\]|{_V6}):{_PORT}",
+            _I,
+        ),
+    ),
+    ("v6-bare", re.compile(rf"(?<![\w:.%\[/-])(?P<host>{_V6}):{_PORT}", _I)),
+    ("colon", re.compile(rf"(?<![\w.:/@%-])(?P<host>{_V4}|{_NAME}):{_PORT}", _I)),
+    ("on-host", re.compile(r"\bon\s'(?P<host>[^'\s:/]{1,255})'", _I)),
+    ("port", re.compile(r"\bport\b\s?[=:]?\s?(?P<port>\d{1,5})\b", _I)),
+)
+
+#: Forms that say only part of an address: kept only where no fuller form covers them.
+_PARTIAL = frozenset({"on-host", "port"})
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One address as the text printed it."""
+
+    start: int
+    end: int
+    form: str
+    #: An IP literal (no brackets, scope kept) or a name; None for a bare port or a path.
+    host: str | None = None
+    port: int | None = None
+    #: A Unix socket path.
+    path: str | None = None
+    #: The name a tool printed beside the IP it tried (Java ``h/ip``, libpq ``"h" (ip)``).
+    name: str | None = None
+
+
+def find_addresses(text: str) -> tuple[Address, ...]:
+    """Every address in ``text``, in text order, none inside another's span."""
+    found: list[Address] = []
+    taken: list[tuple[int, int]] = []
+    for form, pattern in PATTERNS:
+        for m in pattern.finditer(text):
+            a = _read(form, m)
+            if a is None or any(s <= a.start and a.end <= e for s, e in taken):
+                continue
+            if form in _PARTIAL and any(s < a.end and a.start < e for s, e in taken):
+                continue
+            found.append(a)
+            taken.append((a.start, a.end))
+    return tuple(sorted(found, key=lambda a: a.start))
+
+
+def _read(form: str, m: re.Match[str]) -> Address | None:
+    g = m.groupdict()
+    start, end = m.span()
+    if form == "unix":
+        path = g["path"] or unquote(g["enc"] or "")
+        return Address(start, end, form, path=path.rstrip(".")) if path else None
+    if form == "path":
+        return Address(start, end, form, port=_port(g.get("pgport")), path=g["path"])
+    if form == "port":
+        port = _port(g["port"])
+        return Address(start, end, form, port=port) if port else None
+    host = clean_host(g.get("ip") or g.get("host"))
+    if host is None or not _plausible(form, host):
+        return None
+    name = clean_host(g.get("name")) if form == "java" else None
+    if form == "words" and g.get("ip"):
+        name = clean_host(g["host"])
+    port = _port(g.get("port"))
+    if form == "url":
+        scheme = g["scheme"].lower()
+        if port is None:
+            port = SCHEME_PORTS.get(scheme) or None
+            if port is None and scheme not in SCHEME_PORTS:
+                return None  # foo://host with no port: not an address we can look up
+    elif form != "on-host" and port is None:
+        return None
+    return Address(start, end, form, host=host, port=port, name=name if name != host else None)
+
+
+def _plausible(form: str, host: str) -> bool:
+    a = ip(host)
+    if form in ("v6-bare", "bracket", "wget", "java"):
+        return a is not None and (form == "wget" or form == "java" or a.version == 6)
+    if a is not None:
+        return True
+    low = host.lower()
+    if form == "colon":
+        if not any(c.isalpha() for c in low) or low in _NOT_HOSTS:
+            return False
+        last = low.rsplit(".", 1)[-1]
+        if "." in low and (last in _FILE_EXTENSIONS or last.isdigit()):
+            return False
+        # A dotted-quad-looking name that is no IP (999.1.1.1) is no host either.
+        return not all(part.isdigit() for part in low.split("."))
+    return low not in _NOT_HOSTS
+
+
+def clean_host(h: str | None) -> str | None:
+    """Strip quotes and brackets; an IP literal in its canonical form (scope kept)."""
+    if not h:
+        return None
+    h = h.strip().strip("'\"")
+    if h.startswith("[") and h.endswith("]"):
+        h = h[1:-1]
+    if not h:
+        return None
+    a = ip(h)
+    return str(a) if a is not None and "%" not in h else h
+
+
+def _port(p: str | None) -> int | None:
+    if p is None or not p.isdigit():
+        return None
+    n = int(p)
+    return n if 0 < n < 65536 else None
+
+
+# ------------------------------------------------------------------ choosing
+
+
+#: Words just before an address that make it the local end of a connection.
+_LOCAL_BEFORE = re.compile(
+    r"(?:\blocal\b|laddr|\bsrc\b|\bsource\b|\bfrom\b|\bclient\b|sockname)[^\n]{0,24}$", _I
+)
+#: Words just before an address that make it the remote end (or the failing bind).
+_REMOTE_BEFORE = re.compile(
+    r"(?:connect|refused|\bto\b|\bdial\b|remote|\bpeer\b|\bserver\b|\bhost\b|\bat\b|->|\bon\b"
+    r"|raddr|\burl\b|fetch|\bget\b|\bpost\b)[^\n]{0,24}$",
+    _I,
+)
+_BIND_BEFORE = re.compile(r"(?:bind|listen|address|serve|start)[^\n]{0,32}$", _I)
+#: How much a form says by itself: a full address beats a host or port alone.
+_FORM_WEIGHT = {
+    "url": 3,
+    "unix": 3,
+    "path": 2,
+    "tuple": 3,
+    "keyed": 3,
+    "words": 3,
+    "wget": 3,
+    "java": 3,
+    "bracket": 3,
+    "v6-bare": 2,
+    "colon": 2,
+    "on-host": 1,
+    "port": 1,
+}
+_BIND_KINDS = frozenset({"in-use", "permission", "not-available"})
+
+
+def role(text: str, a: Address) -> Role:
+    """Whether ``a`` is the local or the remote end, from the words around it."""
+    before = text[max(0, a.start - 40) : a.start]
+    after = text[a.end : a.end + 4]
+    if after.startswith("->") or _LOCAL_BEFORE.search(before[-28:]):
+        return "local"
+    if _REMOTE_BEFORE.search(before):
+        return "remote"
+    return "unknown"
+
+
+def choose(
+    text: str,
+    addresses: tuple[Address, ...],
+    kind: str | None = None,
+    near: int | None = None,
+) -> Address | None:
+    """The address the failure is about.
+
+    ``kind`` is the failure class (a bind kind wants the bound address, the others the
+    remote one); ``near`` the offset of the failure's own words in ``text``: an address on
+    that line, or the closest line, wins over one elsewhere in a log."""
+    if not addresses:
+        return None
+    line_of = _line_index(text)
+    signal_line = line_of(near) if near is not None else None
+
+    def score(a: Address) -> tuple[int, int, int, int]:
+        r = role(text, a)
+        if kind in _BIND_KINDS:
+            before = text[max(0, a.start - 40) : a.start]
+            fit = 2 if _BIND_BEFORE.search(before) else (0 if r == "remote" else 1)
+        else:
+            fit = {"remote": 2, "unknown": 1, "local": -2}[r]
+        if a.host is not None and a.port is None and a.path is None:
+            fit -= 1
+        distance = abs(line_of(a.start) - signal_line) if signal_line is not None else 0
+        return (-min(distance, 50), fit, _FORM_WEIGHT.get(a.form, 1), -a.start)
+
+    return max(addresses, key=score)
+
+
+def _line_index(text: str) -> _LineOf:
+    return _LineOf([m.start() for m in re.finditer("\n", text)])
+
+
+class _LineOf:
+    """Offset -> line number, by bisection over the newline offsets (one pass to build)."""
+
+    __slots__ = ("_breaks",)
+
+    def __init__(self, breaks: list[int]) -> None:
+        self._breaks = breaks
+
+    def __call__(self, offset: int) -> int:
+        import bisect
+
+        return bisect.bisect_left(self._breaks, offset)
+
+
+def iter_hosts(addresses: tuple[Address, ...]) -> Iterator[str]:
+    """The hosts named, in order, each once."""
+    seen: set[str] = set()
+    for a in addresses:
+        if a.host and a.host not in seen:
+            seen.add(a.host)
+            yield a.host

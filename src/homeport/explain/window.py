@@ -1,0 +1,80 @@
+"""Pure: the bounded text the rules see, so explaining any input is linear in its size.
+
+A regex search can cost up to the square of the text it scans (a lazy ``\\S+?:`` on a
+200,000-character token took over 30 s). Rather than trusting every pattern, the text
+is bounded structurally before any rule runs:
+
+- no line longer than ``LINE_CAP`` characters: a longer line is cut into pieces of
+  ``LINE_CAP`` that overlap by ``OVERLAP`` (an error phrase shorter than the overlap is
+  never split), so a regex sees at most ``LINE_CAP`` characters between newlines;
+- no more than ``WINDOW`` characters in all: a longer log is cut to the window that ends a
+  little after the *last* line with a failure word (the last error is the one to explain).
+
+Finding that line reads each piece once with one literal alternation, from the end, so the
+whole pass is linear; every rule then runs on at most ``WINDOW`` characters.
+"""
+
+from __future__ import annotations
+
+import re
+
+LINE_CAP = 1024
+OVERLAP = 160
+WINDOW = 32_768
+#: How much of the window lies after the failure line (the rest is the context before it).
+_AFTER = 4_096
+
+#: Words that a failure line carries; used only to place the window in a long log.
+_SIGNAL = re.compile(
+    r"refused|errno|error|fail|unable|cannot|can't|couldn't|could not|denied|not permitted"
+    r"|timed out|timeout|reset|hang up|in use|unreachable|no route|not known|not found"
+    r"|EADDR|ECONN|ETIMEDOUT|ENOTFOUND|EACCES|EPERM|EHOST|ENET|EPIPE|WinError|WSAE",
+    re.IGNORECASE,
+)
+
+
+def pieces(line: str) -> list[str]:
+    """``line`` cut into overlapping pieces of at most ``LINE_CAP`` characters."""
+    if len(line) <= LINE_CAP:
+        return [line]
+    step = LINE_CAP - OVERLAP
+    return [line[i : i + LINE_CAP] for i in range(0, len(line) - OVERLAP, step)]
+
+
+def cap_lines(text: str) -> str:
+    """``text`` with every line longer than ``LINE_CAP`` cut into overlapping pieces."""
+    if len(text) <= LINE_CAP:
+        return text
+    lines = text.split("\n")
+    if all(len(line) <= LINE_CAP for line in lines):
+        return text
+    return "\n".join(p for line in lines for p in pieces(line))
+
+
+def focus(text: str) -> str:
+    """The text the rules see: lines capped, and at most ``WINDOW`` characters around the
+    last line with a failure word (or the end of the text when none has one)."""
+    capped = cap_lines(text)
+    if len(capped) <= WINDOW:
+        return capped
+    end = len(capped)
+    hit = _last_signal(capped)
+    if hit is not None:
+        stop = capped.find("\n", min(hit + _AFTER, len(capped)))
+        end = len(capped) if stop < 0 else stop
+    start = max(0, end - WINDOW)
+    nl = capped.find("\n", start)
+    if start > 0 and 0 <= nl < end:
+        start = nl + 1  # begin on a whole line
+    return capped[start:end]
+
+
+def _last_signal(capped: str) -> int | None:
+    """Offset of the last line that carries a failure word, searching lines from the end."""
+    end = len(capped)
+    while end > 0:
+        start = capped.rfind("\n", 0, end) + 1
+        if _SIGNAL.search(capped, start, end):
+            return start
+        end = start - 1
+    return None
