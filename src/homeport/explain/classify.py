@@ -179,17 +179,19 @@ def evidence(text: str) -> tuple[Evidence, ...]:
         raw = next(v for v in m.groups() if v is not None)
         n = int(raw)
         row = ERRNO_NUMBERS.get(n) if n >= 0 else _GAI_ERRORS.get(n)
-        if row is None or (n in _NEEDS_CONNECT and not connecting):
+        # A bare "(111)" is an errno only in a text about connecting (MySQL's form).
+        bare = m.group("f") is not None
+        if row is None or ((n in _NEEDS_CONNECT or bare) and not connecting):
             continue
         name, where, kind = row
         out.append(Evidence(_eacces(kind, text), 3, m.start(), f"errno {n}: {name} on {where}"))
     for m in _NAMES.finditer(text):
-        kind = ERRNO_NAMES.get(m.group(0))
-        if kind is not None:
-            out.append(Evidence(_eacces(kind, text), 3, m.start(), m.group(0)))
-    for pattern, kind, strength in _PHRASES:
+        named = ERRNO_NAMES.get(m.group(0))
+        if named is not None:
+            out.append(Evidence(_eacces(named, text), 3, m.start(), m.group(0)))
+    for pattern, said, strength in _PHRASES:
         for m in pattern.finditer(text):
-            out.append(Evidence(kind, strength, m.start(), repr(m.group(0))))
+            out.append(Evidence(said, strength, m.start(), repr(m.group(0))))
     return tuple(sorted(out, key=lambda e: e.start))
 
 
@@ -206,8 +208,10 @@ def classify(text: str) -> Evidence | None:
 
 def _eacces(kind: Kind, text: str) -> Kind:
     """EACCES from connect() is a local policy's no (connect-denied), from bind() privilege."""
-    if kind == "permission" and _CONNECTING.search(text) and not re.search(
-        r"\b(?:bind|listen)\b", text, re.IGNORECASE
+    if (
+        kind == "permission"
+        and _CONNECTING.search(text)
+        and not re.search(r"\b(?:bind|listen)\b", text, re.IGNORECASE)
     ):
         return "connect-denied"
     return kind

@@ -31,6 +31,7 @@ its repeats are bounded, so a long token is read once per start, not once per ch
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,13 +67,75 @@ SCHEME_PORTS: dict[str, int] = {
 
 #: The last label of ``name:digits`` that is a source file, not a host (``main.go:42``).
 _FILE_EXTENSIONS = frozenset(
-    "py js mjs cjs ts tsx jsx go rs java kt scala rb php c h cc cpp hpp cs swift ex exs erl"
-    " lua pl sh log txt json yaml yml toml ini cfg conf xml html css vue svelte md".split()
+    [
+        "py",
+        "js",
+        "mjs",
+        "cjs",
+        "ts",
+        "tsx",
+        "jsx",
+        "go",
+        "rs",
+        "java",
+        "kt",
+        "scala",
+        "rb",
+        "php",
+        "c",
+        "h",
+        "cc",
+        "cpp",
+        "hpp",
+        "cs",
+        "swift",
+        "ex",
+        "exs",
+        "erl",
+        "lua",
+        "pl",
+        "sh",
+        "log",
+        "txt",
+        "json",
+        "yaml",
+        "yml",
+        "toml",
+        "ini",
+        "cfg",
+        "conf",
+        "xml",
+        "html",
+        "css",
+        "vue",
+        "svelte",
+        "md",
+    ]
 )
 #: Words that are followed by ``:digits`` without being hosts.
 _NOT_HOSTS = frozenset(
-    "line col column port pid at in error errno code status timeout after time http https"
-    " tcp udp unix file".split()
+    [
+        "line",
+        "col",
+        "column",
+        "port",
+        "pid",
+        "at",
+        "in",
+        "error",
+        "errno",
+        "code",
+        "status",
+        "timeout",
+        "after",
+        "time",
+        "http",
+        "https",
+        "tcp",
+        "udp",
+        "unix",
+        "file",
+    ]
 )
 
 _I = re.IGNORECASE
@@ -89,7 +152,7 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "unix",
         re.compile(
             r"\bunix:(?://)?(?P<path>/[^\s'\"<>;,()\[\]]{1,1024})"
-            r"|[a-z]+\+unix://(?P<enc>%2F[^\s/'\"<>]{1,1024})",
+            r"|(?<![a-z])[a-z]{1,16}\+unix://(?P<enc>%2F[^\s/'\"<>]{1,1024})",
             _I,
         ),
     ),
@@ -171,17 +234,43 @@ class Address:
 def find_addresses(text: str) -> tuple[Address, ...]:
     """Every address in ``text``, in text order, none inside another's span."""
     found: list[Address] = []
-    taken: list[tuple[int, int]] = []
+    taken = _Spans()
     for form, pattern in PATTERNS:
         for m in pattern.finditer(text):
             a = _read(form, m)
-            if a is None or any(s <= a.start and a.end <= e for s, e in taken):
+            if a is None or taken.covers(a.start, a.end):
                 continue
-            if form in _PARTIAL and any(s < a.end and a.start < e for s, e in taken):
+            if form in _PARTIAL and taken.overlaps(a.start, a.end):
                 continue
             found.append(a)
-            taken.append((a.start, a.end))
+            taken.add(a.start, a.end)
     return tuple(sorted(found, key=lambda a: a.start))
+
+
+class _Spans:
+    """Accepted spans, sorted by start: a containment or overlap test looks at the
+    neighbours only (bisection), so thousands of addresses cost n log n, not n²."""
+
+    __slots__ = ("_ends", "_starts")
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def add(self, start: int, end: int) -> None:
+        i = bisect.bisect_right(self._starts, start)
+        self._starts.insert(i, start)
+        self._ends.insert(i, end)
+
+    def _near(self, start: int) -> range:
+        i = bisect.bisect_right(self._starts, start)
+        return range(max(0, i - 2), min(len(self._starts), i + 1))
+
+    def covers(self, start: int, end: int) -> bool:
+        return any(self._starts[j] <= start and end <= self._ends[j] for j in self._near(start))
+
+    def overlaps(self, start: int, end: int) -> bool:
+        return any(self._starts[j] < end and start < self._ends[j] for j in self._near(start))
 
 
 def _read(form: str, m: re.Match[str]) -> Address | None:
@@ -254,14 +343,12 @@ def _port(p: str | None) -> int | None:
 # ------------------------------------------------------------------ choosing
 
 
-#: Words just before an address that make it the local end of a connection.
-_LOCAL_BEFORE = re.compile(
-    r"(?:\blocal\b|laddr|\bsrc\b|\bsource\b|\bfrom\b|\bclient\b|sockname)[^\n]{0,24}$", _I
-)
-#: Words just before an address that make it the remote end (or the failing bind).
-_REMOTE_BEFORE = re.compile(
-    r"(?:connect|refused|\bto\b|\bdial\b|remote|\bpeer\b|\bserver\b|\bhost\b|\bat\b|->|\bon\b"
-    r"|raddr|\burl\b|fetch|\bget\b|\bpost\b)[^\n]{0,24}$",
+#: Words before an address that make it the local or the remote end of a connection;
+#: the nearest one counts ("from A: dial tcp B": A local, B remote).
+_CUES = re.compile(
+    r"(?P<local>\blocal\b|laddr|\bsrc\b|\bsource\b|\bfrom\b|\bclient\b|sockname)"
+    r"|(?P<remote>connect|refused|\bto\b|\bdial\b|remote|\bpeer\b|\bserver\b|\bhost\b"
+    r"|\bat\b|->|\bon\b|raddr|\burl\b|fetch|\bget\b|\bpost\b)",
     _I,
 )
 _BIND_BEFORE = re.compile(r"(?:bind|listen|address|serve|start)[^\n]{0,32}$", _I)
@@ -285,14 +372,16 @@ _BIND_KINDS = frozenset({"in-use", "permission", "not-available"})
 
 
 def role(text: str, a: Address) -> Role:
-    """Whether ``a`` is the local or the remote end, from the words around it."""
-    before = text[max(0, a.start - 40) : a.start]
-    after = text[a.end : a.end + 4]
-    if after.startswith("->") or _LOCAL_BEFORE.search(before[-28:]):
+    """Whether ``a`` is the local or the remote end, from the nearest words before it."""
+    if text.startswith("->", a.end):
         return "local"
-    if _REMOTE_BEFORE.search(before):
-        return "remote"
-    return "unknown"
+    before = text[max(0, a.start - 40) : a.start]
+    last = None
+    for m in _CUES.finditer(before):
+        last = m
+    if last is None:
+        return "unknown"
+    return "local" if last.group("local") else "remote"
 
 
 def choose(
@@ -339,8 +428,6 @@ class _LineOf:
         self._breaks = breaks
 
     def __call__(self, offset: int) -> int:
-        import bisect
-
         return bisect.bisect_left(self._breaks, offset)
 
 

@@ -127,9 +127,7 @@ def find_address(text: str) -> tuple[str | None, int | None]:
 def _with_override(p: Parsed, t: Target | None) -> Parsed:
     if t is None:
         return p
-    return Parsed(
-        p.text, p.rule, t.host or p.host, t.port, p.name, p.path, False, p.evidence
-    )
+    return Parsed(p.text, p.rule, t.host or p.host, t.port, p.name, p.path, False, p.evidence)
 
 
 _clean_host = extract.clean_host

@@ -464,7 +464,12 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("java-refused", "java", "refused", r"java\.net\.ConnectException:? \"?Connection refused"),
     # --- Chrome / Chromium (net/base/net_error_list.h) and its error page
-    Rule("chrome-page-refused", "chrome", "refused", r"(?P<host>[\w.-]+) refused to connect\."),
+    Rule(
+        "chrome-page-refused",
+        "chrome",
+        "refused",
+        r"(?<![\w.-])(?P<host>[\w.-]{1,253}) refused to connect\.",
+    ),
     Rule("chrome-refused", "chrome", "refused", r"ERR_CONNECTION_REFUSED"),
     Rule("chrome-timeout", "chrome", "timeout", r"ERR_CONNECTION_TIMED_OUT"),
     Rule("chrome-not-found", "chrome", "not-found", r"ERR_NAME_NOT_RESOLVED"),

@@ -10,13 +10,11 @@ is bounded structurally before any rule runs:
 - no more than ``WINDOW`` characters in all: a longer log is cut to the window that ends a
   little after the *last* line with a failure word (the last error is the one to explain).
 
-Finding that line reads each piece once with one literal alternation, from the end, so the
-whole pass is linear; every rule then runs on at most ``WINDOW`` characters.
+Finding that line is one ``rfind`` per failure word over the text, so the whole pass is
+linear; every rule then runs on at most ``WINDOW`` characters.
 """
 
 from __future__ import annotations
-
-import re
 
 LINE_CAP = 1024
 OVERLAP = 160
@@ -24,12 +22,40 @@ WINDOW = 32_768
 #: How much of the window lies after the failure line (the rest is the context before it).
 _AFTER = 4_096
 
-#: Words that a failure line carries; used only to place the window in a long log.
-_SIGNAL = re.compile(
-    r"refused|errno|error|fail|unable|cannot|can't|couldn't|could not|denied|not permitted"
-    r"|timed out|timeout|reset|hang up|in use|unreachable|no route|not known|not found"
-    r"|EADDR|ECONN|ETIMEDOUT|ENOTFOUND|EACCES|EPERM|EHOST|ENET|EPIPE|WinError|WSAE",
-    re.IGNORECASE,
+#: Words that a failure line carries (lower case); used only to place the window in a
+#: long log. Found with ``str.rfind`` from the end: C speed, linear, no regex.
+SIGNALS: tuple[str, ...] = (
+    "refused",
+    "errno",
+    "error",
+    "fail",
+    "unable",
+    "cannot",
+    "can't",
+    "couldn't",
+    "could not",
+    "denied",
+    "not permitted",
+    "timed out",
+    "timeout",
+    "reset",
+    "hang up",
+    "in use",
+    "unreachable",
+    "no route",
+    "not known",
+    "not found",
+    "eaddr",
+    "econn",
+    "etimedout",
+    "enotfound",
+    "eacces",
+    "eperm",
+    "ehost",
+    "enet",
+    "epipe",
+    "winerror",
+    "wsae",
 )
 
 
@@ -70,11 +96,7 @@ def focus(text: str) -> str:
 
 
 def _last_signal(capped: str) -> int | None:
-    """Offset of the last line that carries a failure word, searching lines from the end."""
-    end = len(capped)
-    while end > 0:
-        start = capped.rfind("\n", 0, end) + 1
-        if _SIGNAL.search(capped, start, end):
-            return start
-        end = start - 1
-    return None
+    """Offset of the start of the last line that carries a failure word."""
+    low = capped.lower()
+    hit = max(low.rfind(word) for word in SIGNALS)
+    return None if hit < 0 else low.rfind("\n", 0, hit) + 1
