@@ -142,6 +142,7 @@ PHRASES: tuple[tuple[str, Kind, int], ...] = (
         1,
     ),
     (r"ServerSelectionTimeoutError|MongoServerSelectionError|No servers found", "timeout", 1),
+    (r"\bTimeoutError\b|\bConnectTimeout", "timeout", 1),
 )
 _PHRASES = tuple((re.compile(p, re.IGNORECASE), k, s) for p, k, s in PHRASES)
 _CONNECTING = re.compile(r"connect|dial", re.IGNORECASE)

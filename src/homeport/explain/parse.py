@@ -90,6 +90,8 @@ def _from_match(raw: str, rule: Rule, m: re.Match[str]) -> Parsed:
     name = _clean_host(groups.get("name"))
     port = _port(groups.get("port"))
     path = None
+    if rule.default_host is not None:  # the text names no address: the tool's own
+        return Parsed(raw, rule, rule.default_host, rule.default_port, port_assumed=True)
     if host is None or port is None:
         found = extract.choose(raw, extract.find_addresses(raw), rule.kind, m.start())
         if found is not None:
@@ -99,7 +101,7 @@ def _from_match(raw: str, rule: Rule, m: re.Match[str]) -> Parsed:
                     host = found.host
                     name = name or found.name
                 port = port if port is not None else found.port
-    assumed = port is None and host is not None and rule.default_port is not None
+    assumed = port is None and path is None and rule.default_port is not None
     if assumed:
         port = rule.default_port
     return Parsed(raw, rule, host, port, name if name != host else None, path, assumed)

@@ -91,8 +91,10 @@ class Rule:
     kind: Kind
     pattern: str
     flags: int = 0
-    #: The port the tool uses when the text names a host but no port (MariaDB's 3306).
+    #: The port the tool uses when the text names no port (MariaDB's 3306).
     default_port: int | None = None
+    #: The host the tool uses when the text names none (Ollama's client: 127.0.0.1).
+    default_host: str | None = None
 
     def compiled(self) -> re.Pattern[str]:
         return _compile(self.pattern, self.flags)
@@ -336,8 +338,185 @@ _CONNECTION_GENERIC: tuple[Rule, ...] = (
     ),
 )
 
+#: The clients of the audit catalogue's servers and everyday tools (issue 13; texts captured
+#: by capture_clients.sh). Ahead of the older rules: git prints curl's words, asyncio's bind
+#: error is uvicorn's, pymongo and elasticsearch-py wrap a Python or urllib3 error.
+_MYSQL_ON = r"Can't connect to (?:MySQL |MariaDB )?server on '[^'\n]{1,300}' "
+_CLIENTS: tuple[Rule, ...] = (
+    # --- MySQL / MariaDB clients (libmysql / Connector/C: CR_CONN_HOST_ERROR 2003,
+    # CR_CONNECTION_ERROR 2002); the errno in parentheses says why. MariaDB's client
+    # reports a refused non-blocking connect as EINPROGRESS (115), and prints no port.
+    Rule(
+        "mysql-refused",
+        "mysql",
+        "refused",
+        _MYSQL_ON + r"\((?:111|115|61|36|10061)\)",
+        default_port=3306,
+    ),
+    Rule(
+        "mysql-timeout", "mysql", "timeout", _MYSQL_ON + r"\((?:110|60|10060)\)", default_port=3306
+    ),
+    Rule(
+        "mysql-unreachable",
+        "mysql",
+        "unreachable",
+        _MYSQL_ON + r"\((?:113|101|65|51|10065)\)",
+        default_port=3306,
+    ),
+    Rule(
+        "mysql-socket",
+        "mysql",
+        "refused",
+        r"Can't connect to local (?:MySQL |MariaDB )?server through socket '[^'\n]{1,300}'"
+        r" \((?:2|111|61)\)",
+    ),
+    # --- MongoDB: pymongo's server selection wraps the connect error; the Node driver's
+    Rule(
+        "pymongo-refused",
+        "pymongo",
+        "refused",
+        r"ServerSelectionTimeoutError: [^\n]{0,300}?(?:\[Errno (?:111|61)\]|Connection refused"
+        r"|\[WinError 10061\])",
+        default_port=27017,
+    ),
+    Rule(
+        "pymongo-timeout",
+        "pymongo",
+        "timeout",
+        r"ServerSelectionTimeoutError: [^\n]{0,300}?timed out",
+        default_port=27017,
+    ),
+    Rule(
+        "mongodb-node-refused",
+        "mongodb-node",
+        "refused",
+        r"MongoServerSelectionError: connect ECONNREFUSED " + _NODE_HP,
+        default_port=27017,
+    ),
+    # --- Elasticsearch (elastic-transport), memcached (pymemcache, the server), redis-py
+    Rule(
+        "elasticsearch-py-refused",
+        "elasticsearch-py",
+        "refused",
+        r"NewConnectionError[^\n]{0,300}?Connection refused[\s\S]{0,600}?"
+        r"elastic_transport\.ConnectionError",
+        default_port=9200,
+    ),
+    Rule(
+        "pymemcache-refused",
+        "pymemcache",
+        "refused",
+        r"pymemcache[\s\S]{0,2000}?ConnectionRefusedError",
+        default_port=11211,
+    ),
+    Rule(
+        "memcached-in-use",
+        "memcached",
+        "in-use",
+        r"failed to listen on (?:one of interface\(s\) (?P<host>[^\s:]+)|TCP port (?P<port>\d+))"
+        r"[^\n]{0,40}Address already in use",
+    ),
+    Rule(
+        "redis-py-refused",
+        "redis-py",
+        "refused",
+        r"redis\.exceptions\.ConnectionError: Error (?:111|61|10061) connecting to " + _HP,
+        default_port=6379,
+    ),
+    # --- LLM servers: Ollama's Python client names no address (its default is 11434);
+    # OpenAI-compatible clients (openai, via httpx) name none at all.
+    Rule(
+        "ollama-py-refused",
+        "ollama",
+        "refused",
+        r"Failed to connect to Ollama\.",
+        default_port=11434,
+        default_host="127.0.0.1",
+    ),
+    Rule("openai-refused", "openai", "refused", r"openai\.APIConnectionError: Connection error"),
+    # --- Docker: the CLI names DOCKER_HOST; the SDK names only the errno
+    Rule(
+        "docker-daemon",
+        "docker",
+        "refused",
+        r"Cannot connect to the Docker daemon at (?:tcp://" + _HP + r"|unix://)",
+    ),
+    Rule(
+        "docker-py-missing",
+        "docker-py",
+        "refused",
+        r"DockerException: Error while fetching server API version: [^\n]{0,80}?"
+        r"(?:FileNotFoundError|ConnectionRefusedError)",
+    ),
+    # --- ssh, wget, socat, git, Java, asyncio
+    Rule(
+        "ssh-refused",
+        "ssh",
+        "refused",
+        r"ssh: connect to host (?P<host>\S+) port (?P<port>\d+): Connection refused",
+    ),
+    Rule(
+        "ssh-timeout",
+        "ssh",
+        "timeout",
+        r"ssh: connect to host (?P<host>\S+) port (?P<port>\d+): (?:Connection|Operation) timed out",
+    ),
+    Rule(
+        "ssh-unreachable",
+        "ssh",
+        "unreachable",
+        r"ssh: connect to host (?P<host>\S+) port (?P<port>\d+): " + _UNREACH,
+    ),
+    Rule(
+        "wget-refused", "wget", "refused", r"Connecting to [^\n]{1,600}?failed: Connection refused"
+    ),
+    Rule(
+        "socat-refused",
+        "socat",
+        "refused",
+        r"socat\[\d+\] E connect\(\d+, AF=\d+ [^\n]{1,80}?\): Connection refused",
+    ),
+    Rule(
+        "socat-in-use",
+        "socat",
+        "in-use",
+        r"socat\[\d+\] E bind\(\d+, \{AF=\d+ [^\n]{1,80}?\}, \d+\): Address already in use",
+    ),
+    Rule(
+        "git-refused",
+        "git",
+        "refused",
+        r"fatal: unable to access '[^'\n]{1,500}': Failed to connect to (?P<host>\S+) port"
+        r" (?P<port>\d+)(?: after \d+ ms)?: (?:Couldn't connect to server|Connection refused)",
+    ),
+    Rule(
+        "git-timeout",
+        "git",
+        "timeout",
+        r"fatal: unable to access '[^'\n]{1,500}': Failed to connect to (?P<host>\S+) port"
+        r" (?P<port>\d+)(?: after \d+ ms)?: (?:Timeout was reached|Connection timed out)",
+    ),
+    Rule("java-connect-bare", "java", "refused", r"java\.net\.ConnectException\s*$", re.M),
+    Rule("java-bind-in-use", "java", "in-use", r"java\.net\.BindException: Address already in use"),
+    Rule(
+        "asyncio-refused",
+        "python-asyncio",
+        "refused",
+        r"\[Errno (?:111|61)\] Connect call failed|\[WinError 1225\]",
+    ),
+    Rule(
+        "asyncio-in-use",
+        "python-asyncio",
+        "in-use",
+        r"^OSError: \[Errno \d+\] error while attempting to bind on address"
+        r" \('(?P<host>[^']*)', (?P<port>\d+)[^)]*\): address already in use",
+        re.M,
+    ),
+)
+
 RULES: tuple[Rule, ...] = (
     *_CONNECTION,
+    *_CLIENTS,
     # --- Node.js: `Error: <syscall> <CODE>[: <strerror>] <address>:<port>` (lib/internal/errors.js)
     Rule("node-connect-refused", "node", "refused", r"connect ECONNREFUSED " + _NODE_HP),
     Rule("node-connect-timeout", "node", "timeout", r"connect ETIMEDOUT " + _NODE_HP),
@@ -576,7 +755,8 @@ RULES: tuple[Rule, ...] = (
         "generic-not-found",
         "unknown",
         "not-found",
-        r"ENOTFOUND|EAI_NONAME|EAI_AGAIN|could not resolve|no such host|name or service not known",
+        r"\bENOTFOUND\b|EAI_NONAME|EAI_AGAIN|could not resolve|no such host"
+        r"|name or service not known",
         _I,
     ),
 )
@@ -599,6 +779,22 @@ TOOL_NAMES: dict[str, str] = {
     "chrome": "Chrome",
     "docker": "Docker",
     "go": "a Go program",
+    "mysql": "the MySQL/MariaDB client",
+    "pymongo": "pymongo (MongoDB)",
+    "mongodb-node": "the MongoDB Node.js driver",
+    "elasticsearch-py": "the Elasticsearch Python client",
+    "pymemcache": "pymemcache (memcached)",
+    "memcached": "memcached",
+    "redis-py": "redis-py",
+    "ollama": "the Ollama client",
+    "openai": "the OpenAI client",
+    "docker": "the Docker CLI",
+    "docker-py": "the Docker SDK for Python",
+    "ssh": "ssh",
+    "wget": "wget",
+    "socat": "socat",
+    "git": "git",
+    "python-asyncio": "Python asyncio",
     "unknown": "the program",
 }
 
@@ -617,6 +813,21 @@ CONNECT_HINTS: dict[str, str] = {
     "java": "connect to 127.0.0.1, or run with -Djava.net.preferIPv4Stack=true",
     "chrome": "open http://127.0.0.1:{port}/",
     "go": "dial 127.0.0.1:{port}",
+    "mysql": "`mariadb -h 127.0.0.1 -P {port}` (`-h localhost` means the Unix socket, not TCP)",
+    "pymongo": "use mongodb://127.0.0.1:{port}/ in the URI",
+    "mongodb-node": "use mongodb://127.0.0.1:{port}/ in the URI (Node >= 17 tries ::1 first)",
+    "elasticsearch-py": "use http://127.0.0.1:{port} as the host",
+    "pymemcache": "connect to ('127.0.0.1', {port})",
+    "redis-py": "`redis.Redis(host='127.0.0.1', port={port})`",
+    "ollama": "set OLLAMA_HOST=http://127.0.0.1:{port}",
+    "openai": "set base_url='http://127.0.0.1:{port}/v1'",
+    "docker": "DOCKER_HOST=tcp://127.0.0.1:{port} (or the daemon's unix:// socket)",
+    "docker-py": "`docker.DockerClient(base_url='unix:///var/run/docker.sock')`",
+    "ssh": "`ssh -4 -p {port} 127.0.0.1`",
+    "wget": "`wget -4 http://127.0.0.1:{port}/` (or `--prefer-family=IPv4`)",
+    "socat": "`socat - TCP4:127.0.0.1:{port}`",
+    "git": "use http://127.0.0.1:{port}/ in the remote URL",
+    "python-asyncio": "`asyncio.open_connection('127.0.0.1', {port})`",
     "unknown": "connect to 127.0.0.1:{port} instead of localhost",
 }
 
