@@ -26,12 +26,20 @@ examples:
   npm run dev 2>&1 | tail -20 | homeport explain -
   homeport explain "OSError: [Errno 98] Address already in use" --at :8000
 
+A text no rule names is still read: its address in any form tools print (host:port,
+[v6]:port, ('h', p), host h port p, |ip|:port, h/ip:port, URLs, unix: paths), and its
+failure class from errno names and numbers (Linux, macOS/BSD, Windows: [Errno 111], (61),
+os error 54, code 10061, WSAECONNREFUSED) or the words clients print ("actively refused",
+"Connect call failed", "Can't connect to").
+
 exit status: 0 when explained; 2 when the input is neither an address nor a known error.
 
 --json prints one object:
   {"input": str, "kind": "address"|"error",
-   "error": null | {"rule", "tool", "kind", "meaning"},
-   "target": {"host": str|null, "name": str|null, "port": int|null},
+   "error": null | {"rule", "tool", "kind", "meaning",
+                    "evidence": str|null (what classed a text no rule names)},
+   "target": {"host": str|null, "name": str|null, "port": int|null,
+              "path": str|null (a Unix socket), "port_assumed": bool (the tool's default)},
    "address": {"class", "resolves_to": [str]|null, "resolve_error", "localhost": [str],
                "notes": [str]},
    "port": {"number", "service", "notes": [str]},
@@ -102,6 +110,8 @@ def render_text(env: Env, e: Explanation) -> str:
         lines.append(render.paint(env, f"{tool}: {p.rule.kind}", "bold") + f"  (rule {p.rule.id})")
         if e.meaning:
             lines.append(f"  {e.meaning}")
+        if p.evidence:
+            lines.append(f"  (no rule names this text; recognised by {p.evidence})")
     else:
         lines.append(render.paint(env, p.text.strip(), "bold"))
     for title, body in (("address", e.address), ("port", e.port), ("live now", e.live)):

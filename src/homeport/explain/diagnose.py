@@ -23,6 +23,7 @@ from homeport.explain.rules import (
     DIAGNOSES,
     MEANING,
     TOOL_NAMES,
+    UNIX_REFUSED_MEANING,
     Kind,
 )
 from homeport.model import Listener
@@ -61,8 +62,20 @@ class Explanation:
             "kind": "error" if rule else "address",
             "error": None
             if rule is None
-            else {"rule": rule.id, "tool": rule.tool, "kind": rule.kind, "meaning": self.meaning},
-            "target": {"host": p.host, "name": p.name, "port": p.port},
+            else {
+                "rule": rule.id,
+                "tool": rule.tool,
+                "kind": rule.kind,
+                "meaning": self.meaning,
+                "evidence": p.evidence,
+            },
+            "target": {
+                "host": p.host,
+                "name": p.name,
+                "port": p.port,
+                "path": p.path,
+                "port_assumed": p.port_assumed,
+            },
             "address": {
                 "class": address_class(p.host) if p.host else None,
                 "resolves_to": list(f.resolution.addresses) if f.resolution else None,
@@ -100,6 +113,8 @@ def diagnose(p: Parsed, f: Facts) -> Explanation:
         n = DIAGNOSES[nid]
         findings.append(Finding(nid, n.summary.format_map(variables), _fmt(n.detail, variables)))
     meaning = MEANING[p.kind].format_map(variables) if p.kind else None
+    if p.kind == "refused" and p.path is not None and p.port is None:
+        meaning = UNIX_REFUSED_MEANING.format_map(variables)
     return Explanation(
         parsed=p,
         facts=f,
@@ -130,6 +145,8 @@ def situation(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[str, .
 
 
 def _refused(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[str, ...]) -> str:
+    if p.path is not None and p.port is None:
+        return _unix_refused(f)
     if p.port is None:
         return "refused.no-address"
     tcp = [x for x in f.listeners if x.proto == "tcp"]
@@ -143,6 +160,14 @@ def _refused(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[str, ..
     if dests and all(_family(d) not in families for d in dests):
         return "refused.family"
     return "refused.other-address"
+
+
+def _unix_refused(f: Facts) -> str:
+    if f.unix_listening:
+        return "refused.unix-listening"
+    if f.unix_socket == "it does not exist now":
+        return "refused.unix-missing"
+    return "refused.unix-stale" if f.unix_listening is False else "refused.unix-unknown"
 
 
 def _in_use(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[str, ...]) -> str:
@@ -318,6 +343,8 @@ def template_vars(p: Parsed, f: Facts, dests: tuple[str, ...]) -> dict[str, str]
 
 
 def _where(p: Parsed) -> str:
+    if p.path and not p.host:
+        return p.path
     if p.host:
         return sec.host_port(p.host, p.port)
     return f"port {p.port}" if p.port else "the address"

@@ -88,6 +88,8 @@ class Facts:
     close_wait: tuple[str, ...] = ()
     #: What homeport's hosts block, address leases and routes say about the host (issue 11).
     homeport_names: tuple[str, ...] = ()
+    #: Whether a socket listens on the Unix path a refusal names (None: not asked / unknown).
+    unix_listening: bool | None = None
 
 
 def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
@@ -147,6 +149,12 @@ def _connection_facts(p: Parsed, f: Facts, proc: Path) -> Facts:
         if served:
             tls = probes.tls_answers(served[0], p.port)
             return replace(f, tls=tls, close_wait=_close_wait(p.port, served))
+    if p.kind == "refused" and p.path:
+        return replace(
+            f,
+            unix_socket=probes.describe_socket(p.path),
+            unix_listening=probes.unix_listening(p.path, proc),
+        )
     if p.kind == "connect-denied":
         from homeport.explain.conn import unix_path
 

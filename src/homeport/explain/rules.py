@@ -73,6 +73,12 @@ MEANING: dict[Kind, str] = {
     " rule that rejects with icmp admin-/host-prohibited (firewalld's default reject)",
 }
 
+#: A refusal on a Unix socket path: no TCP, no SYN.
+UNIX_REFUSED_MEANING = (
+    "connect() to the Unix socket {where} failed: no such file (ENOENT), or a file no server"
+    " listens on (ECONNREFUSED)"
+)
+
 _HP = r"(?P<host>\[[^\]\s]+\]|[^\s'\"()\[\]]+?):(?P<port>\d{1,5})\b"  # host:port, [v6]:port
 _NODE_HP = r"(?P<host>[0-9A-Za-z.:%_-]*):(?P<port>\d{1,5})\b"  # Node prints ::1:3000 unbracketed
 _DENIED = r"(?:Permission denied|Operation not permitted)"  # strerror(EACCES), strerror(EPERM)
@@ -981,6 +987,39 @@ DIAGNOSES: dict[str, Template] = {
             "run again with the address: `homeport explain '<error>' --at HOST:PORT`",
             "see what listens: `homeport ls`",
         ),
+    ),
+    "refused.unix-missing": Template(
+        "The Unix socket {path} does not exist: the server is not running, or listens on"
+        " another path.",
+        (
+            "A Unix socket is a file the server creates when it starts listening; a client"
+            " given a path that no server made gets ENOENT ('No such file or directory').",
+        ),
+        (
+            "start the server (Docker: `sudo systemctl start docker`; MariaDB: `sudo"
+            " systemctl start mariadb`), or point the client at the path it really uses",
+            "or connect over TCP instead: `homeport ls` shows what listens",
+        ),
+    ),
+    "refused.unix-stale": Template(
+        "{path} exists ({socket}), but no server listens on it: a file left behind by a"
+        " server that stopped.",
+        (
+            "connect() on a Unix socket with no listener fails with ECONNREFUSED, like a"
+            " closed TCP port.",
+        ),
+        ("restart the server; it removes and recreates its socket file as it starts",),
+    ),
+    "refused.unix-listening": Template(
+        "A server listens on {path} now ({socket}): the refusal came while it was down,"
+        " or its accept queue was full.",
+        (),
+        ("retry; if it keeps failing, the server is not accepting: check its log",),
+    ),
+    "refused.unix-unknown": Template(
+        "{path}: {socket}; whether a server listens on it could not be read here.",
+        (),
+        ("check the server is running, and the path the client uses",),
     ),
     # ----- in use
     "in-use.held": Template(
