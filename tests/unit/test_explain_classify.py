@@ -77,7 +77,7 @@ def test_errno_tables_name_every_system() -> None:
 @pytest.mark.parametrize(
     ("text", "host", "port"),
     [
-        ("[Errno 111] Connect call failed ('::1', 6379, 0, 0)", "::1", 6379),
+        ("OSError: errno 111 while calling ('::1', 6379, 0, 0)", "::1", 6379),
         ("Failed to connect: localhost/127.0.0.1:9042 (os error 111)", "127.0.0.1", 9042),
         ("Failed to fetch http://127.0.0.1:8000/api: code 10061", "127.0.0.1", 8000),
     ],

@@ -465,7 +465,8 @@ _CLIENTS: tuple[Rule, ...] = (
         "ssh-timeout",
         "ssh",
         "timeout",
-        r"ssh: connect to host (?P<host>\S+) port (?P<port>\d+): (?:Connection|Operation) timed out",
+        r"ssh: connect to host (?P<host>\S+) port (?P<port>\d+):"
+        r" (?:Connection|Operation) timed out",
     ),
     Rule(
         "ssh-unreachable",
@@ -794,7 +795,6 @@ TOOL_NAMES: dict[str, str] = {
     "redis-py": "redis-py",
     "ollama": "the Ollama client",
     "openai": "the OpenAI client",
-    "docker": "the Docker CLI",
     "docker-py": "the Docker SDK for Python",
     "ssh": "ssh",
     "wget": "wget",

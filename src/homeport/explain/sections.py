@@ -140,8 +140,8 @@ def port_lines(p: Parsed, f: Facts) -> tuple[str, ...]:
 
 def live_lines(p: Parsed, f: Facts, dests: tuple[str, ...]) -> tuple[str, ...]:
     if p.port is None and p.path is not None and f.unix_socket is not None:
-        says = {True: "a server listens on it", False: "no server listens on it"}
-        return (f"{p.path}: {f.unix_socket}", says.get(f.unix_listening, "listener unknown"))
+        says = {True: "a server listens on it", False: "no server listens on it", None: "unknown"}
+        return (f"{p.path}: {f.unix_socket}", says[f.unix_listening])
     if p.port is None:
         return ("no port, so nothing to look up",)
     out = [listener_line(x) for x in f.listeners]
