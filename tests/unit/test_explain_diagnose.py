@@ -439,7 +439,8 @@ def test_a_refused_unix_socket_is_told_by_its_file(
     e = diagnose(p, Facts(unix_socket=socket, unix_listening=listening))
     assert e.diagnosis[0].id == sid
     assert "/var/run/docker.sock" in e.diagnosis[0].summary
-    assert e.meaning is not None and "Unix socket" in e.meaning
+    assert e.meaning is not None
+    assert "Unix socket" in e.meaning
 
 
 def test_proc_net_unix_listeners_are_read() -> None:
