@@ -289,6 +289,7 @@ def test_json_shape_is_stable() -> None:
         "port",
         "live",
         "diagnosis",
+        "did_you_mean",
         "next_steps",
     ]
     assert j["error"] == {

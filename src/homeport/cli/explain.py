@@ -48,6 +48,7 @@ exit status: 0 when explained; 2 when the input is neither an address nor a know
             "tls": bool|null, "cgroup_connect_hooks": [str], "security_modules": [str],
             "landlock_abi": int|null, "notes": [str]},
    "diagnosis": [{"id", "summary", "detail": [str]}],
+   "did_you_mean": [{"target": str, "why": str}] (most likely first),
    "next_steps": [str]}
 "kind" of an error is one of refused, in-use, permission, not-available, timeout,
 not-found, vm-disconnected, reset, connect-denied, unreachable; "diagnosis[].id" is a key
@@ -123,6 +124,10 @@ def render_text(env: Env, e: Explanation) -> str:
     for d in e.diagnosis:
         lines.append("  " + render.paint(env, d.summary, "yellow"))
         lines.extend(f"  {line}" for line in d.detail)
+    if e.did_you_mean:
+        lines.append("")
+        lines.append(render.paint(env, "did you mean", "bold"))
+        lines.extend(f"  {m.target}  {m.why}" for m in e.did_you_mean)
     lines.append("")
     lines.append(render.paint(env, "next steps", "bold"))
     lines.extend(f"  {n}. {step}" for n, step in enumerate(e.next_steps, 1))

@@ -7,12 +7,13 @@ whole decision table is tested with hand-built ``Facts``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from homeport.addr import address_class, in_range, ip, unmap
-from homeport.explain import conn
+from homeport.explain import conn, meant
 from homeport.explain import sections as sec
 from homeport.explain.facts import Facts
 from homeport.explain.parse import Parsed
@@ -53,6 +54,8 @@ class Explanation:
     serving: tuple[str, ...]
     diagnosis: tuple[Finding, ...]
     next_steps: tuple[str, ...]
+    #: The listeners the user most likely meant (refused / not found / not listening).
+    did_you_mean: tuple[meant.Suggestion, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         p, f = self.parsed, self.facts
@@ -97,6 +100,7 @@ class Explanation:
                 "notes": list(self.live),
             },
             "diagnosis": [d.to_json() for d in self.diagnosis],
+            "did_you_mean": [m.to_json() for m in self.did_you_mean],
             "next_steps": list(self.next_steps),
         }
 
@@ -126,7 +130,15 @@ def diagnose(p: Parsed, f: Facts) -> Explanation:
         serving=serving,
         diagnosis=tuple(findings),
         next_steps=_fmt(t.steps, variables),
+        did_you_mean=meant.suggest(p, f) if _MEANT.match(sid) else (),
     )
+
+
+#: The situations where the asked address is not served, so a near miss is worth naming.
+_MEANT = re.compile(
+    r"refused\.(?:nothing|family|other-address|udp-only|partial)$|address\.(?:not-listening"
+    r"|family|other-address)$|not-found\."
+)
 
 
 def _fmt(lines: tuple[str, ...], variables: dict[str, str]) -> tuple[str, ...]:

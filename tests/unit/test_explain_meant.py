@@ -1,0 +1,83 @@
+""" "Did you mean": which listeners to fingerprint, and how the near misses are ranked.
+
+Pure: hand-built facts; the live fingerprints are tested in
+tests/integration/test_explain_meant_live.py against real servers.
+"""
+
+from __future__ import annotations
+
+from tests.unit.test_explain_diagnose import lst
+
+from homeport.explain import Facts, parse_input
+from homeport.explain.diagnose import diagnose
+from homeport.explain.meant import Candidate, ports_to_probe, suggest, wanted_service
+
+PSQL = 'psql: error: connection to server at "127.0.0.1", port 5433 failed: Connection refused'
+
+
+def test_the_wanted_service_comes_from_the_tool_then_the_port() -> None:
+    assert wanted_service(parse_input(PSQL)) == "postgresql"
+    assert wanted_service(parse_input("connect ECONNREFUSED 127.0.0.1:6379")) == "redis"
+    assert wanted_service(parse_input("connect ECONNREFUSED 127.0.0.1:4444")) is None
+
+
+def test_default_ports_first_then_the_closest_above_before_below() -> None:
+    p = parse_input(PSQL)
+    assert ports_to_probe(p, [22, 5430, 5432, 5434, 8080, 9999]) == [5432, 5434, 5430]
+    many = list(range(5420, 5450))
+    assert len(ports_to_probe(p, many)) == 4
+
+
+def test_a_postgres_on_its_default_port_is_offered_for_psql() -> None:
+    p = parse_input(PSQL)
+    f = Facts(
+        port=5433,
+        candidates=(
+            Candidate("127.0.0.1", 5434, "http"),
+            Candidate("127.0.0.1", 5432, "postgresql"),
+        ),
+    )
+    got = suggest(p, f)
+    assert got[0].target == "127.0.0.1:5432"
+    assert "PostgreSQL" in got[0].why
+    assert "default port" in got[0].why
+
+
+def test_a_dev_server_that_moved_up_is_offered() -> None:
+    p = parse_input("connect ECONNREFUSED 127.0.0.1:5173")
+    f = Facts(port=5173, candidates=(Candidate("127.0.0.1", 5174, "vite"),))
+    (s,) = suggest(p, f)
+    assert s.target == "127.0.0.1:5174"
+    assert "Vite" in s.why
+    assert "1 port(s) above" in s.why
+
+
+def test_a_different_service_above_is_not_a_moved_dev_server() -> None:
+    p = parse_input("connect ECONNREFUSED 127.0.0.1:5173")
+    f = Facts(port=5173, candidates=(Candidate("127.0.0.1", 5174, "redis"),))
+    assert suggest(p, f) == ()
+
+
+def test_the_other_loopback_family() -> None:
+    p = parse_input("connect ECONNREFUSED 127.0.0.1:3000")
+    e = diagnose(p, Facts(port=3000, listeners=(lst("::1", 3000),)))
+    assert e.diagnosis[0].id == "refused.family"
+    assert [m.target for m in e.did_you_mean] == ["[::1]:3000"]
+
+
+def test_the_closest_route_name() -> None:
+    p = parse_input("curl: (6) Could not resolve host: apii.localhost")
+    e = diagnose(p, Facts(port=None, routes=("api", "web"), gateway_port=62893))
+    assert [m.target for m in e.did_you_mean] == ["http://api.localhost:62893/"]
+
+
+def test_nothing_is_offered_when_the_address_is_served() -> None:
+    p = parse_input("connect ECONNREFUSED 127.0.0.1:3000")
+    f = Facts(
+        port=3000,
+        listeners=(lst("127.0.0.1", 3000),),
+        candidates=(Candidate("127.0.0.1", 3001, "vite"),),
+    )
+    e = diagnose(p, f)
+    assert e.diagnosis[0].id == "refused.listening-now"
+    assert e.did_you_mean == ()
