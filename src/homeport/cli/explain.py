@@ -19,7 +19,14 @@ Error texts it recognises (the rule table is data: homeport/explain/rules.py):
   EACCES / EPERM from connect() (also on Unix sockets), told apart from bind's EACCES
   EHOSTUNREACH / "No route to host"     on loopback: a firewall reject rule
 
+With `-- CMD ARGS`, homeport runs the command, passes its output through as it comes, and
+when it fails explains its last error, with the listeners read the moment it exited; the
+explanation goes to stderr (--json: one JSON object {"command", "status", "explanation"}),
+and the exit status is the command's (127 when it cannot be found).
+
 examples:
+  homeport explain -- psql -h 127.0.0.1 -p 5433
+  homeport explain -- npm run dev
   homeport explain "connect ECONNREFUSED ::1:3000"
   homeport explain '[::1]:5432'
   homeport explain http://api.localhost:62893/
@@ -58,7 +65,8 @@ of rules.DIAGNOSES.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
 
 from homeport.cli import render
 from homeport.cli.env import Env
@@ -88,7 +96,12 @@ def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.errors import UsageError
     from homeport.explain import explain
 
-    text = " ".join(args.target)
+    argv = getattr(args, "command_argv", None)
+    if argv is not None and not _is_text(argv):
+        if args.target:
+            raise UsageError("give either TARGET or '-- CMD ARGS', not both")
+        return run_command(argv, args, env)
+    text = " ".join(argv if argv is not None else args.target)
     if text.strip() in ("", "-"):
         if text.strip() == "" and env.stdin_isatty:
             raise UsageError("nothing to explain: give an address, a URL or an error text")
@@ -99,6 +112,75 @@ def run(args: argparse.Namespace, env: Env) -> int:
     else:
         env.out(render_text(env, e))
     return 0
+
+
+def _is_text(argv: list[str]) -> bool:
+    """``explain -- "connect ECONNREFUSED ::1:3000"``: one argument with spaces that is no
+    program is an error text (the older meaning of ``--``), not a command to run."""
+    import shutil
+
+    return len(argv) == 1 and any(c.isspace() for c in argv[0]) and shutil.which(argv[0]) is None
+
+
+def run_command(argv: list[str], args: argparse.Namespace, env: Env) -> int:
+    """``homeport explain -- CMD ARGS``: run it, pass its output through, and when it fails
+    explain its last error with the facts read right after it exited. Exit status: its own."""
+    import shlex
+    import time
+
+    from homeport.explain import runcmd
+
+    if not argv:
+        from homeport.errors import UsageError
+
+        raise UsageError("nothing to run after '--' (homeport explain -- CMD ARGS)")
+    try:
+        outcome = runcmd.run(argv, _sink(env.stdout), _sink(env.stderr))
+    except runcmd.CannotRun as exc:
+        env.err(f"homeport: {exc.message}")
+        return exc.status
+    if outcome.status == 0:
+        return 0
+    e = runcmd.explain_failure(outcome)
+    late = (time.monotonic() - outcome.exited_at) * 1000
+    cmd = shlex.join(argv)
+    if e is None:
+        env.err(
+            f"homeport: `{cmd}` exited with status {outcome.status}; its output names no"
+            " connection or port error homeport recognises"
+        )
+        return outcome.status
+    if args.json:
+        import json
+
+        doc = {"command": argv, "status": outcome.status, "explanation": e.to_json()}
+        env.err(json.dumps(doc))
+    else:
+        env.err("")
+        env.err(
+            render.paint(env, f"homeport: `{cmd}` exited with status {outcome.status}", "bold")
+            + f"; its last error, with what was live within {late:.0f} ms of its exit:"
+        )
+        env.err(render_text(env, e))
+    return outcome.status
+
+
+def _sink(stream: TextIO) -> Callable[[bytes], None]:
+    """Write bytes through as they come: to the stream's binary buffer when it has one (a
+    terminal, a pipe), else decoded (tests' StringIO)."""
+    buf = getattr(stream, "buffer", None)
+    if buf is not None:
+
+        def raw(data: bytes) -> None:
+            buf.write(data)
+            buf.flush()
+
+        return raw
+
+    def text(data: bytes) -> None:
+        stream.write(data.decode("utf-8", "replace"))
+
+    return text
 
 
 def render_text(env: Env, e: Explanation) -> str:

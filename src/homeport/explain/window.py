@@ -100,3 +100,36 @@ def _last_signal(capped: str) -> int | None:
     low = capped.lower()
     hit = max(low.rfind(word) for word in SIGNALS)
     return None if hit < 0 else low.rfind("\n", 0, hit) + 1
+
+
+#: The last error of a command's output: its failure line, the lines before it that a
+#: multi-line message starts on (a traceback's head), and a few after.
+LAST_BEFORE, LAST_AFTER, LAST_LINES = 2_048, 512, 8
+
+
+def last_error(text: str) -> tuple[str, ...]:
+    """Windows around the last line with a failure word, narrowest first: that line (and
+    what follows it), then with the ``LAST_LINES`` lines before, then ``LAST_BEFORE``
+    characters before. Empty when no line has a failure word. The narrow ones keep an
+    earlier, already handled error in the same output from being the one explained."""
+    capped = cap_lines(text)
+    hit = _last_signal(capped)
+    if hit is None:
+        return ()
+    stop = capped.find("\n", min(len(capped), hit + LAST_AFTER))
+    end = len(capped) if stop < 0 else stop
+    starts = [hit]
+    line = hit
+    for _ in range(LAST_LINES):
+        if line == 0:
+            break
+        line = capped.rfind("\n", 0, line - 1) + 1
+    starts.append(line)
+    far = max(0, hit - LAST_BEFORE)
+    starts.append(capped.rfind("\n", 0, far) + 1 if far else 0)
+    out: list[str] = []
+    for start in starts:
+        piece = capped[min(start, hit) : end]
+        if piece not in out:
+            out.append(piece)
+    return tuple(out)

@@ -1,0 +1,117 @@
+"""Run a command, pass its output through as it comes, and keep what explains its failure.
+
+The edge behind ``homeport explain -- CMD ARGS``: the child's stdout and stderr are read
+as they arrive (one ``selectors`` loop, no thread) and written through unchanged; the last
+``TAIL`` bytes of both, interleaved in arrival order, are kept. When the child exits, its
+status is returned with that tail, and ``explain_failure`` reads the facts *at once*:
+the listeners seen are the ones live when the command failed, not minutes later.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from homeport.explain.diagnose import Explanation
+
+#: How much of the command's last output is kept for the explanation.
+TAIL = 64 * 1024
+_CHUNK = 65536
+
+Sink = Callable[[bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How the command ended: its exit status (shell style: 128+N for a signal), the tail
+    of its output, and when it exited (``time.monotonic``)."""
+
+    status: int
+    tail: str
+    exited_at: float
+
+
+class CannotRun(Exception):
+    """The command could not be started; ``status`` is what a shell exits with (127, 126)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def run(argv: Sequence[str], out: Sink, err: Sink) -> Outcome:
+    """Run ``argv``; its stdout goes to ``out`` and its stderr to ``err`` as it comes.
+    Raises ``CannotRun`` when the command cannot be started."""
+    try:
+        child = subprocess.Popen(
+            list(argv), stdin=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except FileNotFoundError as exc:
+        raise CannotRun(f"command not found: {argv[0]}", 127) from exc
+    except PermissionError as exc:
+        raise CannotRun(f"cannot run {argv[0]}: permission denied", 126) from exc
+    tail: deque[bytes] = deque()
+    kept = 0
+    assert child.stdout is not None and child.stderr is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(child.stdout, selectors.EVENT_READ, out)
+        sel.register(child.stderr, selectors.EVENT_READ, err)
+        while sel.get_map():
+            for key, _ in sel.select():
+                data = os.read(key.fd, _CHUNK)
+                if not data:
+                    sel.unregister(key.fileobj)
+                    continue
+                key.data(data)
+                tail.append(data)
+                kept += len(data)
+                while kept - len(tail[0]) >= TAIL:
+                    kept -= len(tail.popleft())
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:  # the child had the same SIGINT: let it finish
+        code = child.wait()
+    exited = time.monotonic()
+    child.stdout.close()
+    child.stderr.close()
+    status = 128 - code if code < 0 else code
+    return Outcome(status, b"".join(tail)[-TAIL:].decode("utf-8", "replace"), exited)
+
+
+def explain_failure(outcome: Outcome) -> Explanation | None:
+    """Explain the last error in the command's output, with facts read now (right after it
+    exited); None when its output holds no error homeport recognises.
+
+    The narrowest window around the last failure line that a tool's own rule reads wins;
+    else the narrowest that anything reads (a generic rule, the errno classifier)."""
+    from homeport.errors import UsageError
+    from homeport.explain.diagnose import diagnose
+    from homeport.explain.facts import gather
+    from homeport.explain.parse import Parsed, parse_input
+    from homeport.explain.window import last_error
+
+    read: list[Parsed] = []
+    for window in last_error(_plain(outcome.tail)):
+        try:
+            read.append(parse_input(window))
+        except UsageError:
+            continue
+    if not read:
+        return None
+    best = next((p for p in read if p.tool not in (None, "unknown")), read[0])
+    return diagnose(best, gather(best))
+
+
+def _plain(text: str) -> str:
+    """Without ANSI colour sequences and carriage-return progress redraws."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;?]{0,32}[A-Za-z]", "", text)
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
