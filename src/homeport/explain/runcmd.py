@@ -59,7 +59,8 @@ def run(argv: Sequence[str], out: Sink, err: Sink) -> Outcome:
         raise CannotRun(f"cannot run {argv[0]}: permission denied", 126) from exc
     tail: deque[bytes] = deque()
     kept = 0
-    assert child.stdout is not None and child.stderr is not None
+    if child.stdout is None or child.stderr is None:  # both are PIPE above
+        raise CannotRun(f"cannot read the output of {argv[0]}", 126)
     with selectors.DefaultSelector() as sel:
         sel.register(child.stdout, selectors.EVENT_READ, out)
         sel.register(child.stderr, selectors.EVENT_READ, err)
