@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from homeport.addr import Target, parse_target
 from homeport.errors import UsageError
 from homeport.explain import extract
+from homeport.explain._needles import NEEDLES
 from homeport.explain.classify import Evidence, classify
 from homeport.explain.rules import RULES, Kind, Rule
 from homeport.explain.window import focus
@@ -70,7 +71,11 @@ def parse_input(text: str, at: str | None = None) -> Parsed:
         else:
             return _with_override(Parsed(raw, None, t.host, t.port), override)
     seen = focus(raw)
+    low = seen.lower()
     for rule in RULES:
+        needles = NEEDLES.get(rule.id)
+        if needles and not any(n in low for n in needles):
+            continue  # cannot match: spare its compile and its search (prefilter.py)
         m = rule.compiled().search(seen)
         if m:
             return _with_override(_from_match(seen, rule, m), override)
