@@ -59,6 +59,7 @@ NEEDLES: dict[str, tuple[str, ...]] = {
     "redis-py-refused": ("redis.exceptions.connectionerror: error ",),
     "ollama-py-refused": ("failed to connect to ollama.",),
     "openai-refused": ("openai.apiconnectionerror: connection error",),
+    "jupyter-in-use": ("the jupyter server could not be started because port ",),
     "docker-daemon": ("cannot connect to the docker daemon at ",),
     "docker-py-missing": ("dockerexception: error while fetching server api version: ",),
     "ssh-refused": ("ssh: connect to host ",),

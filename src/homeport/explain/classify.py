@@ -111,7 +111,12 @@ _NAMES = re.compile(r"\b(?:WSA)?E[A-Z_]{3,15}\b|\bWSAHOST_NOT_FOUND\b")
 PHRASES: tuple[tuple[str, Kind, int], ...] = (
     (r"connection refused|actively refused|ConnectionRefused|connection was refused", "refused", 2),
     (r"target machine actively refused it|No connection could be made", "refused", 2),
-    (r"address already in use|Only one usage of each socket address", "in-use", 2),
+    (
+        r"address already in use|Only one usage of each socket address|\bis already in use"
+        r"|already bound|port is not available",
+        "in-use",
+        2,
+    ),
     (r"forbidden by its access permissions", "permission", 2),
     (
         r"cannot assign requested address|can't assign requested address"

@@ -440,6 +440,13 @@ _CLIENTS: tuple[Rule, ...] = (
         default_host="127.0.0.1",
     ),
     Rule("openai-refused", "openai", "refused", r"openai\.APIConnectionError: Connection error"),
+    # --- Jupyter Server (serverapp.py) with port_retries=0; with retries it moves up instead
+    Rule(
+        "jupyter-in-use",
+        "jupyter",
+        "in-use",
+        r"the Jupyter server could not be started because port (?P<port>\d+) is not available",
+    ),
     # --- Docker: the CLI names DOCKER_HOST; the SDK names only the errno
     Rule(
         "docker-daemon",
@@ -794,6 +801,7 @@ TOOL_NAMES: dict[str, str] = {
     "memcached": "memcached",
     "redis-py": "redis-py",
     "ollama": "the Ollama client",
+    "jupyter": "Jupyter Server",
     "openai": "the OpenAI client",
     "docker-py": "the Docker SDK for Python",
     "ssh": "ssh",
