@@ -49,6 +49,7 @@ NEEDLES: dict[str, tuple[str, ...]] = {
     "mysql-refused": ("can't connect to ",),
     "mysql-timeout": ("can't connect to ",),
     "mysql-unreachable": ("can't connect to ",),
+    "mysql-php": ("): connection refused", "sqlstate[hy000] [200"),
     "mysql-socket": ("can't connect to local ",),
     "pymongo-refused": ("serverselectiontimeouterror: ",),
     "pymongo-timeout": ("serverselectiontimeouterror: ",),

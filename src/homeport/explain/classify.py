@@ -49,6 +49,8 @@ ERRNO_NAMES: dict[str, Kind] = {
     "EAI_NONAME": "not-found",
     "EAI_AGAIN": "not-found",
     "WSAHOST_NOT_FOUND": "not-found",
+    # A connect to a Unix socket path that does not exist (Node: `connect ENOENT /path`).
+    "ENOENT": "refused",
 }
 
 #: errno numbers -> (name, where, kind). Linux (asm-generic/errno.h), macOS/BSD
@@ -112,7 +114,7 @@ PHRASES: tuple[tuple[str, Kind, int], ...] = (
     (r"connection refused|actively refused|ConnectionRefused|connection was refused", "refused", 2),
     (r"target machine actively refused it|No connection could be made", "refused", 2),
     (
-        r"address already in use|Only one usage of each socket address|\bis already in use"
+        r"address already in use|Only one usage of each socket address|already in use"
         r"|already bound|port is not available",
         "in-use",
         2,
@@ -139,10 +141,13 @@ PHRASES: tuple[tuple[str, Kind, int], ...] = (
         2,
     ),
     (r"Cannot connect to the Docker daemon", "refused", 1),
+    # strerror(ENOENT): a connect() to a Unix socket path no server created
+    (r"connect: no such file or directory|connect ENOENT", "refused", 2),
     (
         r"Connect call failed|Can't connect to|Cannot connect to|Couldn't connect|Could not connect"
         r"|Unable to connect|Failed to connect|failed to establish a new connection|connect failed"
-        r"|Connection error|connection attempt failed|Is the server running|ECONNECTION",
+        r"|Connection error|connection attempt failed|Is the server running|ECONNECTION"
+        r"|Can't reach|could not be established|\brefused\b",
         "refused",
         1,
     ),
@@ -193,7 +198,7 @@ def evidence(text: str) -> tuple[Evidence, ...]:
         out.append(Evidence(_eacces(kind, text), 3, m.start(), f"errno {n}: {name} on {where}"))
     for m in _NAMES.finditer(text):
         named = ERRNO_NAMES.get(m.group(0))
-        if named is not None:
+        if named is not None and (m.group(0) != "ENOENT" or connecting):
             out.append(Evidence(_eacces(named, text), 3, m.start(), m.group(0)))
     for pattern, said, strength in _PHRASES:
         for m in pattern.finditer(text):

@@ -12,6 +12,9 @@ tuple       ``('127.0.0.1', 6379)``, ``('::1', 80, 0, 0)``    Python (asyncio, s
 keyed       ``host='h', port=5432``                           requests/urllib3, libpq conninfo
 words       ``host h port 22``, ``to h port 80``, ``at "h" (::1), port 5``  ssh, curl, libpq
 wget        ``localhost (localhost)|127.0.0.1|:8080``         wget
+grpc        ``ipv4:127.0.0.1:50051``, ``ipv6:[::1]:50051``    gRPC (its resolver's form)
+backticks   ```localhost`:`5432```                            Prisma
+java-unres. ``localhost/<unresolved>:6379``                   Java (unresolved address)
 java        ``localhost/127.0.0.1:8080``                      Java (InetSocketAddress)
 v6-bare     ``::1:3000``, ``0:0:0:0:0:0:0:1:8080``            Node, Java
 colon       ``127.0.0.1:3000``, ``db.internal:5432``          everyone
@@ -198,6 +201,12 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     ("wget", re.compile(r"\|(?P<host>[0-9a-f.:%]{2,60})\|:(?P<port>\d{1,5})\b", _I)),
+    ("grpc", re.compile(rf"\bipv[46]:(?P<host>{_V4}|\[{_V6}\]):{_PORT}", _I)),
+    ("backticks", re.compile(r"`(?P<host>[^`\s]{1,255})`:`(?P<port>\d{1,5})`")),
+    (
+        "java-unresolved",
+        re.compile(rf"(?<![\w.-])(?P<host>{_NAME})/<unresolved>:{_PORT}", _I),
+    ),
     (
         "java",
         re.compile(
@@ -317,7 +326,12 @@ def _plausible(form: str, host: str) -> bool:
             return False
         # A dotted-quad-looking name that is no IP (999.1.1.1) is no host either.
         return not all(part.isdigit() for part in low.split("."))
+    if form in ("words", "keyed", "tuple", "backticks", "java-unresolved", "on-host"):
+        return _HOSTNAME.fullmatch(low) is not None and low not in _NOT_HOSTS
     return low not in _NOT_HOSTS
+
+
+_HOSTNAME = re.compile(_NAME, _I)
 
 
 def clean_host(h: str | None) -> str | None:
@@ -361,6 +375,9 @@ _FORM_WEIGHT = {
     "keyed": 3,
     "words": 3,
     "wget": 3,
+    "grpc": 3,
+    "backticks": 3,
+    "java-unresolved": 3,
     "java": 3,
     "bracket": 3,
     "v6-bare": 2,

@@ -369,6 +369,14 @@ _CLIENTS: tuple[Rule, ...] = (
         _MYSQL_ON + r"\((?:113|101|65|51|10065)\)",
         default_port=3306,
     ),
+    # PHP's mysqli and PDO print the client's code alone: HY000/2002 or [2002]
+    Rule(
+        "mysql-php",
+        "mysql",
+        "refused",
+        r"\(HY000/200[23]\): Connection refused|SQLSTATE\[HY000\] \[200[23]\] Connection refused",
+        default_port=3306,
+    ),
     Rule(
         "mysql-socket",
         "mysql",
