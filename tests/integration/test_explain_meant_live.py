@@ -19,6 +19,7 @@ from tests.integration import audit_fakes
 from tests.integration.test_audit_servers import PG_BIN, _need, _need_root, _stop, _wait_port
 
 from homeport.explain import explain
+from homeport.explain.facts import fingerprints
 
 
 def _held_pair() -> tuple[socket.socket, int]:
@@ -68,10 +69,14 @@ def test_a_vite_server_that_moved_is_offered() -> None:
     with held, _vite_like_server(port) as moved:
         assert moved == port + 1  # its own port was busy: it moved, as Vite does
         e = explain(f"Error: connect ECONNREFUSED 127.0.0.1:{port}")
+        # A random port's neighbours are offered unprobed; on a dev port (5173) they are
+        # fingerprinted: the same fingerprint, asked directly, names Vite.
+        found = fingerprints([("127.0.0.1", moved)])
     assert e.diagnosis[0].id == "refused.nothing"
     (first, *_rest) = e.did_you_mean
     assert first.target == f"127.0.0.1:{moved}"
-    assert "Vite" in first.why
+    assert "1 port(s) above" in first.why
+    assert found == {moved: "vite"}
 
 
 def test_the_other_family_is_offered() -> None:

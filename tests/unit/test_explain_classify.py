@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from homeport.explain.classify import ERRNO_NUMBERS, classify
 from homeport.explain.parse import parse_input
@@ -86,3 +88,23 @@ def test_a_text_no_rule_names_gets_class_and_address(text: str, host: str, port:
     p = parse_input(text)
     assert (p.kind, p.host, p.port) == ("refused", host, port)
     assert p.evidence
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(sorted(ERRNO_NUMBERS)),
+    st.sampled_from(
+        [
+            "listening on 127.0.0.1:{n}",
+            "GET /items/{n} 200",
+            "2026-12-03 06:{m}:{m} started worker {n}",
+            "took {n} ms",
+            "[{m}:{m}:{m}] pid {n} ready",
+            "port {n} open",
+            "http://localhost:{n}/health ok",
+        ]
+    ),
+    st.integers(0, 59),
+)
+def test_an_errno_number_as_a_port_or_a_time_is_no_evidence(n: int, shape: str, m: int) -> None:
+    assert classify(shape.format(n=n, m=f"{m:02d}")) is None

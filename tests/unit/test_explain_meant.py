@@ -81,3 +81,11 @@ def test_nothing_is_offered_when_the_address_is_served() -> None:
     e = diagnose(p, f)
     assert e.diagnosis[0].id == "refused.listening-now"
     assert e.did_you_mean == ()
+
+
+def test_neighbours_are_fingerprinted_only_when_that_answers_something() -> None:
+    from homeport.explain.meant import worth_fingerprinting
+
+    assert worth_fingerprinting(parse_input(PSQL))  # psql: PostgreSQL wanted
+    assert worth_fingerprinting(parse_input("connect ECONNREFUSED 127.0.0.1:5173"))  # dev port
+    assert not worth_fingerprinting(parse_input("connect ECONNREFUSED 127.0.0.1:41234"))

@@ -169,11 +169,12 @@ def _candidates(p: Parsed, gateway_port: int) -> tuple[Candidate, ...]:
     chosen = meant.ports_to_probe(p, sorted(by_port))
     if not chosen:
         return ()
-    services = _fingerprints([(by_port[q], q) for q in chosen])
+    probe = meant.worth_fingerprinting(p)
+    services = fingerprints([(by_port[q], q) for q in chosen]) if probe else {}
     return tuple(meant.Candidate(by_port[q], q, services.get(q)) for q in chosen)
 
 
-def _fingerprints(targets: list[tuple[str, int]]) -> dict[int, str]:
+def fingerprints(targets: list[tuple[str, int]]) -> dict[int, str]:
     """The audit's read-only fingerprint of each loopback target, all at once, within
     ``MEANT_BUDGET_S``; a target not identified in time is left out."""
     import asyncio

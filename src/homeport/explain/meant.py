@@ -65,6 +65,9 @@ DEFAULT_PORTS: dict[str, tuple[int, ...]] = {
 PORT_SERVICE: dict[int, str] = {ports[0]: svc for svc, ports in DEFAULT_PORTS.items()}
 #: Services that are dev servers: they move to the next free port when theirs is busy.
 MOVING = frozenset({"vite", "webpack-dev-server", "http", "jupyter", "django-debug"})
+#: Ports dev servers start on (Vite, CRA/Next/Express, Angular, Django/uvicorn, Flask,
+#: Jupyter, Astro, generic): a refusal there is worth fingerprinting the ports above it.
+DEV_PORTS = frozenset({5173, 5174, 3000, 3001, 4200, 8000, 8080, 5000, 8888, 4321, 8081})
 #: How far around the port to look, and how many listeners to fingerprint at most.
 BELOW, ABOVE, PROBE_MAX = 10, 10, 4
 
@@ -92,6 +95,13 @@ class Suggestion:
 def wanted_service(p: Parsed) -> str | None:
     """The service the failed client meant: from the tool first, else from the port."""
     return TOOL_SERVICE.get(p.tool or "") or (PORT_SERVICE.get(p.port) if p.port else None)
+
+
+def worth_fingerprinting(p: Parsed) -> bool:
+    """Probe neighbours only when they can answer the question: the client says which
+    service it wanted, or the port is a dev server's. Otherwise neighbours are offered
+    unprobed (a random port's neighbours are other people's servers; no need to talk to them)."""
+    return wanted_service(p) is not None or p.port in DEV_PORTS
 
 
 def ports_to_probe(p: Parsed, listening: list[int]) -> list[int]:
