@@ -66,11 +66,16 @@ def forms(host4: str, host6: str, name: str, port: int) -> list[tuple[str, str, 
         (f"connect ECONNREFUSED {host6}:{port}", host6, port),
         (f"Can't connect to MySQL server on '{host4}:{port}' (111)", host4, port),
         (f'connection to server at "{name}" ({host4}), port {port} failed', host4, port),
+        (f"last error: UNKNOWN: ipv4:{host4}:{port}: Failed to connect", host4, port),
+        (f"last error: UNKNOWN: ipv6:[{host6}]:{port}: Failed to connect", host6, port),
+        (f"Can't reach database server at `{name}`:`{port}`", name, port),
+        (f"Unable to connect to {name}/<unresolved>:{port}", name, port),
+        (f"Connection refused: {name}/{host6}:{port}", host6, port),
     ]
 
 
 @settings(max_examples=150, deadline=None)
-@given(V4, V6, NAME, PORT, FILLER, FILLER, st.integers(0, 15))
+@given(V4, V6, NAME, PORT, FILLER, FILLER, st.integers(0, 20))
 def test_every_form_is_read(
     host4: str, host6: str, name: str, port: int, before: str, after: str, which: int
 ) -> None:
