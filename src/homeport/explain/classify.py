@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from homeport.explain.extract import LazyPattern
 from homeport.explain.rules import Kind
 
 #: Symbolic errno names -> kind. EACCES is bind()'s unless a connect is in sight (``classify``).
@@ -101,13 +102,13 @@ _GAI_ERRORS: dict[int, tuple[str, str, Kind]] = {
 _NEEDS_CONNECT = frozenset({115, 2, 1, 32})
 
 #: An errno number in its context: the group ``n`` is the number.
-ERRNO_CONTEXT = re.compile(
+ERRNO_CONTEXT = LazyPattern(
     r"\[Errno (?P<a>-?\d{1,5})\]|\berrno[ =:]{0,2}(?P<b>\d{1,5})\b|\bos error (?P<c>\d{1,5})\b"
     r"|\[WinError (?P<d>\d{1,5})\]|\b(?:code|error)[ =:]{1,2}(?P<e>\d{1,5})\b"
     r"|(?<=[\w'\"] )\((?P<f>\d{1,5})\)(?=\s*$|\s*[.;,\n])",
     re.IGNORECASE | re.MULTILINE,
 )
-_NAMES = re.compile(r"\b(?:WSA)?E[A-Z_]{3,15}\b|\bWSAHOST_NOT_FOUND\b")
+_NAMES = LazyPattern(r"\b(?:WSA)?E[A-Z_]{3,15}\b|\bWSAHOST_NOT_FOUND\b")
 
 #: (pattern, kind, strength): strerror texts (2), client phrases (1).
 PHRASES: tuple[tuple[str, Kind, int], ...] = (
@@ -154,8 +155,8 @@ PHRASES: tuple[tuple[str, Kind, int], ...] = (
     (r"ServerSelectionTimeoutError|MongoServerSelectionError|No servers found", "timeout", 1),
     (r"\bTimeoutError\b|\bConnectTimeout", "timeout", 1),
 )
-_PHRASES = tuple((re.compile(p, re.IGNORECASE), k, s) for p, k, s in PHRASES)
-_CONNECTING = re.compile(r"connect|dial", re.IGNORECASE)
+_PHRASES = tuple((LazyPattern(p, re.IGNORECASE), k, s) for p, k, s in PHRASES)
+_CONNECTING = LazyPattern(r"connect|dial", re.IGNORECASE)
 
 #: Between equally strong evidence, the root cause over what wraps it.
 _PRIORITY: tuple[Kind, ...] = (

@@ -149,11 +149,35 @@ _NAME = rf"{_LABEL}(?:\.{_LABEL}){{0,8}}"
 _PORT = r"(?P<port>\d{1,5})(?![\w]|[:.]\d)"
 _Q = r"(?P<q>['\"]?)"
 
+
+class LazyPattern:
+    """A regex compiled on first use: ``homeport explain`` of a text whose rule names the
+    whole address never needs the extractor's patterns, nor the classifier's, and compiling
+    them cost ~8 ms of every cold start (bench/README.md, issue 13)."""
+
+    __slots__ = ("_compiled", "flags", "pattern")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.pattern, self.flags = pattern, flags
+        self._compiled: re.Pattern[str] | None = None
+
+    def get(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern, self.flags)
+        return self._compiled
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        return self.get().finditer(text)
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.get().search(text)
+
+
 #: (form, pattern). Order is priority where spans overlap: earlier forms win.
-PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+PATTERNS: tuple[tuple[str, LazyPattern], ...] = (
     (
         "unix",
-        re.compile(
+        LazyPattern(
             r"\bunix:(?://)?(?P<path>/[^\s'\"<>;,()\[\]]{1,1024})"
             r"|(?<![a-z])[a-z]{1,16}\+unix://(?P<enc>%2F[^\s/'\"<>]{1,1024})",
             _I,
@@ -161,7 +185,7 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     (
         "url",
-        re.compile(
+        LazyPattern(
             r"(?<![\w+.-])(?P<scheme>[a-z][a-z0-9+.-]{0,15})://(?:[^\s/@'\"<>]{0,256}@)?"
             r"(?P<host>\[[0-9a-f:.]{2,45}(?:%[\w.-]{1,32})?\]|[^\s/:?#'\"<>\[\]@,;()|]{1,255})"
             r"(?::(?P<port>\d{1,5}))?(?![\d])",
@@ -170,23 +194,23 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     (
         "path",
-        re.compile(
+        LazyPattern(
             r"(?<![\w.~/:-])(?P<path>/(?:[\w.@+-]{1,255}/){0,24}"
             r"(?:\.s\.PGSQL\.(?P<pgport>\d{1,5})|[\w.@+-]{0,255}\.sock(?:et)?))(?![\w/])",
             _I,
         ),
     ),
-    ("bracket", re.compile(rf"\[(?P<host>{_V6})\]:{_PORT}", _I)),
+    ("bracket", LazyPattern(rf"\[(?P<host>{_V6})\]:{_PORT}", _I)),
     (
         "tuple",
-        re.compile(
+        LazyPattern(
             r"\(\s{0,4}(?P<q>['\"])(?P<host>[^'\"\s]{1,255})(?P=q),\s{0,4}(?P<port>\d{1,5})"
             r"(?:,\s{0,4}\d{1,10},\s{0,4}\d{1,10})?\s{0,4}\)",
         ),
     ),
     (
         "keyed",
-        re.compile(
+        LazyPattern(
             rf"\bhost\s?[=:]\s?{_Q}(?P<host>[^'\"\s,;()]{{1,255}})(?P=q)\s?[,;]?\s?"
             r"port\s?[=:]\s?['\"]?(?P<port>\d{1,5})\b",
             _I,
@@ -194,30 +218,30 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     (
         "words",
-        re.compile(
+        LazyPattern(
             rf"\b(?:host|to|at|on|server)\s{{1,3}}{_Q}(?P<host>[^\s'\"(),]{{1,255}}?)(?P=q)"
             r"(?:\s{1,3}\((?P<ip>[0-9a-f.:%]{2,60})\))?,?\s{1,3}port\s{1,3}(?P<port>\d{1,5})\b",
             _I,
         ),
     ),
-    ("wget", re.compile(r"\|(?P<host>[0-9a-f.:%]{2,60})\|:(?P<port>\d{1,5})\b", _I)),
-    ("grpc", re.compile(rf"\bipv[46]:(?P<host>{_V4}|\[{_V6}\]):{_PORT}", _I)),
-    ("backticks", re.compile(r"`(?P<host>[^`\s]{1,255})`:`(?P<port>\d{1,5})`")),
+    ("wget", LazyPattern(r"\|(?P<host>[0-9a-f.:%]{2,60})\|:(?P<port>\d{1,5})\b", _I)),
+    ("grpc", LazyPattern(rf"\bipv[46]:(?P<host>{_V4}|\[{_V6}\]):{_PORT}", _I)),
+    ("backticks", LazyPattern(r"`(?P<host>[^`\s]{1,255})`:`(?P<port>\d{1,5})`")),
     (
         "java-unresolved",
-        re.compile(rf"(?<![\w.-])(?P<host>{_NAME})/<unresolved>:{_PORT}", _I),
+        LazyPattern(rf"(?<![\w.-])(?P<host>{_NAME})/<unresolved>:{_PORT}", _I),
     ),
     (
         "java",
-        re.compile(
+        LazyPattern(
             rf"(?<![\w.-])(?P<name>{_NAME})?/(?P<host>{_V4}|\[{_V6}\]|{_V6}):{_PORT}",
             _I,
         ),
     ),
-    ("v6-bare", re.compile(rf"(?<![\w:.%\[/-])(?P<host>{_V6}):{_PORT}", _I)),
-    ("colon", re.compile(rf"(?<![\w.:/@%-])(?P<host>{_V4}|{_NAME}):{_PORT}", _I)),
-    ("on-host", re.compile(r"\bon\s'(?P<host>[^'\s:/]{1,255})'", _I)),
-    ("port", re.compile(r"\bport\b\s?[=:]?\s?(?P<port>\d{1,5})\b", _I)),
+    ("v6-bare", LazyPattern(rf"(?<![\w:.%\[/-])(?P<host>{_V6}):{_PORT}", _I)),
+    ("colon", LazyPattern(rf"(?<![\w.:/@%-])(?P<host>{_V4}|{_NAME}):{_PORT}", _I)),
+    ("on-host", LazyPattern(r"\bon\s'(?P<host>[^'\s:/]{1,255})'", _I)),
+    ("port", LazyPattern(r"\bport\b\s?[=:]?\s?(?P<port>\d{1,5})\b", _I)),
 )
 
 #: Forms that say only part of an address: kept only where no fuller form covers them.
@@ -327,11 +351,11 @@ def _plausible(form: str, host: str) -> bool:
         # A dotted-quad-looking name that is no IP (999.1.1.1) is no host either.
         return not all(part.isdigit() for part in low.split("."))
     if form in ("words", "keyed", "tuple", "backticks", "java-unresolved", "on-host"):
-        return _HOSTNAME.fullmatch(low) is not None and low not in _NOT_HOSTS
+        return _HOSTNAME.get().fullmatch(low) is not None and low not in _NOT_HOSTS
     return low not in _NOT_HOSTS
 
 
-_HOSTNAME = re.compile(_NAME, _I)
+_HOSTNAME = LazyPattern(_NAME, _I)
 
 
 def clean_host(h: str | None) -> str | None:
@@ -359,13 +383,13 @@ def _port(p: str | None) -> int | None:
 
 #: Words before an address that make it the local or the remote end of a connection;
 #: the nearest one counts ("from A: dial tcp B": A local, B remote).
-_CUES = re.compile(
+_CUES = LazyPattern(
     r"(?P<local>\blocal\b|laddr|\bsrc\b|\bsource\b|\bfrom\b|\bclient\b|sockname)"
     r"|(?P<remote>connect|refused|\bto\b|\bdial\b|remote|\bpeer\b|\bserver\b|\bhost\b"
     r"|\bat\b|->|\bon\b|raddr|\burl\b|fetch|\bget\b|\bpost\b)",
     _I,
 )
-_BIND_BEFORE = re.compile(r"(?:bind|listen|address|serve|start)[^\n]{0,32}$", _I)
+_BIND_BEFORE = LazyPattern(r"(?:bind|listen|address|serve|start)[^\n]{0,32}$", _I)
 #: How much a form says by itself: a full address beats a host or port alone.
 _FORM_WEIGHT = {
     "url": 3,
