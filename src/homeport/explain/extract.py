@@ -143,8 +143,8 @@ _NOT_HOSTS = frozenset(
 
 _I = re.IGNORECASE
 _V4 = r"(?:\d{1,3}\.){3}\d{1,3}"
-_V6 = r"[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:%[\w.-]{1,32})?"  # validated in code
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_V6 = r"[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}(?:%[\w.-]{1,32})?"  # validated in code
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _NAME = rf"{_LABEL}(?:\.{_LABEL}){{0,8}}"
 _PORT = r"(?P<port>\d{1,5})(?![\w]|[:.]\d)"
 _Q = r"(?P<q>['\"]?)"
@@ -178,29 +178,26 @@ PATTERNS: tuple[tuple[str, LazyPattern], ...] = (
     (
         "unix",
         LazyPattern(
-            r"\bunix:(?://)?(?P<path>/[^\s'\"<>;,()\[\]]{1,1024})"
-            r"|(?<![a-z])[a-z]{1,16}\+unix://(?P<enc>%2F[^\s/'\"<>]{1,1024})",
-            _I,
+            r"\b(?i:unix):(?://)?(?P<path>/[^\s'\"<>;,()\[\]]{1,1024})"
+            r"|(?<![A-Za-z])[A-Za-z]{1,16}\+(?i:unix)://(?P<enc>%2F[^\s/'\"<>]{1,1024})"
         ),
     ),
     (
         "url",
         LazyPattern(
-            r"(?<![\w+.-])(?P<scheme>[a-z][a-z0-9+.-]{0,15})://(?:[^\s/@'\"<>]{0,256}@)?"
-            r"(?P<host>\[[0-9a-f:.]{2,45}(?:%[\w.-]{1,32})?\]|[^\s/:?#'\"<>\[\]@,;()|]{1,255})"
-            r"(?::(?P<port>\d{1,5}))?(?![\d])",
-            _I,
+            r"(?<![\w+.-])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]{0,15})://(?:[^\s/@'\"<>]{0,256}@)?"
+            r"(?P<host>\[[0-9a-fA-F:.]{2,45}(?:%[\w.-]{1,32})?\]|[^\s/:?#'\"<>\[\]@,;()|]{1,255})"
+            r"(?::(?P<port>\d{1,5}))?(?![\d])"
         ),
     ),
     (
         "path",
         LazyPattern(
             r"(?<![\w.~/:-])(?P<path>/(?:[\w.@+-]{1,255}/){0,24}"
-            r"(?:\.s\.PGSQL\.(?P<pgport>\d{1,5})|[\w.@+-]{0,255}\.sock(?:et)?))(?![\w/])",
-            _I,
+            r"(?:\.s\.PGSQL\.(?P<pgport>\d{1,5})|[\w.@+-]{0,255}\.sock(?:et)?))(?![\w/])"
         ),
     ),
-    ("bracket", LazyPattern(rf"\[(?P<host>{_V6})\]:{_PORT}", _I)),
+    ("bracket", LazyPattern(rf"\[(?P<host>{_V6})\]:{_PORT}")),
     (
         "tuple",
         LazyPattern(
@@ -211,37 +208,32 @@ PATTERNS: tuple[tuple[str, LazyPattern], ...] = (
     (
         "keyed",
         LazyPattern(
-            rf"\bhost\s?[=:]\s?{_Q}(?P<host>[^'\"\s,;()]{{1,255}})(?P=q)\s?[,;]?\s?"
-            r"port\s?[=:]\s?['\"]?(?P<port>\d{1,5})\b",
-            _I,
+            rf"\b(?i:host)\s?[=:]\s?{_Q}(?P<host>[^'\"\s,;()]{{1,255}})(?P=q)\s?[,;]?\s?"
+            r"(?i:port)\s?[=:]\s?['\"]?(?P<port>\d{1,5})\b"
         ),
     ),
     (
         "words",
         LazyPattern(
-            rf"\b(?:host|to|at|on|server)\s{{1,3}}{_Q}(?P<host>[^\s'\"(),]{{1,255}}?)(?P=q)"
-            r"(?:\s{1,3}\((?P<ip>[0-9a-f.:%]{2,60})\))?,?\s{1,3}port\s{1,3}(?P<port>\d{1,5})\b",
-            _I,
+            rf"\b(?i:host|to|at|on|server)\s{{1,3}}{_Q}(?P<host>[^\s'\"(),]{{1,255}}?)(?P=q)"
+            r"(?:\s{1,3}\((?P<ip>[0-9a-fA-F.:%]{2,60})\))?,?\s{1,3}(?i:port)\s{1,3}(?P<port>\d{1,5})\b"
         ),
     ),
-    ("wget", LazyPattern(r"\|(?P<host>[0-9a-f.:%]{2,60})\|:(?P<port>\d{1,5})\b", _I)),
-    ("grpc", LazyPattern(rf"\bipv[46]:(?P<host>{_V4}|\[{_V6}\]):{_PORT}", _I)),
+    ("wget", LazyPattern(r"\|(?P<host>[0-9a-fA-F.:%]{2,60})\|:(?P<port>\d{1,5})\b")),
+    ("grpc", LazyPattern(rf"\bipv[46]:(?P<host>{_V4}|\[{_V6}\]):{_PORT}")),
     ("backticks", LazyPattern(r"`(?P<host>[^`\s]{1,255})`:`(?P<port>\d{1,5})`")),
     (
         "java-unresolved",
-        LazyPattern(rf"(?<![\w.-])(?P<host>{_NAME})/<unresolved>:{_PORT}", _I),
+        LazyPattern(rf"(?<![\w.-])(?P<host>{_NAME})/<unresolved>:{_PORT}"),
     ),
     (
         "java",
-        LazyPattern(
-            rf"(?<![\w.-])(?P<name>{_NAME})?/(?P<host>{_V4}|\[{_V6}\]|{_V6}):{_PORT}",
-            _I,
-        ),
+        LazyPattern(rf"(?<![\w.-])(?P<name>{_NAME})?/(?P<host>{_V4}|\[{_V6}\]|{_V6}):{_PORT}"),
     ),
-    ("v6-bare", LazyPattern(rf"(?<![\w:.%\[/-])(?P<host>{_V6}):{_PORT}", _I)),
-    ("colon", LazyPattern(rf"(?<![\w.:/@%-])(?P<host>{_V4}|{_NAME}):{_PORT}", _I)),
-    ("on-host", LazyPattern(r"\bon\s'(?P<host>[^'\s:/]{1,255})'", _I)),
-    ("port", LazyPattern(r"\bport\b\s?[=:]?\s?(?P<port>\d{1,5})\b", _I)),
+    ("v6-bare", LazyPattern(rf"(?<![\w:.%\[/-])(?P<host>{_V6}):{_PORT}")),
+    ("colon", LazyPattern(rf"(?<![\w.:/@%-])(?P<host>{_V4}|{_NAME}):{_PORT}")),
+    ("on-host", LazyPattern(r"\b(?i:on)\s'(?P<host>[^'\s:/]{1,255})'")),
+    ("port", LazyPattern(r"\b(?i:port)\b\s?[=:]?\s?(?P<port>\d{1,5})\b")),
 )
 
 #: Forms that say only part of an address: kept only where no fuller form covers them.
@@ -355,7 +347,7 @@ def _plausible(form: str, host: str) -> bool:
     return low not in _NOT_HOSTS
 
 
-_HOSTNAME = LazyPattern(_NAME, _I)
+_HOSTNAME = LazyPattern(_NAME)
 
 
 def clean_host(h: str | None) -> str | None:
