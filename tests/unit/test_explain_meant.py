@@ -89,3 +89,17 @@ def test_neighbours_are_fingerprinted_only_when_that_answers_something() -> None
     assert worth_fingerprinting(parse_input(PSQL))  # psql: PostgreSQL wanted
     assert worth_fingerprinting(parse_input("connect ECONNREFUSED 127.0.0.1:5173"))  # dev port
     assert not worth_fingerprinting(parse_input("connect ECONNREFUSED 127.0.0.1:41234"))
+
+
+def test_the_other_family_for_localhost_follows_its_resolution() -> None:
+    from homeport.explain import Resolution
+
+    p = parse_input("curl: (7) Failed to connect to localhost port 3000 after 0 ms: Couldn't"
+                    " connect to server")  # fmt: skip
+    f = Facts(
+        port=3000,
+        listeners=(lst("::1", 3000),),
+        resolution=Resolution("localhost", ("127.0.0.1",)),
+        localhost=Resolution("localhost", ("127.0.0.1",)),
+    )
+    assert [m.target for m in suggest(p, f)] == ["[::1]:3000"]

@@ -138,6 +138,9 @@ def _netloc(host: str, port: int) -> str:
 
 def _other_family(p: Parsed, f: Facts) -> list[Suggestion]:
     a = ip(p.host) if p.host else None
+    if a is None and (p.host or "").lower().rstrip(".") == "localhost":
+        first = (f.resolution or f.localhost).addresses[:1]  # the family the client tried
+        a = ip(first[0]) if first else None
     if a is None or not unmap(a).is_loopback or p.port is None:
         return []
     other = "::1" if unmap(a).version == 4 else "127.0.0.1"
