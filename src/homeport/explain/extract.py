@@ -39,7 +39,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote
 
 from homeport.addr import ip
 
@@ -302,6 +301,8 @@ def _read(form: str, m: re.Match[str]) -> Address | None:
     g = m.groupdict()
     start, end = m.span()
     if form == "unix":
+        from urllib.parse import unquote
+
         path = g["path"] or unquote(g["enc"] or "")
         return Address(start, end, form, path=path.rstrip(".")) if path else None
     if form == "path":

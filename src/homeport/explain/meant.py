@@ -16,7 +16,6 @@ Four kinds of near miss, each from facts ``facts.gather`` read (no I/O here):
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -207,6 +206,8 @@ def _route(p: Parsed, f: Facts) -> list[Suggestion]:
     name = host.removesuffix(".localhost")
     if name in f.routes:
         return []
+    import difflib
+
     close = difflib.get_close_matches(name, f.routes, n=1, cutoff=0.6)
     return [
         Suggestion(
