@@ -275,6 +275,7 @@ def issue13(rounds: int) -> str:
             b.append(run_stdin(["sh", "-c", "cat >/dev/null; " + peer[2]], data))
         ratio = statistics.median(a) / statistics.median(b)
         lines.append(f"| {name} | {fmt(a)} | {fmt(b)} | {ratio:.2f} |")
+    shapes = in_process_shapes()
     n, t_import, t_rules, t_layers = compile_cost(rounds)
     lines += [
         "",
@@ -282,9 +283,34 @@ def issue13(rounds: int) -> str:
         f" {t_import * 1e3:.1f} ms;"
         f" compiling all {n} rules: {t_rules * 1e3:.1f} ms; extractor + classifier patterns:"
         f" {t_layers * 1e3:.1f} ms (fresh interpreters, medians)",
+        "in-process parse_input of 1 MB of one token of each shape (median of 3, ms): "
+        + ", ".join(f"{name} {ms:.0f}" for name, ms in shapes),
         f"load average at the end: {os.getloadavg()[0]:.1f}",
     ]
     return "\n".join(lines)
+
+
+def in_process_shapes() -> list[tuple[str, float]]:
+    """parse_input over 1 MB of one repeated unit, for every character class the rules use
+    (the shapes of tests/unit/test_explain_window.py), plus the phrase at the end."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from homeport.explain.parse import parse_input
+
+    units = {
+        "letters": "x", "digits": "1", "base64": "QWxhZGRpbjpvcGVu+/=", "colons": "a:",
+        "dotted": "1.", "ipv6": "::1:", "quotes": "'a\"", "slashes": "/a", "host-ports": "a.b:1 ",
+        "parens": "(1) ", "brackets": "[::1]", "pipes": "|1|:", "lines": "GET /x 200 ok\n",
+    }  # fmt: skip
+    out = []
+    for name, unit in units.items():
+        text = (unit * (1_000_000 // len(unit) + 1))[:1_000_000] + " connect ECONNREFUSED ::1:9"
+        runs = []
+        for _ in range(3):
+            t = time.perf_counter()
+            parse_input(text)
+            runs.append((time.perf_counter() - t) * 1e3)
+        out.append((name, statistics.median(runs)))
+    return out
 
 
 def write_section(body: str, section: str, begin: str, end: str, intro: str) -> None:
