@@ -98,8 +98,15 @@ def test_the_other_family_is_offered() -> None:
         srv.listen()
         e = explain(f"curl: (7) Failed to connect to 127.0.0.1 port {port} after 0 ms: Couldn't"
                     " connect to server")  # fmt: skip
+        # A text no rule names (a Windows errno in a made-up client's words): the same
+        # diagnosis, from the same live facts.
+        unknown = explain(f"frobnicate: socket error 10061 talking to 127.0.0.1:{port}")
     assert e.diagnosis[0].id == "refused.family"
     assert [m.target for m in e.did_you_mean] == [f"[::1]:{port}"]
+    assert unknown.parsed.rule is not None
+    assert unknown.parsed.rule.id == "class-refused"
+    assert unknown.diagnosis[0].id == "refused.family"
+    assert f"pid {os.getpid()}" in unknown.diagnosis[0].summary
 
 
 @pytest.fixture
