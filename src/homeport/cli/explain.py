@@ -141,7 +141,7 @@ def run_command(argv: list[str], args: argparse.Namespace, env: Env) -> int:
         return exc.status
     if outcome.status == 0:
         return 0
-    e = runcmd.explain_failure(outcome)
+    e = runcmd.explain_failure(outcome, args.at)
     late = (time.monotonic() - outcome.exited_at) * 1000
     cmd = shlex.join(argv)
     if e is None:

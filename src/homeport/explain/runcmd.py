@@ -86,9 +86,9 @@ def run(argv: Sequence[str], out: Sink, err: Sink) -> Outcome:
     return Outcome(status, b"".join(tail)[-TAIL:].decode("utf-8", "replace"), exited)
 
 
-def explain_failure(outcome: Outcome) -> Explanation | None:
+def explain_failure(outcome: Outcome, at: str | None = None) -> Explanation | None:
     """Explain the last error in the command's output, with facts read now (right after it
-    exited); None when its output holds no error homeport recognises.
+    exited); None when its output holds no error homeport recognises. ``at`` is --at.
 
     The narrowest window around the last failure line that a tool's own rule reads wins;
     else the narrowest that anything reads (a generic rule, the errno classifier)."""
@@ -101,7 +101,7 @@ def explain_failure(outcome: Outcome) -> Explanation | None:
     read: list[Parsed] = []
     for window in last_error(_plain(outcome.tail)):
         try:
-            read.append(parse_input(window))
+            read.append(parse_input(window, at))
         except UsageError:
             continue
     if not read:
