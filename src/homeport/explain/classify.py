@@ -147,7 +147,7 @@ PHRASES: tuple[tuple[str, Kind, int], ...] = (
     (
         r"Connect call failed|Can't connect to|Cannot connect to|Couldn't connect|Could not connect"
         r"|Unable to connect|Failed to connect|failed to establish a new connection|connect failed"
-        r"|Connection error|connection attempt failed|Is the server running|ECONNECTION"
+        r"|Connection error|connection attempts? failed|Is the server running|ECONNECTION"
         r"|Can't reach|could not be established|\brefused\b",
         "refused",
         1,

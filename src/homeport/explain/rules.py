@@ -524,7 +524,7 @@ _CLIENTS: tuple[Rule, ...] = (
         "asyncio-refused",
         "python-asyncio",
         "refused",
-        r"\[Errno (?:111|61)\] Connect call failed|\[WinError 1225\]",
+        r"\[Errno (?:111|61|10061)\] Connect call failed|\[WinError 1225\]",
     ),
     Rule(
         "asyncio-in-use",
