@@ -103,3 +103,13 @@ def test_the_other_family_for_localhost_follows_its_resolution() -> None:
         localhost=Resolution("localhost", ("127.0.0.1",)),
     )
     assert [m.target for m in suggest(p, f)] == ["[::1]:3000"]
+
+
+def test_a_client_that_names_no_port_is_offered_its_service_on_its_default_ports() -> None:
+    p = parse_input("openai.APIConnectionError: Connection error.")
+    assert ports_to_probe(p, [22, 1234, 8000, 11434]) == [8000, 1234, 11434]
+    f = Facts(port=None, candidates=(Candidate("127.0.0.1", 11434, "openai-compatible"),))
+    e = diagnose(p, f)
+    assert e.diagnosis[0].id == "refused.no-address"
+    assert [m.target for m in e.did_you_mean] == ["127.0.0.1:11434"]
+    assert "OpenAI-compatible" in e.did_you_mean[0].why

@@ -130,8 +130,9 @@ def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
 def _meant_facts(p: Parsed, f: Facts) -> Facts:
     """What "did you mean" needs, only when the asked address is not served: a refusal, a
     plain address that nothing serves, a name that did not resolve."""
-    if p.kind not in (None, "refused", "not-found"):
+    if p.kind not in (None, "refused", "not-found") or p.path is not None:
         return f
+    from homeport.explain import meant
     from homeport.explain.sections import destinations, serves
 
     tcp = [x for x in f.listeners if x.proto == "tcp"]
@@ -143,7 +144,8 @@ def _meant_facts(p: Parsed, f: Facts) -> Facts:
         from homeport.paths import read_route_targets
 
         routes = tuple(name for name, _target in read_route_targets())
-    cands = _candidates(p, f.gateway_port) if p.port is not None and p.kind != "not-found" else ()
+    wanted = p.port is not None or meant.wanted_service(p) is not None
+    cands = _candidates(p, f.gateway_port) if wanted and p.kind != "not-found" else ()
     return replace(f, candidates=cands, routes=routes)
 
 

@@ -106,10 +106,10 @@ def worth_fingerprinting(p: Parsed) -> bool:
 def ports_to_probe(p: Parsed, listening: list[int]) -> list[int]:
     """Up to ``PROBE_MAX`` listening ports worth fingerprinting: the wanted service's default
     ports first, then the closest ones around ``p.port`` (above before below: servers move up)."""
-    if p.port is None:
-        return []
     svc = wanted_service(p)
     defaults = [q for q in DEFAULT_PORTS.get(svc or "", ()) if q != p.port and q in listening]
+    if p.port is None:  # the text names no port: only the wanted service's own ports
+        return defaults[:PROBE_MAX]
     near = sorted(
         (q for q in listening if q != p.port and p.port - BELOW <= q <= p.port + ABOVE),
         key=lambda q: (abs(q - p.port), q < p.port),  # type: ignore[operator]
