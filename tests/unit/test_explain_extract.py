@@ -169,6 +169,11 @@ def test_a_url_without_a_port_gets_its_scheme_default() -> None:
     assert got == {("localhost", 443), ("cache", 6379)}
 
 
+def test_a_v4_mapped_address_is_its_ipv4() -> None:
+    found = find_addresses("connect ECONNREFUSED ::ffff:127.0.0.1:3000 and [::ffff:10.0.0.1]:80")
+    assert [(a.host, a.port) for a in found] == [("127.0.0.1", 3000), ("10.0.0.1", 80)]
+
+
 def test_java_prints_the_name_beside_the_ip() -> None:
     (a,) = find_addresses("Connection refused: localhost/0:0:0:0:0:0:0:1:8080")
     assert (a.name, a.host, a.port) == ("localhost", "::1", 8080)
@@ -186,9 +191,11 @@ def test_thousands_of_addresses_are_read() -> None:
 
 def _canon(host: str) -> str:
     try:
-        return str(ipaddress.ip_address(host))
+        a = ipaddress.ip_address(host)
     except ValueError:
         return host
+    mapped = getattr(a, "ipv4_mapped", None)  # ::ffff:a.b.c.d is read as a.b.c.d
+    return str(mapped or a)
 
 
 def test_address_is_a_frozen_record() -> None:

@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from homeport.addr import ip
+from homeport.addr import ip, unmap
 
 Role = Literal["remote", "local", "unknown"]
 
@@ -143,6 +143,7 @@ _NOT_HOSTS = frozenset(
 _I = re.IGNORECASE
 _V4 = r"(?:\d{1,3}\.){3}\d{1,3}"
 _V6 = r"[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}(?:%[\w.-]{1,32})?"  # validated in code
+_V4MAPPED = r"(?i:::ffff:)(?:\d{1,3}\.){3}\d{1,3}"  # ::ffff:127.0.0.1 (dual-stack sockets)
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _NAME = rf"{_LABEL}(?:\.{_LABEL}){{0,8}}"
 _PORT = r"(?P<port>\d{1,5})(?![\w]|[:.]\d)"
@@ -196,7 +197,7 @@ PATTERNS: tuple[tuple[str, LazyPattern], ...] = (
             r"(?:\.s\.PGSQL\.(?P<pgport>\d{1,5})|[\w.@+-]{0,255}\.sock(?:et)?))(?![\w/])"
         ),
     ),
-    ("bracket", LazyPattern(rf"\[(?P<host>{_V6})\]:{_PORT}")),
+    ("bracket", LazyPattern(rf"\[(?P<host>{_V4MAPPED}|{_V6})\]:{_PORT}")),
     (
         "tuple",
         LazyPattern(
@@ -229,7 +230,7 @@ PATTERNS: tuple[tuple[str, LazyPattern], ...] = (
         "java",
         LazyPattern(rf"(?<![\w.-])(?P<name>{_NAME})?/(?P<host>{_V4}|\[{_V6}\]|{_V6}):{_PORT}"),
     ),
-    ("v6-bare", LazyPattern(rf"(?<![\w:.%\[/-])(?P<host>{_V6}):{_PORT}")),
+    ("v6-bare", LazyPattern(rf"(?<![\w:.%\[/-])(?P<host>{_V4MAPPED}|{_V6}):{_PORT}")),
     ("colon", LazyPattern(rf"(?<![\w.:/@%-])(?P<host>{_V4}|{_NAME}):{_PORT}")),
     ("on-host", LazyPattern(r"\b(?i:on)\s'(?P<host>[^'\s:/]{1,255})'")),
     ("port", LazyPattern(r"\b(?i:port)\b\s?[=:]?\s?(?P<port>\d{1,5})\b")),
@@ -331,7 +332,8 @@ def _read(form: str, m: re.Match[str]) -> Address | None:
 def _plausible(form: str, host: str) -> bool:
     a = ip(host)
     if form in ("v6-bare", "bracket", "wget", "java"):
-        return a is not None and (form == "wget" or form == "java" or a.version == 6)
+        # (these patterns need colons: an IPv4 result here was a v4-mapped ::ffff:a.b.c.d)
+        return a is not None
     if a is not None:
         return True
     low = host.lower()
@@ -361,7 +363,9 @@ def clean_host(h: str | None) -> str | None:
     if not h:
         return None
     a = ip(h)
-    return str(a) if a is not None and "%" not in h else h
+    if a is not None and "%" not in h:
+        return str(unmap(a))  # ::ffff:127.0.0.1 is where a v4 listener receives it
+    return h
 
 
 def _port(p: str | None) -> int | None:
