@@ -18,6 +18,10 @@ Error texts it recognises (the rule table is data: homeport/explain/rules.py):
                                         redis-cli, Chrome, Java, Go
   EACCES / EPERM from connect() (also on Unix sockets), told apart from bind's EACCES
   EHOSTUNREACH / "No route to host"     on loopback: a firewall reject rule
+  and the clients of the audit's servers: MySQL/MariaDB (2002/2003 over TCP and its socket),
+  MongoDB (pymongo, the Node driver), Elasticsearch, memcached, redis-py, psycopg, Docker's
+  CLI and SDK (its unix:// socket), Jupyter Server, Ollama and OpenAI clients; and asyncio,
+  ssh, wget, socat, git, Java's Socket/HttpClient/BindException
 
 With `-- CMD ARGS`, homeport runs the command, passes its output through as it comes, and
 when it fails explains its last error, with the listeners read the moment it exited; the
@@ -38,6 +42,11 @@ A text no rule names is still read: its address in any form tools print (host:po
 failure class from errno names and numbers (Linux, macOS/BSD, Windows: [Errno 111], (61),
 os error 54, code 10061, WSAECONNREFUSED) or the words clients print ("actively refused",
 "Connect call failed", "Can't connect to").
+
+When a connection was refused or a name not found, "did you mean" lists the listeners most
+likely meant: the same service on its default port or nearby (the audit's read-only
+fingerprints, 1 s at most, loopback only), a dev server that moved to the next free port,
+the other loopback family, the closest gateway route name.
 
 exit status: 0 when explained; 2 when the input is neither an address nor a known error.
 
