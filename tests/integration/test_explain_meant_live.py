@@ -67,7 +67,7 @@ def _vite_like_server(wanted: int) -> Iterator[int]:
 def test_a_vite_server_that_moved_is_offered() -> None:
     held, port = _held_pair()
     with held, _vite_like_server(port) as moved:
-        assert moved == port + 1  # its own port was busy: it moved, as Vite does
+        assert port < moved <= port + 9  # its own port was busy: it moved up, as Vite does
         e = explain(f"Error: connect ECONNREFUSED 127.0.0.1:{port}")
         # A random port's neighbours are offered unprobed; on a dev port (5173) they are
         # fingerprinted: the same fingerprint, asked directly, names Vite.
@@ -75,7 +75,7 @@ def test_a_vite_server_that_moved_is_offered() -> None:
     assert e.diagnosis[0].id == "refused.nothing"
     (first, *_rest) = e.did_you_mean
     assert first.target == f"127.0.0.1:{moved}"
-    assert "1 port(s) above" in first.why
+    assert f"{moved - port} port(s) above" in first.why
     assert found == {moved: "vite"}
 
 
