@@ -154,3 +154,21 @@ def test_psql_refused_next_to_a_real_postgres(pg_dir: Path) -> None:
     targets = {m.target: m.why for m in e.did_you_mean}
     assert f"127.0.0.1:{port}" in targets
     assert "PostgreSQL" in targets[f"127.0.0.1:{port}"]
+
+
+def test_the_closest_gateway_route_is_offered(state_dir: Path) -> None:
+    from homeport.gateway.contract import Route
+    from homeport.store import Store
+
+    store = Store()
+    try:
+        store.put_route(Route("api.localhost", "http://127.0.0.1:3000"))
+        store.put_route(Route("web.localhost", "http://127.0.0.1:5173"))
+    finally:
+        store.close()
+    e = explain("curl: (6) Could not resolve host: apii.localhost")
+    assert e.parsed.kind == "not-found"
+    assert [m.target for m in e.did_you_mean][:1] == [
+        f"http://api.localhost:{e.facts.gateway_port}/"
+    ]
+    assert "'api.localhost'" in e.did_you_mean[0].why

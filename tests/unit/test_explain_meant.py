@@ -67,7 +67,7 @@ def test_the_other_loopback_family() -> None:
 
 def test_the_closest_route_name() -> None:
     p = parse_input("curl: (6) Could not resolve host: apii.localhost")
-    e = diagnose(p, Facts(port=None, routes=("api", "web"), gateway_port=62893))
+    e = diagnose(p, Facts(port=None, routes=("api.localhost", "web.localhost"), gateway_port=62893))
     assert [m.target for m in e.did_you_mean] == ["http://api.localhost:62893/"]
 
 

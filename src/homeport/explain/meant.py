@@ -200,19 +200,21 @@ def _moved(p: Parsed, f: Facts, taken: set[str]) -> list[Suggestion]:
 
 
 def _route(p: Parsed, f: Facts) -> list[Suggestion]:
+    """Route names are full host names (``api.localhost``); compared without the suffix."""
     host = (p.host or "").lower().rstrip(".")
     if not host.endswith(".localhost") or not f.routes:
         return []
+    names = {r.lower().removesuffix(".localhost"): r for r in f.routes}
     name = host.removesuffix(".localhost")
-    if name in f.routes:
+    if name in names:
         return []
     import difflib
 
-    close = difflib.get_close_matches(name, f.routes, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
     return [
         Suggestion(
             f"http://{c}.localhost:{f.gateway_port}/",
-            f"the gateway route closest to {name!r} is {c!r}",
+            f"the gateway route closest to {host!r} is {names[c]!r}",
         )
         for c in close
     ]
