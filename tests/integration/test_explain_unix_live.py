@@ -27,3 +27,14 @@ def test_missing_stale_and_listening_sockets(tmp_path: Path) -> None:
     assert stale.diagnosis[0].id == "refused.unix-stale"
     assert "a socket" in stale.diagnosis[0].summary
     assert live.diagnosis[0].id == "refused.unix-listening"
+
+
+def test_a_socket_of_the_same_name_elsewhere_is_offered(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    live = tmp_path / "run" / "docker.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(live))
+        s.listen()
+        e = explain(_docker(tmp_path / "docker.sock"))
+    assert e.diagnosis[0].id == "refused.unix-missing"
+    assert [m.target for m in e.did_you_mean][:1] == [str(live)]

@@ -113,3 +113,17 @@ def test_a_client_that_names_no_port_is_offered_its_service_on_its_default_ports
     assert e.diagnosis[0].id == "refused.no-address"
     assert [m.target for m in e.did_you_mean] == ["127.0.0.1:11434"]
     assert "OpenAI-compatible" in e.did_you_mean[0].why
+
+
+def test_a_missing_socket_is_offered_the_same_service_s_live_socket() -> None:
+    p = parse_input(
+        "ERROR 2002 (HY000): Can't connect to local server through socket '/tmp/mysql.sock' (2)"
+    )
+    f = Facts(
+        unix_socket="it does not exist now",
+        unix_listening=False,
+        unix_listeners=("/run/docker.sock", "/run/mysqld/mysqld.sock", "/x/mysql.sock"),
+    )
+    e = diagnose(p, f)
+    assert e.diagnosis[0].id == "refused.unix-missing"
+    assert [m.target for m in e.did_you_mean] == ["/run/mysqld/mysqld.sock", "/x/mysql.sock"]

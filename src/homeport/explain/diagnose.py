@@ -136,7 +136,8 @@ def diagnose(p: Parsed, f: Facts) -> Explanation:
 
 #: The situations where the asked address is not served, so a near miss is worth naming.
 _MEANT = re.compile(
-    r"refused\.(?:nothing|family|other-address|udp-only|partial|no-address)$|address\.(?:not-listening"
+    r"refused\.(?:nothing|family|other-address|udp-only|partial|no-address|unix-missing"
+    r"|unix-stale|unix-unknown)$|address\.(?:not-listening"
     r"|family|other-address)$|not-found\."
 )
 

@@ -96,6 +96,8 @@ class Facts:
     candidates: tuple[Candidate, ...] = ()
     #: The gateway's route names (read-only from the state database).
     routes: tuple[str, ...] = ()
+    #: Listening Unix socket paths now (for a refused socket path: the ones meant instead).
+    unix_listeners: tuple[str, ...] = ()
 
 
 def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
@@ -238,10 +240,12 @@ def _connection_facts(p: Parsed, f: Facts, proc: Path) -> Facts:
             tls = probes.tls_answers(served[0], p.port)
             return replace(f, tls=tls, close_wait=_close_wait(p.port, served))
     if p.kind == "refused" and p.path:
+        listening = probes.unix_listeners(proc)
         return replace(
             f,
             unix_socket=probes.describe_socket(p.path),
             unix_listening=probes.unix_listening(p.path, proc),
+            unix_listeners=tuple(sorted(listening)),
         )
     if p.kind == "connect-denied":
         from homeport.explain.conn import unix_path

@@ -124,11 +124,42 @@ def ports_to_probe(p: Parsed, listening: list[int]) -> list[int]:
 def suggest(p: Parsed, f: Facts) -> tuple[Suggestion, ...]:
     """The near misses, most likely first."""
     out: list[Suggestion] = []
+    out += _other_socket(p, f)
     out += _other_family(p, f)
     out += _same_service(p, f)
     out += _moved(p, f, {s.target for s in out})
     out += _route(p, f)
     return tuple(out)
+
+
+#: Unix socket names of one service, whatever the directory or the port in the name.
+_SOCKET_KINDS: tuple[tuple[str, str], ...] = (
+    (".s.PGSQL.", "PostgreSQL"),
+    ("mysql", "MySQL/MariaDB"),
+    ("docker", "Docker"),
+    ("containerd", "containerd"),
+    ("podman", "Podman"),
+    ("redis", "Redis"),
+    ("memcached", "memcached"),
+)
+
+
+def _other_socket(p: Parsed, f: Facts) -> list[Suggestion]:
+    """A refused Unix socket path: listening sockets with its file name elsewhere, or of
+    the same service (MariaDB's /run/mysqld/mysqld.sock for a client built for /tmp/mysql.sock)."""
+    if p.path is None or f.unix_listening:
+        return []
+    base = p.path.rsplit("/", 1)[-1]
+    kind = next(((k, label) for k, label in _SOCKET_KINDS if k in p.path.lower()), None)
+    out = []
+    for path in f.unix_listeners:
+        if path == p.path:
+            continue
+        if path.rsplit("/", 1)[-1] == base:
+            out.append(Suggestion(path, f"a server listens on a socket named {base} there"))
+        elif kind is not None and kind[0] in path.lower():
+            out.append(Suggestion(path, f"{kind[1]} listens on this socket"))
+    return out[:3]
 
 
 def _netloc(host: str, port: int) -> str:

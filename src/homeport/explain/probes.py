@@ -192,6 +192,14 @@ def parse_unix_listeners(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def unix_listeners(proc: Path = Path("/proc")) -> frozenset[str]:
+    """Every listening Unix socket path in this network namespace (empty when unreadable)."""
+    try:
+        return parse_unix_listeners((proc / "net/unix").read_text())
+    except OSError:
+        return frozenset()
+
+
 def unix_listening(path: str, proc: Path = Path("/proc")) -> bool | None:
     """Whether a socket listens on ``path`` now (this network namespace); None: unknown."""
     try:
