@@ -123,3 +123,19 @@ def test_unseen_texts_get_class_and_address(
 def test_unseen_unix_socket_texts(text: str, path: str) -> None:
     p = parse_input(text)
     assert (p.kind, p.path) == ("refused", path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "git@github.com: Permission denied (publickey).",
+        "Error: 404 Not Found at 2026-12-03T06:07:07Z",
+        "TypeError: Cannot read properties of undefined (reading 'map') at main.js:12:5",
+        "build finished in 1503 ms (111 modules)",
+    ],
+)
+def test_texts_that_are_no_socket_error_stay_unread(text: str) -> None:
+    from homeport.errors import UsageError
+
+    with pytest.raises(UsageError):
+        parse_input(text)

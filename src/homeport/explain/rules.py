@@ -771,7 +771,14 @@ RULES: tuple[Rule, ...] = (
         _I,
     ),
     *_CONNECTION_GENERIC,
-    Rule("generic-permission", "unknown", "permission", r"EACCES|permission denied", _I),
+    # (not ssh's authentication: "Permission denied (publickey,password)" is no socket error)
+    Rule(
+        "generic-permission",
+        "unknown",
+        "permission",
+        r"EACCES|permission denied(?! \((?:publickey|password|keyboard|gssapi))",
+        _I,
+    ),
     Rule("generic-timeout", "unknown", "timeout", r"ETIMEDOUT|timed out", _I),
     Rule(
         "generic-not-found",
