@@ -92,3 +92,16 @@ def test_every_regex_runs_on_a_capped_line_of_every_shape(shape: str) -> None:
         list(pattern.finditer(line))
     with pytest.raises(UsageError):
         parse_input(_long(SHAPES[shape]) if shape != "host-ports" else "x" * MB)
+
+
+def test_an_error_before_a_long_blob_is_kept() -> None:
+    import base64
+    import random
+
+    rnd = random.Random(13)
+    blob = base64.b64encode(rnd.randbytes(800_000)).decode()
+    # a failure word inside the blob, as random base64 holds them now and then
+    text = "connect ECONNREFUSED 127.0.0.1:4321 " + blob[:500_000] + " fail " + blob[500_000:]
+    p = parse_input(text)
+    assert (p.kind, p.host, p.port) == ("refused", "127.0.0.1", 4321)
+    assert len(p.text) <= WINDOW

@@ -19,6 +19,9 @@ from __future__ import annotations
 LINE_CAP = 1024
 OVERLAP = 160
 WINDOW = 32_768
+#: The start of the text, always kept: a word in a blob after the error (random base64
+#: holds "fail" or "enet" now and then) must not push the error itself out of the window.
+HEAD = 2_048
 #: How much of the window lies after the failure line (the rest is the context before it).
 _AFTER = 4_096
 
@@ -78,8 +81,9 @@ def cap_lines(text: str) -> str:
 
 
 def focus(text: str) -> str:
-    """The text the rules see: lines capped, and at most ``WINDOW`` characters around the
-    last line with a failure word (or the end of the text when none has one)."""
+    """The text the rules see: lines capped, and at most ``WINDOW`` characters: the first
+    ``HEAD`` characters (an error printed before a long blob: a JSON log line, a token) and
+    the rest around the last line with a failure word (or the end when none has one)."""
     capped = cap_lines(text)
     if len(capped) <= WINDOW:
         return capped
@@ -88,11 +92,13 @@ def focus(text: str) -> str:
     if hit is not None:
         stop = capped.find("\n", min(hit + _AFTER, len(capped)))
         end = len(capped) if stop < 0 else stop
-    start = max(0, end - WINDOW)
+    start = max(0, end - (WINDOW - HEAD - 1))
     nl = capped.find("\n", start)
     if start > 0 and 0 <= nl < end:
         start = nl + 1  # begin on a whole line
-    return capped[start:end]
+    if start <= HEAD:
+        return capped[max(0, end - WINDOW) : end]
+    return capped[:HEAD] + "\n" + capped[start:end]
 
 
 def _last_signal(capped: str) -> int | None:
