@@ -139,3 +139,19 @@ def test_texts_that_are_no_socket_error_stay_unread(text: str) -> None:
 
     with pytest.raises(UsageError):
         parse_input(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'psql: error: connection to server on socket "/var/run/postgresql/.s.PGSQL.5432" failed:'
+        " No such file or directory\n\tIs the server running locally and accepting connections"
+        " on that socket?",
+        "psql: could not connect to server: No such file or directory\n\tIs the server running"
+        ' locally and accepting\n\tconnections on Unix domain socket'
+        ' "/var/run/postgresql/.s.PGSQL.5432"?',
+    ],
+)
+def test_libpq_on_its_socket(text: str) -> None:
+    p = parse_input(text)
+    assert (p.tool, p.kind, p.path) == ("psql", "refused", "/var/run/postgresql/.s.PGSQL.5432")

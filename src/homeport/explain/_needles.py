@@ -51,6 +51,7 @@ NEEDLES: dict[str, tuple[str, ...]] = {
     "mysql-unreachable": ("can't connect to ",),
     "mysql-php": ("): connection refused", "sqlstate[hy000] [200"),
     "mysql-socket": ("can't connect to local ",),
+    "psql-socket": ('connection to server on socket "/', 'connections on unix domain socket "/'),
     "pymongo-refused": ("serverselectiontimeouterror: ",),
     "pymongo-timeout": ("serverselectiontimeouterror: ",),
     "mongodb-node-refused": ("mongoserverselectionerror: connect econnrefused ",),

@@ -384,6 +384,15 @@ _CLIENTS: tuple[Rule, ...] = (
         r"Can't connect to local (?:MySQL |MariaDB )?server through socket '[^'\n]{1,300}'"
         r" \((?:2|111|61)\)",
     ),
+    # --- libpq on its Unix socket (fe-connect.c): >= 14, and the older two-line form
+    Rule(
+        "psql-socket",
+        "psql",
+        "refused",
+        r"connection to server on socket \"/[^\"\n]{1,300}\" failed: (?:No such file or"
+        r" directory|Connection refused)"
+        r"|accepting\s+connections on Unix domain socket \"/[^\"\n]{1,300}\"",
+    ),
     # --- MongoDB: pymongo's server selection wraps the connect error; the Node driver's
     Rule(
         "pymongo-refused",
