@@ -84,3 +84,26 @@ def test_one_quoted_error_text_after_dashes_is_still_a_text(cli: Cli) -> None:
     r = cli("explain", "--json", "--", "connect ECONNREFUSED 127.0.0.1:3000")
     assert r.status == 0
     assert json.loads(r.stdout)["error"]["rule"] == "node-connect-refused"
+
+
+def test_ctrl_c_ends_both_and_explains_nothing() -> None:
+    import os
+    import signal
+    import subprocess
+
+    code = "import time; print('ready', flush=True); time.sleep(30)"
+    argv = [sys.executable, "-m", "homeport", "explain", "--", sys.executable, "-c", code]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"  # the child runs, its output came through
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    assert "exited with status" not in err

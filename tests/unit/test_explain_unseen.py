@@ -148,7 +148,7 @@ def test_texts_that_are_no_socket_error_stay_unread(text: str) -> None:
         " No such file or directory\n\tIs the server running locally and accepting connections"
         " on that socket?",
         "psql: could not connect to server: No such file or directory\n\tIs the server running"
-        ' locally and accepting\n\tconnections on Unix domain socket'
+        " locally and accepting\n\tconnections on Unix domain socket"
         ' "/var/run/postgresql/.s.PGSQL.5432"?',
     ],
 )

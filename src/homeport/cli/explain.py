@@ -148,8 +148,8 @@ def run_command(argv: list[str], args: argparse.Namespace, env: Env) -> int:
     except runcmd.CannotRun as exc:
         env.err(f"homeport: {exc.message}")
         return exc.status
-    if outcome.status == 0:
-        return 0
+    if outcome.status == 0 or outcome.interrupted:
+        return outcome.status
     e = runcmd.explain_failure(outcome, args.at)
     late = (time.monotonic() - outcome.exited_at) * 1000
     cmd = shlex.join(argv)

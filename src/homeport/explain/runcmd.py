@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from homeport.explain.diagnose import Explanation
@@ -36,6 +36,8 @@ class Outcome:
     status: int
     tail: str
     exited_at: float
+    #: Ended by Ctrl-C: nothing to explain.
+    interrupted: bool = False
 
 
 class CannotRun(Exception):
@@ -58,12 +60,34 @@ def run(argv: Sequence[str], out: Sink, err: Sink) -> Outcome:
     except PermissionError as exc:
         raise CannotRun(f"cannot run {argv[0]}: permission denied", 126) from exc
     tail: deque[bytes] = deque()
-    kept = 0
     if child.stdout is None or child.stderr is None:  # both are PIPE above
         raise CannotRun(f"cannot read the output of {argv[0]}", 126)
+    interrupted = False
+    try:
+        _pump(child.stdout, child.stderr, out, err, tail)
+    except KeyboardInterrupt:
+        # Ctrl-C reached the child too (same process group): let it end as it chooses.
+        interrupted = True
+    try:
+        code = child.wait(timeout=10 if interrupted else None)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        child.kill()
+        code = child.wait()
+        interrupted = True
+    exited = time.monotonic()
+    child.stdout.close()
+    child.stderr.close()
+    status = 128 - code if code < 0 else code
+    text = b"".join(tail)[-TAIL:].decode("utf-8", "replace")
+    return Outcome(status, text, exited, interrupted)
+
+
+def _pump(stdout: IO[bytes], stderr: IO[bytes], out: Sink, err: Sink, tail: deque[bytes]) -> None:
+    """Pass both streams through as they come, keeping the last ``TAIL`` bytes of both."""
+    kept = 0
     with selectors.DefaultSelector() as sel:
-        sel.register(child.stdout, selectors.EVENT_READ, out)
-        sel.register(child.stderr, selectors.EVENT_READ, err)
+        sel.register(stdout, selectors.EVENT_READ, out)
+        sel.register(stderr, selectors.EVENT_READ, err)
         while sel.get_map():
             for key, _ in sel.select():
                 data = os.read(key.fd, _CHUNK)
@@ -75,15 +99,6 @@ def run(argv: Sequence[str], out: Sink, err: Sink) -> Outcome:
                 kept += len(data)
                 while kept - len(tail[0]) >= TAIL:
                     kept -= len(tail.popleft())
-    try:
-        code = child.wait()
-    except KeyboardInterrupt:  # the child had the same SIGINT: let it finish
-        code = child.wait()
-    exited = time.monotonic()
-    child.stdout.close()
-    child.stderr.close()
-    status = 128 - code if code < 0 else code
-    return Outcome(status, b"".join(tail)[-TAIL:].decode("utf-8", "replace"), exited)
 
 
 def explain_failure(outcome: Outcome, at: str | None = None) -> Explanation | None:
