@@ -67,3 +67,14 @@ def test_unknown_check_is_a_usage_error(cli: Cli) -> None:
     assert r.status == 2
     assert r.stderr.startswith("homeport: unknown check nope (accepted: ")
     assert r.stdout == ""
+
+
+def test_perf_text_and_its_usage_error(cli: Cli) -> None:
+    r = cli("doctor", "--perf")
+    assert r.status == 0
+    assert "loopback TCP (127.0.0.1)" in r.stdout
+    assert "AF_UNIX baseline" in r.stdout
+    assert "verdict" in r.stdout
+    bad = cli("doctor", "--perf", "--only", "firewall.lo")
+    assert bad.status == 2
+    assert "--perf" in bad.stderr

@@ -53,7 +53,13 @@ def test_json_shape(cli: Cli, v4_listener: int) -> None:
     j = json.loads(r.stdout)
     assert j["kind"] == "address"
     assert j["error"] is None
-    assert j["target"] == {"host": "127.0.0.1", "name": None, "port": v4_listener}
+    assert j["target"] == {
+        "host": "127.0.0.1",
+        "name": None,
+        "port": v4_listener,
+        "path": None,
+        "port_assumed": False,
+    }
     assert j["diagnosis"][0]["id"] == "address.listening"
     # Other processes may listen on the same port number at other addresses (127.0.0.2, ::1).
     mine = [x for x in j["live"]["listeners"] if x["address"] == "127.0.0.1"]

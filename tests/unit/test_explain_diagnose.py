@@ -289,6 +289,7 @@ def test_json_shape_is_stable() -> None:
         "port",
         "live",
         "diagnosis",
+        "did_you_mean",
         "next_steps",
     ]
     assert j["error"] == {
@@ -296,8 +297,15 @@ def test_json_shape_is_stable() -> None:
         "tool": "node",
         "kind": "refused",
         "meaning": j["error"]["meaning"],
+        "evidence": None,
     }
-    assert j["target"] == {"host": "::1", "name": None, "port": 3000}
+    assert j["target"] == {
+        "host": "::1",
+        "name": None,
+        "port": 3000,
+        "path": None,
+        "port_assumed": False,
+    }
     assert j["live"]["destinations"] == ["::1"]
     assert j["live"]["serving"] == []
     assert j["live"]["listeners"][0]["pids"] == [4242]
@@ -405,3 +413,44 @@ def test_notes(text: str, f: Facts, ids: list[str], says: str) -> None:
     e = diagnose(parse_input(text), f)
     assert [d.id for d in e.diagnosis[1:]] == ids
     assert says in "\n".join(d.summary + "\n" + "\n".join(d.detail) for d in e.diagnosis)
+
+
+# ------------------------------------------------------------------ issue 13: Unix sockets
+
+
+@pytest.mark.parametrize(
+    ("listening", "socket", "sid"),
+    [
+        (None, "it does not exist now", "refused.unix-missing"),
+        (False, "a socket, srw-rw----, owner root, group docker", "refused.unix-stale"),
+        (True, "a socket, srw-rw----, owner root, group docker", "refused.unix-listening"),
+        (None, "a socket, srw-rw----, owner root, group docker", "refused.unix-unknown"),
+    ],
+)
+def test_a_refused_unix_socket_is_told_by_its_file(
+    listening: bool | None, socket: str, sid: str
+) -> None:
+    from homeport.explain.parse import parse_input
+
+    p = parse_input(
+        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock."
+        " Is the docker daemon running?"
+    )
+    assert p.path == "/var/run/docker.sock"
+    e = diagnose(p, Facts(unix_socket=socket, unix_listening=listening))
+    assert e.diagnosis[0].id == sid
+    assert "/var/run/docker.sock" in e.diagnosis[0].summary
+    assert e.meaning is not None
+    assert "Unix socket" in e.meaning
+
+
+def test_proc_net_unix_listeners_are_read() -> None:
+    from homeport.explain.probes import parse_unix_listeners
+
+    text = (
+        "Num       RefCount Protocol Flags    Type St Inode Path\n"
+        "0000000000000000: 00000002 00000000 00010000 0001 01 12345 /run/docker.sock\n"
+        "0000000000000000: 00000003 00000000 00000000 0001 03 12346 /run/mysqld/mysqld.sock\n"
+        "0000000000000000: 00000003 00000000 00000000 0001 03 12347\n"
+    )
+    assert parse_unix_listeners(text) == frozenset({"/run/docker.sock"})

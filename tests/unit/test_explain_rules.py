@@ -117,3 +117,15 @@ def test_old_libpq_form_gives_the_address_it_tried() -> None:
         ' host "localhost" (::1) and accepting\n\tTCP/IP connections on port 5432?'
     )
     assert (p.host, p.name, p.port) == ("::1", "localhost", 5432)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_real_error_text_is_diagnosed_as_before(case: dict[str, Any]) -> None:
+    """With no live listener, each text reaches the situation recorded for it (the captured
+    texts from before issue 13 keep the ones they had: the layers under the rules change
+    nothing for a text a rule already read)."""
+    from homeport.explain.diagnose import diagnose
+    from homeport.explain.facts import Facts
+
+    p = parse_input(_text(case))
+    assert diagnose(p, Facts(port=p.port)).diagnosis[0].id == case["situation"]

@@ -204,14 +204,31 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
             fdwalk.discard_early()
 
 
+#: Commands that run another command given after ``--`` (``homeport explain -- CMD ARGS``):
+#: what follows ``--`` is not parsed, it reaches the command as ``args.command_argv``.
+RUNS_COMMAND = frozenset({"explain"})
+
+
+def _split_command(args_list: list[str]) -> tuple[list[str], list[str] | None]:
+    if "--" not in args_list:
+        return args_list, None
+    i = args_list.index("--")
+    head = args_list[:i]
+    if next((a for a in head if not a.startswith("-")), None) not in RUNS_COMMAND:
+        return args_list, None
+    return head, args_list[i + 1 :]
+
+
 def _dispatch(args_list: list[str], only: str | None, env: Env) -> int:
     from homeport.errors import ExitStatus, HomeportError
 
     parser, modules = build_parser(only)
+    args_list, command_argv = _split_command(args_list)
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else ExitStatus.USAGE
+    args.command_argv = command_argv
     command = args.command
     args.json = bool(getattr(args, "json", False) or args.global_json)
     try:

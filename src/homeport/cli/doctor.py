@@ -22,8 +22,19 @@ Checks, in order (ids as in --json):
 Each check is ok, warn, fail, or skip (could not be verified here, e.g. no permission to
 read the firewall), with a fix where there is one.
 
+--perf runs the loopback self-test instead (~2 s, loopback only): TCP round trip (1-byte
+ping-pong, like netperf TCP_RR) and throughput between two processes over 127.0.0.1,
+against the same over an AF_UNIX socket pair (this kernel's and CPU's baseline without the
+TCP/IP stack), and names what slows loopback here: nftables/iptables rules or conntrack on
+lo, an MTU other than 65536, a qdisc on lo, small TCP buffers, an unusual congestion
+control, the powersave CPU governor.
+--perf --json prints {"throughput_bits_per_second", "rtt_median_us", "rtt_p99_us",
+  "rtt_samples", "baseline": {...}, "ratios": {...}, "verdict": "ok"|"slow",
+  "slowdowns": [{"id", "summary", "fix"}], "config": {...}, "notes": [str]}
+
 examples:
   homeport doctor
+  homeport doctor --perf
   homeport doctor --only localhost.resolution --only firewall.lo
   homeport doctor --json | jq '.checks[] | select(.status != "ok")'
 
@@ -59,6 +70,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="run only this check (repeatable; see the list above)",
     )
+    p.add_argument(
+        "--perf",
+        action="store_true",
+        help="the loopback self-test instead: TCP round trip and throughput (~2 s), and"
+        " what slows loopback here",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -66,6 +83,10 @@ def run(args: argparse.Namespace, env: Env) -> int:
     from homeport.doctor import DoctorFacts, Report, evaluate, run_checks
     from homeport.errors import UsageError
 
+    if getattr(args, "perf", False):
+        if args.only:
+            raise UsageError("--perf runs the loopback self-test; --only selects checks")
+        return run_perf(args, env)
     if args.only:  # check the ids before reading the machine: the checks are pure
         ids = {c.id for c in evaluate(DoctorFacts()).checks}
         unknown = [i for i in args.only if i not in ids]
@@ -81,6 +102,48 @@ def run(args: argparse.Namespace, env: Env) -> int:
     else:
         env.out(render_text(env, report))
     return 1 if report.status == "fail" else 0
+
+
+def run_perf(args: argparse.Namespace, env: Env) -> int:
+    import os
+
+    from homeport.errors import UnsupportedPlatform
+
+    if not hasattr(os, "fork"):
+        raise UnsupportedPlatform("doctor --perf needs os.fork (POSIX)")
+    from homeport.doctor.perfprobe import measure_loopback
+
+    report = measure_loopback()
+    if args.json:
+        render.dump_json(env, report.to_json())
+        return 0
+    j = report.to_json()
+    base = j["baseline"]
+    lines = [
+        render.paint(env, "loopback TCP (127.0.0.1)", "bold"),
+        f"  throughput  {_gbit(j['throughput_bits_per_second'])}"
+        f"   (AF_UNIX baseline {_gbit(base['throughput_bits_per_second'])})",
+        f"  round trip  median {j['rtt_median_us']:.1f} µs, p99 {j['rtt_p99_us']:.1f} µs"
+        f"   (AF_UNIX baseline {base['rtt_median_us']:.1f} µs; {j['rtt_samples']} samples)",
+        *(f"  {n}" for n in report.notes),
+        "",
+        render.paint(env, "verdict", "bold")
+        + "  "
+        + render.paint(env, report.verdict, "green" if report.verdict == "ok" else "yellow"),
+    ]
+    if report.slowdowns:
+        lines += ["", render.paint(env, "what slows loopback here", "bold")]
+        for s in report.slowdowns:
+            lines += [f"  {s.summary}", f"    fix: {s.fix}"]
+    else:
+        lines.append("  nothing configured here slows loopback (firewall, conntrack, MTU,"
+                     " qdisc, TCP sysctls, CPU governor)")  # fmt: skip
+    env.out("\n".join(lines))
+    return 0
+
+
+def _gbit(bps: float) -> str:
+    return f"{bps / 1e9:.2f} Gbit/s"
 
 
 def render_text(env: Env, report: Report) -> str:

@@ -173,7 +173,7 @@ def template_vars(p: Parsed, f: Facts, dests: tuple[str, ...]) -> dict[str, str]
         "bpf": "; ".join(f.bpf_hooks) or f.bpf_note or "none attached",
         "security": "; ".join(f.security) or "none enforcing",
         "landlock": f"Landlock ABI {f.landlock} available" if f.landlock else "no Landlock",
-        "path": unix_path(p.text) or "the socket",
+        "path": p.path or unix_path(p.text) or "the socket",
         "socket": f.unix_socket or "not examined",
         "close_wait": "; ".join(f.close_wait) or "none",
         "close_wait_count": str(len(f.close_wait)),
@@ -183,7 +183,7 @@ def template_vars(p: Parsed, f: Facts, dests: tuple[str, ...]) -> dict[str, str]
 
 def address_lines(p: Parsed) -> tuple[str, ...] | None:
     """The address section for a Unix socket path (None: the usual IP/name section)."""
-    path = unix_path(p.text) if p.kind == "connect-denied" else None
+    path = unix_path(p.text) if p.kind == "connect-denied" else p.path
     if path is None:
         return None
     return (f"{path}: a Unix socket, a file in the file system: no IP address or port",)

@@ -7,12 +7,13 @@ whole decision table is tested with hand-built ``Facts``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from homeport.addr import address_class, in_range, ip, unmap
-from homeport.explain import conn
+from homeport.explain import conn, meant
 from homeport.explain import sections as sec
 from homeport.explain.facts import Facts
 from homeport.explain.parse import Parsed
@@ -23,6 +24,7 @@ from homeport.explain.rules import (
     DIAGNOSES,
     MEANING,
     TOOL_NAMES,
+    UNIX_REFUSED_MEANING,
     Kind,
 )
 from homeport.model import Listener
@@ -52,6 +54,8 @@ class Explanation:
     serving: tuple[str, ...]
     diagnosis: tuple[Finding, ...]
     next_steps: tuple[str, ...]
+    #: The listeners the user most likely meant (refused / not found / not listening).
+    did_you_mean: tuple[meant.Suggestion, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         p, f = self.parsed, self.facts
@@ -61,8 +65,20 @@ class Explanation:
             "kind": "error" if rule else "address",
             "error": None
             if rule is None
-            else {"rule": rule.id, "tool": rule.tool, "kind": rule.kind, "meaning": self.meaning},
-            "target": {"host": p.host, "name": p.name, "port": p.port},
+            else {
+                "rule": rule.id,
+                "tool": rule.tool,
+                "kind": rule.kind,
+                "meaning": self.meaning,
+                "evidence": p.evidence,
+            },
+            "target": {
+                "host": p.host,
+                "name": p.name,
+                "port": p.port,
+                "path": p.path,
+                "port_assumed": p.port_assumed,
+            },
             "address": {
                 "class": address_class(p.host) if p.host else None,
                 "resolves_to": list(f.resolution.addresses) if f.resolution else None,
@@ -84,6 +100,7 @@ class Explanation:
                 "notes": list(self.live),
             },
             "diagnosis": [d.to_json() for d in self.diagnosis],
+            "did_you_mean": [m.to_json() for m in self.did_you_mean],
             "next_steps": list(self.next_steps),
         }
 
@@ -100,6 +117,8 @@ def diagnose(p: Parsed, f: Facts) -> Explanation:
         n = DIAGNOSES[nid]
         findings.append(Finding(nid, n.summary.format_map(variables), _fmt(n.detail, variables)))
     meaning = MEANING[p.kind].format_map(variables) if p.kind else None
+    if p.kind == "refused" and p.path is not None and p.port is None:
+        meaning = UNIX_REFUSED_MEANING.format_map(variables)
     return Explanation(
         parsed=p,
         facts=f,
@@ -111,7 +130,16 @@ def diagnose(p: Parsed, f: Facts) -> Explanation:
         serving=serving,
         diagnosis=tuple(findings),
         next_steps=_fmt(t.steps, variables),
+        did_you_mean=meant.suggest(p, f) if _MEANT.match(sid) else (),
     )
+
+
+#: The situations where the asked address is not served, so a near miss is worth naming.
+_MEANT = re.compile(
+    r"refused\.(?:nothing|family|other-address|udp-only|partial|no-address|unix-missing"
+    r"|unix-stale|unix-unknown)$|address\.(?:not-listening"
+    r"|family|other-address)$|not-found\."
+)
 
 
 def _fmt(lines: tuple[str, ...], variables: dict[str, str]) -> tuple[str, ...]:
@@ -130,6 +158,8 @@ def situation(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[str, .
 
 
 def _refused(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[str, ...]) -> str:
+    if p.path is not None and p.port is None:
+        return _unix_refused(f)
     if p.port is None:
         return "refused.no-address"
     tcp = [x for x in f.listeners if x.proto == "tcp"]
@@ -143,6 +173,14 @@ def _refused(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[str, ..
     if dests and all(_family(d) not in families for d in dests):
         return "refused.family"
     return "refused.other-address"
+
+
+def _unix_refused(f: Facts) -> str:
+    if f.unix_listening:
+        return "refused.unix-listening"
+    if f.unix_socket == "it does not exist now":
+        return "refused.unix-missing"
+    return "refused.unix-stale" if f.unix_listening is False else "refused.unix-unknown"
 
 
 def _in_use(p: Parsed, f: Facts, dests: tuple[str, ...], serving: tuple[str, ...]) -> str:
@@ -318,6 +356,8 @@ def template_vars(p: Parsed, f: Facts, dests: tuple[str, ...]) -> dict[str, str]
 
 
 def _where(p: Parsed) -> str:
+    if p.path and not p.host:
+        return p.path
     if p.host:
         return sec.host_port(p.host, p.port)
     return f"port {p.port}" if p.port else "the address"

@@ -24,6 +24,7 @@ from homeport.addr import ip, unmap
 from homeport.model import Listener, Socket
 
 if TYPE_CHECKING:
+    from homeport.explain.meant import Candidate
     from homeport.explain.parse import Parsed
 
 log = logging.getLogger("homeport.explain")
@@ -88,6 +89,15 @@ class Facts:
     close_wait: tuple[str, ...] = ()
     #: What homeport's hosts block, address leases and routes say about the host (issue 11).
     homeport_names: tuple[str, ...] = ()
+    #: Whether a socket listens on the Unix path a refusal names (None: not asked / unknown).
+    unix_listening: bool | None = None
+    #: Loopback listeners near the port or on the wanted service's default port, with what
+    #: the audit's fingerprint probes say they are ("did you mean", ``meant``).
+    candidates: tuple[Candidate, ...] = ()
+    #: The gateway's route names (read-only from the state database).
+    routes: tuple[str, ...] = ()
+    #: Listening Unix socket paths now (for a refused socket path: the ones meant instead).
+    unix_listeners: tuple[str, ...] = ()
 
 
 def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
@@ -116,7 +126,89 @@ def gather(p: Parsed, proc: Path = Path("/proc")) -> Facts:
     if _firewall_matters(p, facts):
         fw, note, rejects = _firewall(p.port)
         facts = replace(facts, firewall_lo=fw, firewall_note=note, firewall_reject=rejects)
-    return _connection_facts(p, facts, proc)
+    return _meant_facts(p, _connection_facts(p, facts, proc))
+
+
+def _meant_facts(p: Parsed, f: Facts) -> Facts:
+    """What "did you mean" needs, only when the asked address is not served: a refusal, a
+    plain address that nothing serves, a name that did not resolve."""
+    if p.kind not in (None, "refused", "not-found") or p.path is not None:
+        return f
+    from homeport.explain import meant
+    from homeport.explain.sections import destinations, serves
+
+    tcp = [x for x in f.listeners if x.proto == "tcp"]
+    dests = destinations(p, f)
+    if dests and all(any(serves(x.socket, d) for x in tcp) for d in dests):
+        return f
+    routes: tuple[str, ...] = ()
+    if (p.host or "").lower().rstrip(".").endswith(".localhost"):
+        from homeport.paths import read_route_targets
+
+        routes = tuple(name for name, _target in read_route_targets())
+    wanted = p.port is not None or meant.wanted_service(p) is not None
+    cands = _candidates(p, f.gateway_port) if wanted and p.kind != "not-found" else ()
+    return replace(f, candidates=cands, routes=routes)
+
+
+#: Time for all the fingerprints of "did you mean" together, and for one probe.
+MEANT_BUDGET_S, MEANT_PROBE_S = 1.0, 0.4
+
+
+def _candidates(p: Parsed, gateway_port: int) -> tuple[Candidate, ...]:
+    """Loopback-reachable TCP listeners worth offering, fingerprinted (bounded in time)."""
+    from homeport.explain import meant
+    from homeport.inventory import sockets
+
+    by_port: dict[int, str] = {}
+    for s in sockets(udp=False):
+        a = ip(s.local_addr)
+        if a is None or s.local_port == gateway_port:
+            continue
+        a = unmap(a)
+        if a.is_loopback or a.is_unspecified:
+            host = ("127.0.0.1" if a.version == 4 else "::1") if a.is_unspecified else str(a)
+            if s.local_port not in by_port or a.version == 4:
+                by_port[s.local_port] = host
+    chosen = meant.ports_to_probe(p, sorted(by_port))
+    if not chosen:
+        return ()
+    probe = meant.worth_fingerprinting(p)
+    services = fingerprints([(by_port[q], q) for q in chosen]) if probe else {}
+    return tuple(meant.Candidate(by_port[q], q, services.get(q)) for q in chosen)
+
+
+def fingerprints(targets: list[tuple[str, int]]) -> dict[int, str]:
+    """The audit's read-only fingerprint of each loopback target, all at once, within
+    ``MEANT_BUDGET_S``; a target not identified in time is left out."""
+    import asyncio
+
+    from homeport.audit.probe import Prober, Target, fingerprint
+
+    async def one(prober: Prober, host: str, port: int) -> tuple[int, str | None]:
+        fp = await fingerprint(prober, Target(host, port))
+        return port, fp.identity.service if fp.identity else None
+
+    async def run() -> dict[int, str]:
+        prober = Prober(timeout=MEANT_PROBE_S, per_target=2)
+        tasks = [asyncio.ensure_future(one(prober, h, q)) for h, q in targets]
+        done, pending = await asyncio.wait(tasks, timeout=MEANT_BUDGET_S)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        out: dict[int, str] = {}
+        for t in done:
+            if t.exception() is None:
+                port, svc = t.result()
+                if svc is not None:
+                    out[port] = svc
+        return out
+
+    try:
+        return asyncio.run(run())
+    except (OSError, RuntimeError) as exc:  # RuntimeError: called inside a running loop
+        log.debug("did-you-mean fingerprints: %s", exc)
+        return {}
 
 
 def _homeport_names(host: str | None) -> tuple[str, ...]:
@@ -147,6 +239,14 @@ def _connection_facts(p: Parsed, f: Facts, proc: Path) -> Facts:
         if served:
             tls = probes.tls_answers(served[0], p.port)
             return replace(f, tls=tls, close_wait=_close_wait(p.port, served))
+    if p.kind == "refused" and p.path:
+        listening = probes.unix_listeners(proc)
+        return replace(
+            f,
+            unix_socket=probes.describe_socket(p.path),
+            unix_listening=probes.unix_listening(p.path, proc),
+            unix_listeners=tuple(sorted(listening)),
+        )
     if p.kind == "connect-denied":
         from homeport.explain.conn import unix_path
 

@@ -1,9 +1,14 @@
 """Pure: read what the user gave ``homeport explain`` — an address, a URL or an error text.
 
 ``parse_input`` never touches the network. An address goes through
-``homeport.addr.parse_target``; anything else is matched against ``rules.RULES`` in order,
-and the address is taken from the rule's named groups, or else from the first address-like
-text (``rules.ADDRESS_PATTERNS``), or else from ``--at``.
+``homeport.addr.parse_target``; anything else is read in three layers, on the bounded text
+``window.focus`` gives (so any input is read in linear time):
+
+1. ``rules.RULES`` in order: the first rule that matches names the tool and the kind;
+2. when none matches, ``classify``: the kind from errno names and numbers and the phrases
+   clients print, whatever the tool (a diagnosis, not "unknown text");
+3. the address from the rule's named groups, or else from ``extract`` (every form tools
+   print; the one the failure is about), or else the rule's default port, or ``--at``.
 """
 
 from __future__ import annotations
@@ -11,9 +16,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from homeport.addr import Target, ip, parse_target
+from homeport.addr import Target, parse_target
 from homeport.errors import UsageError
-from homeport.explain.rules import ADDRESS_PATTERNS, RULES, Kind, Rule
+from homeport.explain import extract
+from homeport.explain._needles import NEEDLES
+from homeport.explain.classify import Evidence, classify
+from homeport.explain.rules import RULES, Kind, Rule
+from homeport.explain.window import focus
 
 _ACCEPTED = (
     "accepted: PORT, HOST:PORT, [IPv6]:PORT, a URL, or an error message such as"
@@ -32,6 +41,12 @@ class Parsed:
     port: int | None
     #: The name the user typed when the tool also printed the address it tried (psql).
     name: str | None = None
+    #: The Unix socket path the text names (Docker's socket, libpq's, MySQL's).
+    path: str | None = None
+    #: The port is the tool's default, not read from the text (MariaDB prints no port).
+    port_assumed: bool = False
+    #: What made the class when no rule named the text ("errno 111: ECONNREFUSED on Linux").
+    evidence: str | None = None
 
     @property
     def kind(self) -> Kind | None:
@@ -48,18 +63,30 @@ def parse_input(text: str, at: str | None = None) -> Parsed:
     if not raw:
         raise UsageError(f"nothing to explain ({_ACCEPTED})")
     override = parse_target(at) if at else None
-    if "\n" not in raw and " " not in raw:
+    if "\n" not in raw and " " not in raw and len(raw) <= _ADDRESS_MAX:
         try:
             t = parse_target(raw)
         except UsageError:
             pass
         else:
             return _with_override(Parsed(raw, None, t.host, t.port), override)
+    seen = focus(raw)
+    low = seen.lower()
     for rule in RULES:
-        m = rule.compiled().search(raw)
+        needles = NEEDLES.get(rule.id)
+        if needles and not any(n in low for n in needles):
+            continue  # cannot match: spare its compile and its search (prefilter.py)
+        m = rule.compiled().search(seen)
         if m:
-            return _with_override(_from_match(raw, rule, m), override)
+            return _with_override(_from_match(seen, rule, m), override)
+    ev = classify(seen)
+    if ev is not None:
+        return _with_override(_from_evidence(seen, ev), override)
     raise UsageError(f"cannot read {_clip(raw)!r} as an address or a known error ({_ACCEPTED})")
+
+
+#: An address typed alone is short; a longer single token is read as text.
+_ADDRESS_MAX = 2048
 
 
 def _from_match(raw: str, rule: Rule, m: re.Match[str]) -> Parsed:
@@ -67,44 +94,50 @@ def _from_match(raw: str, rule: Rule, m: re.Match[str]) -> Parsed:
     host = _clean_host(groups.get("host")) or _clean_host(groups.get("name"))
     name = _clean_host(groups.get("name"))
     port = _port(groups.get("port"))
+    path = None
+    if rule.default_host is not None:  # the text names no address: the tool's own
+        return Parsed(raw, rule, rule.default_host, rule.default_port, port_assumed=True)
     if host is None or port is None:
-        found_host, found_port = find_address(raw)
-        if host is None and (port is None or found_port in (None, port)):
-            host = found_host
-        port = port if port is not None else found_port
-    return Parsed(raw, rule, host, port, name if name != host else None)
+        found = extract.choose(raw, extract.find_addresses(raw), rule.kind, m.start())
+        if found is not None:
+            path = found.path
+            if path is None:  # a socket path's port (.s.PGSQL.5432) is no TCP port
+                if host is None and (port is None or found.port in (None, port)):
+                    host = found.host
+                    name = name or found.name
+                port = port if port is not None else found.port
+    assumed = port is None and path is None and rule.default_port is not None
+    if assumed:
+        port = rule.default_port
+    return Parsed(raw, rule, host, port, name if name != host else None, path, assumed)
+
+
+def _from_evidence(raw: str, ev: Evidence) -> Parsed:
+    """A text no rule names: the class from its errno or phrase, the address from the text."""
+    rule = Rule(f"class-{ev.kind}", "unknown", ev.kind, "")
+    found = extract.choose(raw, extract.find_addresses(raw), ev.kind, ev.start)
+    if found is None:
+        return Parsed(raw, rule, None, None, evidence=ev.says)
+    if found.path is not None:
+        return Parsed(raw, rule, None, None, path=found.path, evidence=ev.says)
+    return Parsed(raw, rule, found.host, found.port, found.name, evidence=ev.says)
 
 
 def find_address(text: str) -> tuple[str | None, int | None]:
-    """The first address-like ``host:port`` in free text (URL, ``[v6]:p``, ``a.b.c.d:p``)."""
-    best: tuple[int, str, int] | None = None
-    for pattern in ADDRESS_PATTERNS:
-        for m in re.finditer(pattern, text, re.IGNORECASE):
-            host, port = _clean_host(m.group("host")), _port(m.group("port"))
-            if host is None or port is None:
-                continue
-            if best is None or m.start() < best[0]:
-                best = (m.start(), host, port)
-            break
-    return (best[1], best[2]) if best else (None, None)
+    """The first full ``host:port`` address in free text, in any form ``extract`` reads."""
+    for a in extract.find_addresses(focus(text)):
+        if a.host is not None and a.port is not None:
+            return a.host, a.port
+    return None, None
 
 
 def _with_override(p: Parsed, t: Target | None) -> Parsed:
     if t is None:
         return p
-    return Parsed(p.text, p.rule, t.host or p.host, t.port, p.name)
+    return Parsed(p.text, p.rule, t.host or p.host, t.port, p.name, p.path, False, p.evidence)
 
 
-def _clean_host(h: str | None) -> str | None:
-    if not h:
-        return None
-    h = h.strip().strip("'\"")
-    if h.startswith("[") and h.endswith("]"):
-        h = h[1:-1]
-    if not h:
-        return None
-    a = ip(h)
-    return str(a) if a is not None and "%" not in h else h
+_clean_host = extract.clean_host
 
 
 def _port(p: str | None) -> int | None:

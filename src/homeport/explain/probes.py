@@ -177,6 +177,39 @@ def describe_socket(path: str) -> str:
     return f"{kind}, {stat.filemode(st.st_mode)}, owner {owner}, group {group}"
 
 
+#: ``__SO_ACCEPTCON`` in /proc/net/unix's Flags column (include/linux/net.h): listening.
+_ACCEPTCON = 0x10000
+
+
+def parse_unix_listeners(text: str) -> frozenset[str]:
+    """Paths of listening Unix sockets in /proc/net/unix text (net/unix/af_unix.c
+    unix_seq_show: Num RefCount Protocol Flags Type St Inode Path)."""
+    out: set[str] = set()
+    for line in text.splitlines()[1:]:
+        fields = line.split(None, 7)
+        if len(fields) == 8 and int(fields[3], 16) & _ACCEPTCON:
+            out.add(fields[7])
+    return frozenset(out)
+
+
+def unix_listeners(proc: Path = Path("/proc")) -> frozenset[str]:
+    """Every listening Unix socket path in this network namespace (empty when unreadable)."""
+    try:
+        return parse_unix_listeners((proc / "net/unix").read_text())
+    except OSError:
+        return frozenset()
+
+
+def unix_listening(path: str, proc: Path = Path("/proc")) -> bool | None:
+    """Whether a socket listens on ``path`` now (this network namespace); None: unknown."""
+    try:
+        text = (proc / "net/unix").read_text()
+    except OSError:
+        return None
+    paths = parse_unix_listeners(text)
+    return path in paths or os.path.realpath(path) in paths
+
+
 # ------------------------------------------------------------------ security modules
 
 

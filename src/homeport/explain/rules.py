@@ -73,6 +73,12 @@ MEANING: dict[Kind, str] = {
     " rule that rejects with icmp admin-/host-prohibited (firewalld's default reject)",
 }
 
+#: A refusal on a Unix socket path: no TCP, no SYN.
+UNIX_REFUSED_MEANING = (
+    "connect() to the Unix socket {where} failed: no such file (ENOENT), or a file no server"
+    " listens on (ECONNREFUSED)"
+)
+
 _HP = r"(?P<host>\[[^\]\s]+\]|[^\s'\"()\[\]]+?):(?P<port>\d{1,5})\b"  # host:port, [v6]:port
 _NODE_HP = r"(?P<host>[0-9A-Za-z.:%_-]*):(?P<port>\d{1,5})\b"  # Node prints ::1:3000 unbracketed
 _DENIED = r"(?:Permission denied|Operation not permitted)"  # strerror(EACCES), strerror(EPERM)
@@ -91,6 +97,10 @@ class Rule:
     kind: Kind
     pattern: str
     flags: int = 0
+    #: The port the tool uses when the text names no port (MariaDB's 3306).
+    default_port: int | None = None
+    #: The host the tool uses when the text names none (Ollama's client: 127.0.0.1).
+    default_host: str | None = None
 
     def compiled(self) -> re.Pattern[str]:
         return _compile(self.pattern, self.flags)
@@ -334,8 +344,210 @@ _CONNECTION_GENERIC: tuple[Rule, ...] = (
     ),
 )
 
+#: The clients of the audit catalogue's servers and everyday tools (issue 13; texts captured
+#: by capture_clients.sh). Ahead of the older rules: git prints curl's words, asyncio's bind
+#: error is uvicorn's, pymongo and elasticsearch-py wrap a Python or urllib3 error.
+_MYSQL_ON = r"Can't connect to (?:MySQL |MariaDB )?server on '[^'\n]{1,300}' "
+_CLIENTS: tuple[Rule, ...] = (
+    # --- MySQL / MariaDB clients (libmysql / Connector/C: CR_CONN_HOST_ERROR 2003,
+    # CR_CONNECTION_ERROR 2002); the errno in parentheses says why. MariaDB's client
+    # reports a refused non-blocking connect as EINPROGRESS (115), and prints no port.
+    Rule(
+        "mysql-refused",
+        "mysql",
+        "refused",
+        _MYSQL_ON + r"\((?:111|115|61|36|10061)\)",
+        default_port=3306,
+    ),
+    Rule(
+        "mysql-timeout", "mysql", "timeout", _MYSQL_ON + r"\((?:110|60|10060)\)", default_port=3306
+    ),
+    Rule(
+        "mysql-unreachable",
+        "mysql",
+        "unreachable",
+        _MYSQL_ON + r"\((?:113|101|65|51|10065)\)",
+        default_port=3306,
+    ),
+    # PHP's mysqli and PDO print the client's code alone: HY000/2002 or [2002]
+    Rule(
+        "mysql-php",
+        "mysql",
+        "refused",
+        r"\(HY000/200[23]\): Connection refused|SQLSTATE\[HY000\] \[200[23]\] Connection refused",
+        default_port=3306,
+    ),
+    Rule(
+        "mysql-socket",
+        "mysql",
+        "refused",
+        r"Can't connect to local (?:MySQL |MariaDB )?server through socket '[^'\n]{1,300}'"
+        r" \((?:2|111|61)\)",
+    ),
+    # --- libpq on its Unix socket (fe-connect.c): >= 14, and the older two-line form
+    Rule(
+        "psql-socket",
+        "psql",
+        "refused",
+        r"connection to server on socket \"/[^\"\n]{1,300}\" failed: (?:No such file or"
+        r" directory|Connection refused)"
+        r"|accepting\s+connections on Unix domain socket \"/[^\"\n]{1,300}\"",
+    ),
+    # --- MongoDB: pymongo's server selection wraps the connect error; the Node driver's
+    Rule(
+        "pymongo-refused",
+        "pymongo",
+        "refused",
+        r"ServerSelectionTimeoutError: [^\n]{0,300}?(?:\[Errno (?:111|61)\]|Connection refused"
+        r"|\[WinError 10061\])",
+        default_port=27017,
+    ),
+    Rule(
+        "pymongo-timeout",
+        "pymongo",
+        "timeout",
+        r"ServerSelectionTimeoutError: [^\n]{0,300}?timed out",
+        default_port=27017,
+    ),
+    Rule(
+        "mongodb-node-refused",
+        "mongodb-node",
+        "refused",
+        r"MongoServerSelectionError: connect ECONNREFUSED " + _NODE_HP,
+        default_port=27017,
+    ),
+    # --- Elasticsearch (elastic-transport), memcached (pymemcache, the server), redis-py
+    Rule(
+        "elasticsearch-py-refused",
+        "elasticsearch-py",
+        "refused",
+        r"NewConnectionError[^\n]{0,300}?Connection refused[\s\S]{0,600}?"
+        r"elastic_transport\.ConnectionError",
+        default_port=9200,
+    ),
+    Rule(
+        "pymemcache-refused",
+        "pymemcache",
+        "refused",
+        r"pymemcache[\s\S]{0,2000}?ConnectionRefusedError",
+        default_port=11211,
+    ),
+    Rule(
+        "memcached-in-use",
+        "memcached",
+        "in-use",
+        r"failed to listen on (?:one of interface\(s\) (?P<host>[^\s:]+)|TCP port (?P<port>\d+))"
+        r"[^\n]{0,40}Address already in use",
+    ),
+    Rule(
+        "redis-py-refused",
+        "redis-py",
+        "refused",
+        r"redis\.exceptions\.ConnectionError: Error (?:111|61|10061) connecting to " + _HP,
+        default_port=6379,
+    ),
+    # --- LLM servers: Ollama's Python client names no address (its default is 11434);
+    # OpenAI-compatible clients (openai, via httpx) name none at all.
+    Rule(
+        "ollama-py-refused",
+        "ollama",
+        "refused",
+        r"Failed to connect to Ollama\.",
+        default_port=11434,
+        default_host="127.0.0.1",
+    ),
+    Rule("openai-refused", "openai", "refused", r"openai\.APIConnectionError: Connection error"),
+    # --- Jupyter Server (serverapp.py) with port_retries=0; with retries it moves up instead
+    Rule(
+        "jupyter-in-use",
+        "jupyter",
+        "in-use",
+        r"the Jupyter server could not be started because port (?P<port>\d+) is not available",
+    ),
+    # --- Docker: the CLI names DOCKER_HOST; the SDK names only the errno
+    Rule(
+        "docker-daemon",
+        "docker",
+        "refused",
+        r"Cannot connect to the Docker daemon at (?:tcp://" + _HP + r"|unix://)",
+    ),
+    Rule(
+        "docker-py-missing",
+        "docker-py",
+        "refused",
+        r"DockerException: Error while fetching server API version: [^\n]{0,80}?"
+        r"(?:FileNotFoundError|ConnectionRefusedError)",
+    ),
+    # --- ssh, wget, socat, git, Java, asyncio
+    Rule(
+        "ssh-refused",
+        "ssh",
+        "refused",
+        r"ssh: connect to host (?P<host>\S+) port (?P<port>\d+): Connection refused",
+    ),
+    Rule(
+        "ssh-timeout",
+        "ssh",
+        "timeout",
+        r"ssh: connect to host (?P<host>\S+) port (?P<port>\d+):"
+        r" (?:Connection|Operation) timed out",
+    ),
+    Rule(
+        "ssh-unreachable",
+        "ssh",
+        "unreachable",
+        r"ssh: connect to host (?P<host>\S+) port (?P<port>\d+): " + _UNREACH,
+    ),
+    Rule(
+        "wget-refused", "wget", "refused", r"Connecting to [^\n]{1,600}?failed: Connection refused"
+    ),
+    Rule(
+        "socat-refused",
+        "socat",
+        "refused",
+        r"socat\[\d+\] E connect\(\d+, AF=\d+ [^\n]{1,80}?\): Connection refused",
+    ),
+    Rule(
+        "socat-in-use",
+        "socat",
+        "in-use",
+        r"socat\[\d+\] E bind\(\d+, \{AF=\d+ [^\n]{1,80}?\}, \d+\): Address already in use",
+    ),
+    Rule(
+        "git-refused",
+        "git",
+        "refused",
+        r"fatal: unable to access '[^'\n]{1,500}': Failed to connect to (?P<host>\S+) port"
+        r" (?P<port>\d+)(?: after \d+ ms)?: (?:Couldn't connect to server|Connection refused)",
+    ),
+    Rule(
+        "git-timeout",
+        "git",
+        "timeout",
+        r"fatal: unable to access '[^'\n]{1,500}': Failed to connect to (?P<host>\S+) port"
+        r" (?P<port>\d+)(?: after \d+ ms)?: (?:Timeout was reached|Connection timed out)",
+    ),
+    Rule("java-connect-bare", "java", "refused", r"java\.net\.ConnectException\s*$", re.M),
+    Rule("java-bind-in-use", "java", "in-use", r"java\.net\.BindException: Address already in use"),
+    Rule(
+        "asyncio-refused",
+        "python-asyncio",
+        "refused",
+        r"\[Errno (?:111|61|10061)\] Connect call failed|\[WinError 1225\]",
+    ),
+    Rule(
+        "asyncio-in-use",
+        "python-asyncio",
+        "in-use",
+        r"^OSError: \[Errno \d+\] error while attempting to bind on address"
+        r" \('(?P<host>[^']*)', (?P<port>\d+)[^)]*\): address already in use",
+        re.M,
+    ),
+)
+
 RULES: tuple[Rule, ...] = (
     *_CONNECTION,
+    *_CLIENTS,
     # --- Node.js: `Error: <syscall> <CODE>[: <strerror>] <address>:<port>` (lib/internal/errors.js)
     Rule("node-connect-refused", "node", "refused", r"connect ECONNREFUSED " + _NODE_HP),
     Rule("node-connect-timeout", "node", "timeout", r"connect ETIMEDOUT " + _NODE_HP),
@@ -462,7 +674,12 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("java-refused", "java", "refused", r"java\.net\.ConnectException:? \"?Connection refused"),
     # --- Chrome / Chromium (net/base/net_error_list.h) and its error page
-    Rule("chrome-page-refused", "chrome", "refused", r"(?P<host>[\w.-]+) refused to connect\."),
+    Rule(
+        "chrome-page-refused",
+        "chrome",
+        "refused",
+        r"(?<![\w.-])(?P<host>[\w.-]{1,253}) refused to connect\.",
+    ),
     Rule("chrome-refused", "chrome", "refused", r"ERR_CONNECTION_REFUSED"),
     Rule("chrome-timeout", "chrome", "timeout", r"ERR_CONNECTION_TIMED_OUT"),
     Rule("chrome-not-found", "chrome", "not-found", r"ERR_NAME_NOT_RESOLVED"),
@@ -563,23 +780,23 @@ RULES: tuple[Rule, ...] = (
         _I,
     ),
     *_CONNECTION_GENERIC,
-    Rule("generic-permission", "unknown", "permission", r"EACCES|permission denied", _I),
+    # (not ssh's authentication: "Permission denied (publickey,password)" is no socket error)
+    Rule(
+        "generic-permission",
+        "unknown",
+        "permission",
+        r"EACCES|permission denied(?! \((?:publickey|password|keyboard|gssapi))",
+        _I,
+    ),
     Rule("generic-timeout", "unknown", "timeout", r"ETIMEDOUT|timed out", _I),
     Rule(
         "generic-not-found",
         "unknown",
         "not-found",
-        r"ENOTFOUND|EAI_NONAME|EAI_AGAIN|could not resolve|no such host|name or service not known",
+        r"\bENOTFOUND\b|EAI_NONAME|EAI_AGAIN|could not resolve|no such host"
+        r"|name or service not known",
         _I,
     ),
-)
-
-#: Addresses found anywhere in a text, for rules that do not capture one themselves.
-ADDRESS_PATTERNS: tuple[str, ...] = (
-    r"\b[a-z][a-z0-9+.-]*://(?P<host>\[[0-9A-Fa-f:.%]+\]|[^\s/:'\"@]+):(?P<port>\d{1,5})\b",
-    r"\[(?P<host>[0-9A-Fa-f:.%]+)\]:(?P<port>\d{1,5})\b",
-    r"(?<![\w.:])(?P<host>(?:\d{1,3}\.){3}\d{1,3}):(?P<port>\d{1,5})\b",
-    r"(?<![\w.-])(?P<host>(?:[a-z0-9-]+\.)*localhost):(?P<port>\d{1,5})\b",
 )
 
 #: How to say a tool's name in prose.
@@ -600,6 +817,22 @@ TOOL_NAMES: dict[str, str] = {
     "chrome": "Chrome",
     "docker": "Docker",
     "go": "a Go program",
+    "mysql": "the MySQL/MariaDB client",
+    "pymongo": "pymongo (MongoDB)",
+    "mongodb-node": "the MongoDB Node.js driver",
+    "elasticsearch-py": "the Elasticsearch Python client",
+    "pymemcache": "pymemcache (memcached)",
+    "memcached": "memcached",
+    "redis-py": "redis-py",
+    "ollama": "the Ollama client",
+    "jupyter": "Jupyter Server",
+    "openai": "the OpenAI client",
+    "docker-py": "the Docker SDK for Python",
+    "ssh": "ssh",
+    "wget": "wget",
+    "socat": "socat",
+    "git": "git",
+    "python-asyncio": "Python asyncio",
     "unknown": "the program",
 }
 
@@ -618,6 +851,21 @@ CONNECT_HINTS: dict[str, str] = {
     "java": "connect to 127.0.0.1, or run with -Djava.net.preferIPv4Stack=true",
     "chrome": "open http://127.0.0.1:{port}/",
     "go": "dial 127.0.0.1:{port}",
+    "mysql": "`mariadb -h 127.0.0.1 -P {port}` (`-h localhost` means the Unix socket, not TCP)",
+    "pymongo": "use mongodb://127.0.0.1:{port}/ in the URI",
+    "mongodb-node": "use mongodb://127.0.0.1:{port}/ in the URI (Node >= 17 tries ::1 first)",
+    "elasticsearch-py": "use http://127.0.0.1:{port} as the host",
+    "pymemcache": "connect to ('127.0.0.1', {port})",
+    "redis-py": "`redis.Redis(host='127.0.0.1', port={port})`",
+    "ollama": "set OLLAMA_HOST=http://127.0.0.1:{port}",
+    "openai": "set base_url='http://127.0.0.1:{port}/v1'",
+    "docker": "DOCKER_HOST=tcp://127.0.0.1:{port} (or the daemon's unix:// socket)",
+    "docker-py": "`docker.DockerClient(base_url='unix:///var/run/docker.sock')`",
+    "ssh": "`ssh -4 -p {port} 127.0.0.1`",
+    "wget": "`wget -4 http://127.0.0.1:{port}/` (or `--prefer-family=IPv4`)",
+    "socat": "`socat - TCP4:127.0.0.1:{port}`",
+    "git": "use http://127.0.0.1:{port}/ in the remote URL",
+    "python-asyncio": "`asyncio.open_connection('127.0.0.1', {port})`",
     "unknown": "connect to 127.0.0.1:{port} instead of localhost",
 }
 
@@ -771,6 +1019,39 @@ DIAGNOSES: dict[str, Template] = {
             "run again with the address: `homeport explain '<error>' --at HOST:PORT`",
             "see what listens: `homeport ls`",
         ),
+    ),
+    "refused.unix-missing": Template(
+        "The Unix socket {path} does not exist: the server is not running, or listens on"
+        " another path.",
+        (
+            "A Unix socket is a file the server creates when it starts listening; a client"
+            " given a path that no server made gets ENOENT ('No such file or directory').",
+        ),
+        (
+            "start the server (Docker: `sudo systemctl start docker`; MariaDB: `sudo"
+            " systemctl start mariadb`), or point the client at the path it really uses",
+            "or connect over TCP instead: `homeport ls` shows what listens",
+        ),
+    ),
+    "refused.unix-stale": Template(
+        "{path} exists ({socket}), but no server listens on it: a file left behind by a"
+        " server that stopped.",
+        (
+            "connect() on a Unix socket with no listener fails with ECONNREFUSED, like a"
+            " closed TCP port.",
+        ),
+        ("restart the server; it removes and recreates its socket file as it starts",),
+    ),
+    "refused.unix-listening": Template(
+        "A server listens on {path} now ({socket}): the refusal came while it was down,"
+        " or its accept queue was full.",
+        (),
+        ("retry; if it keeps failing, the server is not accepting: check its log",),
+    ),
+    "refused.unix-unknown": Template(
+        "{path}: {socket}; whether a server listens on it could not be read here.",
+        (),
+        ("check the server is running, and the path the client uses",),
     ),
     # ----- in use
     "in-use.held": Template(

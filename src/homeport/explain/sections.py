@@ -114,6 +114,8 @@ def port_lines(p: Parsed, f: Facts) -> tuple[str, ...]:
     port = p.port
     name = f" (usually {f.service})" if f.service else ""
     out = [f"{port}: {_PORT_CLASS[port_class(port)]}{name}"]
+    if p.port_assumed:
+        out.insert(0, f"the text names no port: {port} is the tool's default, assumed here")
     if needs_privilege(port, f.unprivileged_start):
         out.append(
             f"binding it needs root or CAP_NET_BIND_SERVICE here (unprivileged ports start"
@@ -137,6 +139,9 @@ def port_lines(p: Parsed, f: Facts) -> tuple[str, ...]:
 
 
 def live_lines(p: Parsed, f: Facts, dests: tuple[str, ...]) -> tuple[str, ...]:
+    if p.port is None and p.path is not None and f.unix_socket is not None:
+        says = {True: "a server listens on it", False: "no server listens on it", None: "unknown"}
+        return (f"{p.path}: {f.unix_socket}", says[f.unix_listening])
     if p.port is None:
         return ("no port, so nothing to look up",)
     out = [listener_line(x) for x in f.listeners]
