@@ -119,6 +119,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (project, name)
     );
     """,
+    # 3 -> 4: routes may opt in to forwarding field names with "_" (issue 9).
+    """
+    ALTER TABLE routes ADD COLUMN allow_underscores INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -212,10 +216,11 @@ class Store:
             c.execute(
                 "INSERT OR REPLACE INTO routes (name, target, wildcard, auth, secret, "
                 "same_origin, allow_hosts, service_id, created, allow_cross_site, "
-                "allow_origins) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "allow_origins, allow_underscores) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (route.name, route.target, int(route.wildcard), route.auth, route.secret,
                  int(route.same_origin), json.dumps(list(route.allow_hosts)), route.service_id,
-                 time.time(), int(route.allow_cross_site), json.dumps(list(route.allow_origins))),
+                 time.time(), int(route.allow_cross_site), json.dumps(list(route.allow_origins)),
+                 int(route.allow_underscores)),
             )  # fmt: skip
         return existed is None
 
@@ -425,6 +430,7 @@ def _route_from_row(r: sqlite3.Row) -> Route:
         service_id=r["service_id"],
         allow_cross_site=bool(r["allow_cross_site"]),
         allow_origins=tuple(json.loads(r["allow_origins"])),
+        allow_underscores=bool(r["allow_underscores"]),
     )
 
 

@@ -104,11 +104,14 @@ def test_route_add_ls_rm(cli: Cli, up: DaemonConfig) -> None:
     tok = cli("route", "add", "admin", "[::1]:9000", "--auth", "token", "--same-origin")
     assert tok.status == 0
     assert "token: " in tok.stdout
+    cgi = cli("route", "add", "cgi", "3001", "--allow-underscores", "--json")
+    assert json.loads(cgi.stdout)["route"]["allow_underscores"] is True
     listed = cli("route", "ls", "--json")
     rows = json.loads(listed.stdout)["routes"]
-    assert [(r["name"], r["auth"], r["same_origin"]) for r in rows] == [
-        ("admin.localhost", "token", True),
-        ("api.localhost", "none", False),
+    assert [(r["name"], r["auth"], r["same_origin"], r["allow_underscores"]) for r in rows] == [
+        ("admin.localhost", "token", True, False),
+        ("api.localhost", "none", False, False),
+        ("cgi.localhost", "none", False, True),
     ]
     table = cli("route", "ls")
     assert f"http://api.localhost:{up.port}" in table.stdout

@@ -14,7 +14,7 @@ import pytest
 
 from homeport.errors import EnvironmentProblem
 from homeport.gateway.contract import AccessRecord, Route
-from homeport.store import SCHEMA_VERSION, AccessWriter, ServiceRecord, Store
+from homeport.store import MIGRATIONS, SCHEMA_VERSION, AccessWriter, ServiceRecord, Store
 
 
 def record(i: int, route: str | None = "api.localhost", external: bool = False) -> AccessRecord:
@@ -73,6 +73,7 @@ def test_route_round_trip_keeps_every_field(store: Store) -> None:
         same_origin=True,
         allow_hosts=("api.test",),
         service_id="x",
+        allow_underscores=True,
     )
     assert store.put_route(r) is True
     assert store.routes() == [r]
@@ -137,6 +138,24 @@ def test_events_are_ordered(store: Store) -> None:
     b = store.add_event("listener-gone", {"port": 1})
     assert b > a
     assert [e.kind for e in store.events(after=a)] == ["listener-gone"]
+
+
+def test_a_first_schema_database_gains_allow_underscores(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    conn = sqlite3.connect(path)
+    for statement in MIGRATIONS[0].split(";"):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO routes (name, target, created) VALUES ('a.localhost', 'http://127.0.0.1:1', 0)"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.routes() == [Route("a.localhost", "http://127.0.0.1:1")]
+    store.put_route(Route("b.localhost", "http://127.0.0.1:2", allow_underscores=True))
+    assert [r.allow_underscores for r in store.routes()] == [False, True]
+    store.close()
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ examples:
               "uptime_s", "state_dir", "routes", "services", "access_log_rows", "proxy",
               "access_dropped"},
    "routes": [{"name", "target", "wildcard", "auth", "same_origin", "allow_hosts",
-               "service_id"}],
+               "service_id", "allow_underscores"}],
    "services": [{"id", "name", "cmd", "cwd", "port", "pid", "pgid", "owner_pid", "state",
                  "started", "exit_code", ...}],
    "notices": [str]}   one-time notices after an upgrade (shown once, then gone)
