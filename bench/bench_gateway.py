@@ -403,8 +403,8 @@ def measured(
         r.rss_mib = peak_rss_mib(pids)
     if daemon is not None:
         lag = json.loads(daemon.cli("status", "--json"))["status"].get("loop_lag_ms")
-        if isinstance(lag, dict) and "max_recent" in lag:
-            r.lag_ms = float(lag["max_recent"])
+        if isinstance(lag, dict) and "max" in lag:
+            r.lag_ms = float(lag["max"])
     return r
 
 

@@ -80,6 +80,8 @@ def test_status_and_down(cli: Cli, up: DaemonConfig) -> None:
     assert data["running"] is True
     assert data["status"]["port"] == up.port
     assert set(data) == {"running", "status", "routes", "services", "notices"}
+    lag = data["status"]["loop_lag_ms"]
+    assert {"p99", "max", "p99_own", "max_own", "over_5ms", "over_5ms_own"} <= set(lag)
     human = cli("status")
     assert f"at http://homeport.localhost:{up.port}" in human.stdout
     down = cli("down", "--json")
