@@ -19,8 +19,10 @@ With two or more cores the proxies are pinned to core 0 and wrk plus the backend
 interleaved (every target once per round) and the medians of the rounds are reported: req/s,
 MiB/s, p50 / p99 / p99.9 latency (a wrk Lua ``done`` hook prints the percentiles), the proxy's
 CPU (% of one core over the run, its whole process group) and its peak RSS, each with its
-ratio to nginx. For ``homeport up`` the loop lag the daemon sampled during the run
-(``homeport status --json``, ``loop_lag_ms``) is printed too when it reports one.
+ratio to nginx. For ``homeport up`` the worst loop lag the daemon sampled during the run
+(``homeport status --json``, ``loop_lag_ms.max``) is printed too, and in brackets the same
+less the time its thread waited for a CPU (``max_own``): on a shared machine, the part of a
+stall the daemon caused itself.
 
 ``--serve PORT BACKEND_PORT on|off`` is the in-process ProxyServer the benchmark starts.
 """
@@ -312,6 +314,7 @@ class Result:
     cpu_pct: float = float("nan")  # of one core, over the run
     rss_mib: float = float("nan")  # peak (VmHWM) of the proxy's processes
     lag_ms: float = float("nan")  # homeport up: the daemon's worst loop lag in the run
+    own_ms: float = float("nan")  # the same, less the time its thread waited for a CPU
 
 
 _BYTES = {"B": 1 / 2**20, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}
@@ -404,7 +407,7 @@ def measured(
     if daemon is not None:
         lag = json.loads(daemon.cli("status", "--json"))["status"].get("loop_lag_ms")
         if isinstance(lag, dict) and "max" in lag:
-            r.lag_ms = float(lag["max"])
+            r.lag_ms, r.own_ms = float(lag["max"]), float(lag.get("max_own", "nan"))
     return r
 
 
@@ -492,19 +495,19 @@ def report(scenario: str, results: dict[str, list[Result]], conns: int) -> None:
     print(f"\n## {scenario} (wrk -t1 -c{conns}, median of {rounds}; load {os.getloadavg()})")
     print(
         "| target | req/s | × nginx | MiB/s | p50 ms | p99 ms | × nginx | p99.9 ms | × nginx "
-        "| CPU % | RSS MiB | loop lag ms | errors |"
+        "| CPU % | RSS MiB | loop lag ms (own) | errors |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in results:
         errs = sum(r.errors for r in results[name])
-        lag = med(name, "lag_ms")
+        lag, own = med(name, "lag_ms"), med(name, "own_ms")
         print(
             f"| {name} | {med(name, 'rps'):,.0f} | {ratio(name, 'rps')} "
             f"| {med(name, 'mib_s'):,.1f} | {med(name, 'p50_ms'):.2f} "
             f"| {med(name, 'p99_ms'):.2f} | {ratio(name, 'p99_ms')} "
             f"| {med(name, 'p999_ms'):.2f} | {ratio(name, 'p999_ms')} "
             f"| {med(name, 'cpu_pct'):.0f} | {med(name, 'rss_mib'):.0f} "
-            f"| {'-' if lag != lag else f'{lag:.1f}'} | {errs} |"
+            f"| {'-' if lag != lag else f'{lag:.1f} ({own:.1f})'} | {errs} |"
         )
     sys.stdout.flush()
 

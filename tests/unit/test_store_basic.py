@@ -6,6 +6,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,6 +181,33 @@ def test_access_writer_batches_off_thread(tmp_path: Path) -> None:
     assert s.access_count() == 300
     assert writer.dropped == 0
     s.close()
+
+
+def test_access_writer_wakes_for_each_batch_after_sleeping(tmp_path: Path) -> None:
+    """The writer sleeps with nothing to write: the first record into an empty queue wakes
+    it, every time (a lost wake-up would leave rows unwritten until close)."""
+    path = tmp_path / "db"
+    Store(path).close()
+    writer = AccessWriter(path, capacity=1000, interval=0.01)
+    written = threading.Event()
+    writer.on_written = written.set
+    writer.start()
+    try:
+        for batch in range(3):
+            written.clear()
+            writer.sink(record(batch))
+            assert written.wait(20), f"batch {batch} was not written"
+            assert writer.written == batch + 1
+    finally:
+        writer.close()
+
+
+def test_access_counts_per_route_past_an_id(store: Store) -> None:
+    store.append_access([record(i) for i in range(5)])
+    last, counts = store.access_counts(after=0)
+    assert (last, counts) == (5, {"api.localhost": 5})
+    assert sum(store.access_counts(after=3)[1].values()) == 2
+    assert store.access_counts(after=5) == (5, {})
 
 
 def test_access_writer_drops_oldest_beyond_backlog(tmp_path: Path) -> None:

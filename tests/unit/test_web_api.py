@@ -258,6 +258,31 @@ def test_committed_access_rows_wake_the_watcher(dash: Dashboard) -> None:
     assert b'"path": "/n"' in chunk or b'"path":"/n"' in chunk
 
 
+def test_nobody_watching_the_watcher_counts_access_rows_without_reading_them(
+    dash: Dashboard,
+) -> None:
+    """With no page connected a poll reads no access rows (it counts them per route in SQL,
+    for the rates) and waits for nudges only; a page that connects then gets the rates."""
+    from homeport.gateway.contract import AccessRecord
+
+    rec = AccessRecord(1.0, "127.0.0.1", 5, "api.localhost", "GET", "/", 200, 0, 2, 1.0, "api")
+    dash.store.append_access([rec] * 3)
+    read: list[int] = []
+    real_access = dash.store.access
+    dash.store.access = lambda **kw: read.append(1) or real_access(**kw)  # type: ignore[method-assign]
+    assert not dash.watched()
+    dash.poll()
+    assert read == []  # no rows built
+    assert dash._rates()["api"] == 3
+    dash.store.append_access([rec])
+    it = dash.hub.stream(list, frozenset({"access"}))
+    assert dash.watched()
+    dash.poll()  # watched: the new row is read and published
+    assert read == [1]
+    assert dash._rates()["api"] == 4
+    del it
+
+
 def test_route_changes_wake_the_watcher(dash: Dashboard) -> None:
     """The gateway nudges the watcher too: a route added (here as the control API would) is
     on the pages long before the minute-long poll interval."""

@@ -68,7 +68,7 @@ class ProxyServer:
             config.upstream_idle_timeout,
             config.max_upstream_header_bytes,
         )
-        self.conns: set[ClientConnection] = set()
+        self.conns = _Connections()
         self.bound: list[tuple[str, int]] = []
         #: The one port every listener shares (0 when they differ).
         self.single_port = 0
@@ -167,7 +167,10 @@ class ProxyServer:
         cfg = self.config
         interval = max(0.05, min(1.0, cfg.header_timeout / 4, cfg.upstream_header_timeout / 4))
         while True:
-            await asyncio.sleep(interval)
+            if self.conns:
+                await asyncio.sleep(interval)
+            else:
+                await self._idle()
             now = self.loop.time()
             for conn in [c for c in self.conns if c.deadline and now > c.deadline]:
                 try:
@@ -175,6 +178,18 @@ class ProxyServer:
                 except Exception:
                     log.exception("expiring a connection failed")
             self.pool.sweep(time.monotonic())
+
+    async def _idle(self) -> None:
+        """No client connection, so no deadline: sleep until a pooled upstream is due to be
+        closed, or until a client connects. A timer every ``interval`` woke an idle daemon
+        for nothing (issue 9: <= 2 wakeups a second when idle)."""
+        wake = asyncio.Event()
+        self.conns.wake = wake
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), self.pool.next_expiry(time.monotonic()))
+        finally:
+            self.conns.wake = None
 
     async def _close_servers(self) -> None:
         servers, self._servers = self._servers, []
@@ -199,3 +214,17 @@ class ProxyServer:
                 await self._sweeper
             self._sweeper = None
         await self._close_servers()
+
+
+class _Connections(set["ClientConnection"]):
+    """The open client connections. The first one added while the sweep sleeps for want of
+    any (``wake`` set) wakes it: a Python-level ``add`` per new connection, so that an idle
+    gateway needs no timer."""
+
+    wake: asyncio.Event | None = None
+
+    def add(self, conn: ClientConnection) -> None:
+        set.add(self, conn)
+        if self.wake is not None:
+            self.wake.set()
+            self.wake = None
