@@ -325,7 +325,11 @@ class Store:
                 "INSERT INTO access (time, client_addr, client_port, host, method, path, status,"
                 " bytes_in, bytes_out, duration_ms, route, reason, external)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [_access_row(r) for r in records],
+                # An AccessRecord is a tuple in the columns' order (``external`` a bool, which
+                # SQLite stores as 0/1): bound as it is, with no Python per row on the
+                # writer's thread, whose every bytecode competes with the event loop for
+                # the GIL.
+                records,
             )
             last = c.execute("SELECT max(id) FROM access").fetchone()[0]
             c.execute("DELETE FROM access WHERE id <= ?", (last - self.access_capacity,))
@@ -450,11 +454,6 @@ def _service_from_row(r: sqlite3.Row) -> ServiceRecord:
         state=cast(ServiceState, r["state"]), started=r["started"], pid_start=r["pid_start"],
         owner_start=r["owner_start"], exit_code=r["exit_code"], stopped=r["stopped"],
     )  # fmt: skip
-
-
-def _access_row(r: AccessRecord) -> tuple[Any, ...]:
-    return (r.time, r.client_addr, r.client_port, r.host, r.method, r.path, r.status,
-            r.bytes_in, r.bytes_out, r.duration_ms, r.route, r.reason, int(r.external))  # fmt: skip
 
 
 def _access_from_row(r: sqlite3.Row) -> AccessEntry:
