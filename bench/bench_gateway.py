@@ -396,8 +396,6 @@ def measured(
     """One wrk run, with the proxy's CPU over it, its peak RSS and (homeport up) loop lag."""
     path, extra = scenario
     pids = group_pids(pid) if pid is not None else []
-    if daemon is not None:
-        daemon.cli("status", "--json")  # resets nothing; warms the control path's imports
     t0, c0 = time.monotonic(), cpu_ticks(pids)
     r = wrk(port, path, extra, duration, conns)
     if pids:

@@ -373,7 +373,13 @@ class Store:
         return last, {r[0]: int(r[1]) for r in rows}
 
     def access_count(self) -> int:
-        return int(self._conn.execute("SELECT count(*) FROM access").fetchone()[0])
+        """Rows in the ring. Its ids are contiguous (rows are only ever trimmed from the
+        oldest end), so two index lookups give the count: ``count(*)`` walked all 100,000
+        rows, ~4 ms on the daemon's loop for every ``status`` call."""
+        row = self._conn.execute(
+            "SELECT (SELECT max(id) FROM access) - (SELECT min(id) FROM access) + 1"
+        ).fetchone()
+        return int(row[0] or 0)
 
     # -- events --------------------------------------------------------------------------
 
