@@ -6,11 +6,12 @@ watching, beside an idle nginx (one worker) with 20 server blocks, in the same r
 ``homeport up -d`` (the installed console script, its own HOME and XDG_STATE_HOME) gets
 ``--routes`` routes with ``homeport route add``; then, after a settling period of
 ``--settle`` seconds, CPU time (utime + stime of every thread, ``/proc/PID/task/*/stat``)
-and wakeups are counted over ``--seconds``. A wakeup is one more time a thread was put on a
-CPU: the second field of ``/proc/PID/task/TID/schedstat`` (``pcount``), summed over the
-process's threads; voluntary context switches (``/proc/PID/task/*/status``) are printed
-beside it. Rounds alternate homeport and nginx; medians are reported. Targets (issue 9):
-<= 0.2% of one core and <= 2 wakeups a second.
+and wakeups are counted over ``--seconds``. A wakeup is a thread that slept being made
+runnable again: its voluntary context switches (``/proc/PID/task/*/status``), summed over
+the process's threads. Beside it, the times a thread was put on a CPU at all (the third
+field of ``/proc/PID/task/TID/schedstat``, ``pcount``), which on a loaded machine also
+counts every preemption of a thread that was busy. Rounds alternate homeport and nginx;
+medians are reported. Targets (issue 9): <= 0.2% of one core and <= 2 wakeups a second.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def children(pid: int) -> list[int]:
 
 
 def measure(pid: int, seconds: float) -> tuple[float, float, float]:
-    """(% of one core, wakeups/s, voluntary switches/s) over ``seconds``."""
+    """(% of one core, on-CPU runs/s, voluntary switches/s) over ``seconds``."""
     c0, r0, v0 = counters(pid)
     t0 = time.monotonic()
     time.sleep(seconds)  # the measurement window itself, not a readiness wait
@@ -146,12 +147,12 @@ def main() -> int:
                 os.killpg(nginx.pid, signal.SIGTERM)
                 nginx.wait(10)
     print(f"\n## idle, {args.routes} routes, {args.seconds:g} s windows, median of {args.rounds}")
-    print("| target | CPU % of a core | wakeups/s | voluntary switches/s |")
+    print("| target | CPU % of a core | wakeups/s (voluntary switches) | on-CPU runs/s |")
     print("|---|---:|---:|---:|")
     for name, rows in results.items():
         if rows:
-            cpu, wake, vol = (statistics.median(r[i] for r in rows) for i in range(3))
-            print(f"| {name} | {cpu:.3f} | {wake:.2f} | {vol:.2f} |")
+            cpu, runs, vol = (statistics.median(r[i] for r in rows) for i in range(3))
+            print(f"| {name} | {cpu:.3f} | {vol:.2f} | {runs:.2f} |")
     print(f"# load after: {os.getloadavg()}")
     return 0
 
