@@ -1,7 +1,7 @@
 """Gateway throughput and latency: ``homeport up`` as users run it, against nginx and Caddy.
 
     .venv/bin/python bench/bench_gateway.py [--duration 5] [--rounds 3] [--only small,close,64k]
-        [--targets "homeport up,nginx"] [--connections 50]
+        [--targets "homeport up,nginx"] [--connections 50] [--compare-src OTHER/src]
 
 One nginx backend (one worker) serves ``/small`` (13 bytes) and ``/64k`` (65,536 bytes). Each
 proxy forwards ``Host: app.localhost`` to it:
@@ -9,6 +9,8 @@ proxy forwards ``Host: app.localhost`` to it:
 - **homeport up**: the installed console script (``.venv/bin/homeport up -d --port P``, all
   other settings default: SQLite access log, dashboard sampler, store watcher), with its own
   temporary HOME and XDG_STATE_HOME and one route added by ``homeport route add``;
+- with ``--compare-src``, the same for another checkout (``git archive REV src | tar -x``),
+  a before/after pair in the same interleaved rounds;
 - **ProxyServer (in-process)**: the proxy alone in a bench process, access records into an
   in-memory ring (the row earlier rounds of this benchmark reported);
 - nginx as a reverse proxy (one worker, upstream keepalive), Caddy (GOMAXPROCS=1), portless
@@ -217,13 +219,17 @@ class Daemon:
                 os.kill(self.pid, signal.SIGTERM)
 
 
-def start_daemon(d: Path, backend: int, core: int | None) -> Daemon:
+def start_daemon(d: Path, backend: int, core: int | None, src: str | None = None) -> Daemon:
     """The product as a user starts it: the console script, default settings, one route.
-    ``homeport up -d`` returns once the daemon listens (its readiness pipe)."""
-    home = d / "home"
+    ``homeport up -d`` returns once the daemon listens (its readiness pipe). With ``src``,
+    the same script runs another checkout's code (``PYTHONPATH`` comes before the editable
+    install's path entry)."""
+    home = d / ("home" if src is None else f"home-{len(list(d.glob('home*')))}")
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEPORT_")}
     env |= {"HOME": str(home), "XDG_STATE_HOME": str(home / "state")}
+    if src is not None:
+        env["PYTHONPATH"] = src
     port = free_port()
     argv = [str(HOMEPORT), "up", "-d", "--json", "--port", str(port)]
     if core is not None:
@@ -238,7 +244,7 @@ def start_daemon(d: Path, backend: int, core: int | None) -> Daemon:
 
 
 def start_proxies(
-    d: Path, backend: int, procs: list[Proc], daemons: list[Daemon]
+    d: Path, backend: int, procs: list[Proc], daemons: list[Daemon], compare: str | None = None
 ) -> tuple[dict[str, int], dict[str, int], list[str]]:
     """Start every proxy; each one is added to ``procs`` (or ``daemons``) as soon as it is
     spawned, so the caller stops it even when a later one fails to start. Returns the ports
@@ -249,6 +255,10 @@ def start_proxies(
     if HOMEPORT.exists():
         daemons.append(start_daemon(d, backend, CORE_PROXY))
         ports[UP], pids[UP] = daemons[-1].port, daemons[-1].pid
+        if compare:
+            daemons.append(start_daemon(d, backend, CORE_PROXY, compare))
+            name = f"{UP} @ {compare}"
+            ports[name], pids[name] = daemons[-1].port, daemons[-1].pid
     else:
         notes.append(f"homeport up: {HOMEPORT} is missing (make .venv/.installed)")
     port = free_port()
@@ -423,6 +433,11 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument(
+        "--compare-src",
+        metavar="SRC",
+        help="also run homeport up on another checkout's src (before/after, same rounds)",
+    )
     ap.add_argument("--only", default="small,close,64k")
     ap.add_argument("--targets", default="", help="comma list; default all")
     ap.add_argument("--serve", nargs=3, metavar=("PORT", "BACKEND", "ON_OFF"))
@@ -447,13 +462,14 @@ def main() -> int:
         procs: list[Proc] = [backend]
         daemons: list[Daemon] = []
         try:
-            ports, pids, notes = start_proxies(d, bport, procs, daemons)
+            ports, pids, notes = start_proxies(d, bport, procs, daemons, args.compare_src)
             for note in notes:
                 print("#", note)
             if args.targets:
                 keep = set(args.targets.split(","))
                 ports = {k: v for k, v in ports.items() if k in keep or k == "nginx"}
-            run_all(ports, pids, daemons[0] if daemons else None, args)
+            by_port = {daemon.port: daemon for daemon in daemons}
+            run_all(ports, pids, by_port, args)
         finally:
             for daemon in daemons:
                 daemon.stop()
@@ -464,7 +480,10 @@ def main() -> int:
 
 
 def run_all(
-    ports: dict[str, int], pids: dict[str, int], daemon: Daemon | None, args: argparse.Namespace
+    ports: dict[str, int],
+    pids: dict[str, int],
+    daemons: dict[int, Daemon],
+    args: argparse.Namespace,
 ) -> None:
     for scenario in args.only.split(","):
         path, extra = SCENARIOS[scenario]
@@ -474,7 +493,7 @@ def run_all(
         for _ in range(args.rounds):
             for name, port in ports.items():
                 r = measured(
-                    name, port, pids.get(name), daemon if name == UP else None,
+                    name, port, pids.get(name), daemons.get(port),
                     SCENARIOS[scenario], args.duration, args.connections,
                 )  # fmt: skip
                 results[name].append(r)
