@@ -283,6 +283,29 @@ def test_nobody_watching_the_watcher_counts_access_rows_without_reading_them(
     del it
 
 
+def test_a_backlog_of_access_rows_sends_the_newest_and_counts_the_rest(dash: Dashboard) -> None:
+    from homeport.gateway.contract import AccessRecord
+    from homeport.web.live import LIVE_ACCESS
+
+    it = dash.hub.stream(list, frozenset({"access"}))
+    sub = next(iter(dash.hub._subs))
+    rows = [
+        AccessRecord(1.0, "127.0.0.1", 5, "a.localhost", "GET", f"/{i}", 200, 0, 2, 1.0, "a")
+        for i in range(LIVE_ACCESS * 3)
+    ]
+    dash.store.append_access(rows)
+    dash.poll()
+    message = json.loads(sub.queue.get_nowait().split(b"data: ", 1)[1])
+    paths = [r["path"] for r in message["records"]]
+    assert paths == [f"/{i}" for i in range(LIVE_ACCESS * 2, LIVE_ACCESS * 3)]
+    assert dash._rates()["a"] == LIVE_ACCESS * 3
+    dash.store.append_access(rows[:1])
+    dash.poll()  # caught up: the next row goes as usual
+    message = json.loads(sub.queue.get_nowait().split(b"data: ", 1)[1])
+    assert [r["path"] for r in message["records"]] == ["/0"]
+    del it
+
+
 def test_route_changes_wake_the_watcher(dash: Dashboard) -> None:
     """The gateway nudges the watcher too: a route added (here as the control API would) is
     on the pages long before the minute-long poll interval."""

@@ -14,7 +14,8 @@ Two loops, both owned by ``Dashboard`` (started by ``start``, ended by ``close``
 
 While nobody is connected the watcher polls on nudges only (no timer: an idle daemon must
 not wake, issue 9), it does not read access rows (building 2,000 of them a poll on the event
-loop stalled it under load), only counts them per route in SQL for the request rates, and
+loop stalled it under load), only counts them per route in SQL for the request rates; with
+a page connected a poll builds at most ``LIVE_ACCESS`` rows (the newest); and
 the sampler walks owners only when the socket set changed (``UNWATCHED_REFRESH``).
 
 Messages on the stream (``event:`` names; ``data:`` is JSON):
@@ -57,6 +58,10 @@ log = logging.getLogger("homeport.web.live")
 
 RECENT_EVENTS = 300
 RECENT_ACCESS = 300
+#: Most access rows one poll builds for the pages: under load the writer commits thousands
+#: per 0.2 s, and building each row's JSON on the event loop is what stalled it (issue 9).
+#: Past this, a poll sends the newest rows and counts the rest for the rates in SQL.
+LIVE_ACCESS = 200
 RATE_WINDOW = 60.0
 #: Least time between two polls of the store: a burst of nudges costs one poll.
 NUDGE_GAP = 0.05
@@ -241,7 +246,13 @@ class Dashboard:
             self.hub.publish("events", {"events": [e.to_json() for e in batch]}, batch[-1].id)
 
     def _poll_access(self) -> None:
-        entries = self.store.access(after=self._last_access, limit=2000)
+        entries = self.store.access(after=self._last_access, limit=LIVE_ACCESS + 1)
+        if len(entries) > LIVE_ACCESS:  # a backlog: the newest rows only, the rest counted
+            self._count_access()
+            self.hub.publish(
+                "access", {"records": [e.to_json() for e in self.store.access(limit=LIVE_ACCESS)]}
+            )
+            return
         if not entries:
             return
         self._last_access = entries[-1].id
