@@ -202,6 +202,25 @@ def test_access_writer_wakes_for_each_batch_after_sleeping(tmp_path: Path) -> No
         writer.close()
 
 
+def test_access_writer_loses_no_wakeup_while_records_keep_coming(tmp_path: Path) -> None:
+    """Records sunk while the writer drains are written without waiting for close()."""
+    path = tmp_path / "db"
+    Store(path).close()
+    writer = AccessWriter(path, capacity=100_000, interval=0.001)
+    writer.start()
+    try:
+        for i in range(20_000):
+            writer.sink(record(i))
+            if i % 500 == 0:
+                time.sleep(0)  # let the writer run mid-stream, as the loop would
+        deadline = time.monotonic() + 30
+        while writer.written < 20_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer.written == 20_000
+    finally:
+        writer.close()
+
+
 def test_access_counts_per_route_past_an_id(store: Store) -> None:
     store.append_access([record(i) for i in range(5)])
     last, counts = store.access_counts(after=0)
