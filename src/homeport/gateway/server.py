@@ -68,7 +68,10 @@ class ProxyServer:
             config.upstream_idle_timeout,
             config.max_upstream_header_bytes,
         )
-        self.conns = _Connections()
+        self.conns: set[ClientConnection] = set()
+        #: Connections ever accepted; ``_idle`` sets ``_wake`` for the next one to end it.
+        self.accepted = 0
+        self._wake: asyncio.Event | None = None
         self.bound: list[tuple[str, int]] = []
         #: The one port every listener shares (0 when they differ).
         self.single_port = 0
@@ -132,7 +135,7 @@ class ProxyServer:
         chosen = 0
         for host, port in listen:
             server = await self.loop.create_server(
-                lambda: ClientConnection(self),
+                self._accepted,
                 host,
                 port or chosen,
                 reuse_address=True,
@@ -144,6 +147,15 @@ class ProxyServer:
                 self.bound.append((str(addr[0]), int(addr[1])))
                 chosen = chosen or int(addr[1])
         log.info("gateway listening on %s", self.bound)
+
+    def _accepted(self) -> ClientConnection:
+        """The protocol factory, called once per accepted connection. A new connection brings
+        a deadline, so it also ends the sweep's idle wait (see ``_idle``)."""
+        self.accepted += 1
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
+        return ClientConnection(self)
 
     def set_routes(self, table: RouteTable) -> None:
         """Swap in a new route snapshot; requests already under way keep their upstream."""
@@ -166,8 +178,13 @@ class ProxyServer:
     async def _sweep(self) -> None:
         cfg = self.config
         interval = max(0.05, min(1.0, cfg.header_timeout / 4, cfg.upstream_header_timeout / 4))
+        seen = -1
         while True:
-            if self.conns:
+            # Idle only after a whole interval without a new connection: a client that
+            # connects once per request (Connection: close, one at a time) would otherwise
+            # end an idle wait with every connection.
+            if self.conns or self.accepted != seen:
+                seen = self.accepted
                 await asyncio.sleep(interval)
             else:
                 await self._idle()
@@ -183,13 +200,12 @@ class ProxyServer:
         """No client connection, so no deadline: sleep until a pooled upstream is due to be
         closed, or until a client connects. A timer every ``interval`` woke an idle daemon
         for nothing (issue 9: <= 2 wakeups a second when idle)."""
-        wake = asyncio.Event()
-        self.conns.wake = wake
+        wake = self._wake = asyncio.Event()
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), self.pool.next_expiry(time.monotonic()))
         finally:
-            self.conns.wake = None
+            self._wake = None
 
     async def _close_servers(self) -> None:
         servers, self._servers = self._servers, []
@@ -214,17 +230,3 @@ class ProxyServer:
                 await self._sweeper
             self._sweeper = None
         await self._close_servers()
-
-
-class _Connections(set["ClientConnection"]):
-    """The open client connections. The first one added while the sweep sleeps for want of
-    any (``wake`` set) wakes it: a Python-level ``add`` per new connection, so that an idle
-    gateway needs no timer."""
-
-    wake: asyncio.Event | None = None
-
-    def add(self, conn: ClientConnection) -> None:
-        set.add(self, conn)
-        if self.wake is not None:
-            self.wake.set()
-            self.wake = None

@@ -69,7 +69,7 @@ NUDGE_GAP = 0.05
 #: walk (tens of ms of a core) again only after UNWATCHED_REFRESH seconds with the same
 #: sockets. A page that connects wakes the sampler, which walks if its rows are older than
 #: the watched refresh.
-IDLE_SAMPLE = 10.0
+IDLE_SAMPLE = 30.0
 WATCHED_REFRESH = 10.0
 UNWATCHED_REFRESH = 300.0
 
