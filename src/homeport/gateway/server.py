@@ -119,9 +119,7 @@ class ProxyServer:
         if not sockets:
             raise ValueError("no sockets to serve")
         for sock in sockets:
-            server = await self.loop.create_server(
-                lambda: ClientConnection(self), sock=sock, backlog=4096
-            )
+            server = await self.loop.create_server(self._accepted, sock=sock, backlog=4096)
             self._servers.append(server)
             addr = sock.getsockname()
             self.bound.append((str(addr[0]), int(addr[1])))
