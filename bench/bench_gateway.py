@@ -1,22 +1,40 @@
-"""Gateway throughput and latency: homeport against nginx, Caddy and portless, same run.
+"""Gateway throughput and latency: ``homeport up`` as users run it, against nginx and Caddy.
 
-    .venv/bin/python bench/bench_gateway.py [--duration 5] [--rounds 5] [--only small,close,64k]
+    .venv/bin/python bench/bench_gateway.py [--duration 5] [--rounds 3] [--only small,close,64k]
+        [--targets "homeport up,nginx"] [--connections 50] [--compare-src OTHER/src]
 
-One nginx backend (one worker, pinned with wrk to core 1) serves ``/small`` (13 bytes) and
-``/64k`` (65,536 bytes). Each proxy runs pinned to core 0 and forwards ``Host: app.localhost``
-to it: homeport (access log + Host check on, and a second row with both off), nginx as a
-reverse proxy (one worker, upstream keepalive), Caddy (GOMAXPROCS=1) and portless (node),
-plus wrk straight at the backend ("direct"). wrk runs ``-t1 -c50`` for ``--duration`` seconds;
-rounds are interleaved (every target once per round) and the median of the rounds is
-reported with the ratio to nginx. Peers that are not installed are skipped and said so.
+One nginx backend (one worker) serves ``/small`` (13 bytes) and ``/64k`` (65,536 bytes). Each
+proxy forwards ``Host: app.localhost`` to it:
 
-``--serve PORT BACKEND_PORT on|off`` is the homeport process the benchmark starts itself.
+- **homeport up**: the installed console script (``.venv/bin/homeport up -d --port P``, all
+  other settings default: SQLite access log, dashboard sampler, store watcher), with its own
+  temporary HOME and XDG_STATE_HOME and one route added by ``homeport route add``;
+- with ``--compare-src``, the same for another checkout (``git archive REV src | tar -x``),
+  a before/after pair in the same interleaved rounds;
+- **ProxyServer (in-process)**: the proxy alone in a bench process, access records into an
+  in-memory ring (the row earlier rounds of this benchmark reported);
+- nginx as a reverse proxy (one worker, upstream keepalive), Caddy (GOMAXPROCS=1), portless
+  (node) when installed, and wrk straight at the backend ("direct").
+
+With two or more cores the proxies are pinned to core 0 and wrk plus the backend to core 1
+(``taskset``). wrk runs ``-t1 -c50 --latency`` for ``--duration`` seconds; rounds are
+interleaved (every target once per round) and the medians of the rounds are reported: req/s,
+MiB/s, p50 / p99 / p99.9 latency (a wrk Lua ``done`` hook prints the percentiles), the proxy's
+CPU (% of one core over the run, its whole process group) and its peak RSS, each with its
+ratio to nginx. For ``homeport up`` the worst loop lag the daemon sampled during the run
+(``homeport status --json``, ``loop_lag_ms.max``) is printed too, and in brackets the same
+less the time its thread waited for a CPU (``max_own``): on a shared machine, the part of a
+stall the daemon caused itself.
+
+``--serve PORT BACKEND_PORT on|off`` is the in-process ProxyServer the benchmark starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -109,8 +127,19 @@ class Proc:
 LOGS = Path(tempfile.gettempdir())
 
 
-def spawn(name: str, argv: list[str], core: int, env: dict[str, str] | None = None) -> Proc:
-    full = ["taskset", "-c", str(core), *argv]
+#: With two cores or more: proxies on core 0, wrk and the backend on core 1 (else unpinned).
+CORE_PROXY, CORE_LOAD = (
+    (0, 1)
+    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
+    else (
+        None,
+        None,
+    )
+)
+
+
+def spawn(name: str, argv: list[str], core: int | None, env: dict[str, str] | None = None) -> Proc:
+    full = argv if core is None else ["taskset", "-c", str(core), *argv]
     logf = (LOGS / f"{name}.log").open("wb")
     p = subprocess.Popen(
         full,
@@ -156,26 +185,91 @@ def start_backend(d: Path) -> tuple[Proc, int]:
     port = free_port()
     conf = d / "backend.conf"
     conf.write_text(NGINX_BACKEND.format(d=d, port=port))
-    p = spawn("backend", ["nginx", "-c", str(conf), "-p", str(d)], core=1)
+    p = spawn("backend", ["nginx", "-c", str(conf), "-p", str(d)], core=CORE_LOAD)
     wait_port(port)
     return p, port
 
 
-def start_proxies(d: Path, backend: int, procs: list[Proc]) -> tuple[dict[str, int], list[str]]:
-    """Start every proxy; each one is added to ``procs`` as soon as it is spawned, so the
-    caller stops it even when a later one fails to start."""
+HOMEPORT = ROOT / ".venv" / "bin" / "homeport"
+UP = "homeport up"
+IN_PROCESS = "ProxyServer (in-process)"
+
+
+@dataclass
+class Daemon:
+    """``homeport up -d`` with its own HOME: stopped with ``homeport down``, else SIGTERM."""
+
+    env: dict[str, str]
+    pid: int
+    port: int
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(HOMEPORT), *args], env=self.env, capture_output=True, text=True, timeout=30
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"homeport {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def stop(self) -> None:
+        try:
+            self.cli("down")
+        except (RuntimeError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+
+
+def start_daemon(d: Path, backend: int, core: int | None, src: str | None = None) -> Daemon:
+    """The product as a user starts it: the console script, default settings, one route.
+    ``homeport up -d`` returns once the daemon listens (its readiness pipe). With ``src``,
+    the same script runs another checkout's code (``PYTHONPATH`` comes before the editable
+    install's path entry)."""
+    home = d / ("home" if src is None else f"home-{len(list(d.glob('home*')))}")
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEPORT_")}
+    env |= {"HOME": str(home), "XDG_STATE_HOME": str(home / "state")}
+    if src is not None:
+        env["PYTHONPATH"] = src
+    port = free_port()
+    argv = [str(HOMEPORT), "up", "-d", "--json", "--port", str(port)]
+    if core is not None:
+        argv = ["taskset", "-c", str(core), *argv]  # the daemon inherits the affinity
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"homeport up failed: {done.stderr.strip()}")
+    info = json.loads(done.stdout)
+    daemon = Daemon(env, int(info["pid"]), port)
+    daemon.cli("route", "add", "app", str(backend), "--json")
+    return daemon
+
+
+def start_proxies(
+    d: Path, backend: int, procs: list[Proc], daemons: list[Daemon], compare: str | None = None
+) -> tuple[dict[str, int], dict[str, int], list[str]]:
+    """Start every proxy; each one is added to ``procs`` (or ``daemons``) as soon as it is
+    spawned, so the caller stops it even when a later one fails to start. Returns the ports
+    and the process-group leaders whose CPU and memory are measured."""
     ports: dict[str, int] = {"direct": backend}
+    pids: dict[str, int] = {}
     notes: list[str] = []
-    for features in ("on", "off"):
-        port = free_port()
-        argv = [sys.executable, __file__, "--serve", str(port), str(backend), features]
-        procs.append(spawn(f"homeport-{features}", argv, core=0))
-        ports[f"homeport ({features})"] = port
+    if HOMEPORT.exists():
+        daemons.append(start_daemon(d, backend, CORE_PROXY))
+        ports[UP], pids[UP] = daemons[-1].port, daemons[-1].pid
+        if compare:
+            daemons.append(start_daemon(d, backend, CORE_PROXY, compare))
+            name = f"{UP} @ {compare}"
+            ports[name], pids[name] = daemons[-1].port, daemons[-1].pid
+    else:
+        notes.append(f"homeport up: {HOMEPORT} is missing (make .venv/.installed)")
+    port = free_port()
+    argv = [sys.executable, __file__, "--serve", str(port), str(backend), "on"]
+    procs.append(spawn("homeport-in-process", argv, core=CORE_PROXY))
+    ports[IN_PROCESS], pids[IN_PROCESS] = port, procs[-1].popen.pid
     port = free_port()
     conf = d / "proxy.conf"
     conf.write_text(NGINX_PROXY.format(d=d, port=port, backend=backend))
-    procs.append(spawn("nginx", ["nginx", "-c", str(conf), "-p", str(d)], core=0))
-    ports["nginx"] = port
+    procs.append(spawn("nginx", ["nginx", "-c", str(conf), "-p", str(d)], core=CORE_PROXY))
+    ports["nginx"], pids["nginx"] = port, procs[-1].popen.pid
     if shutil.which("caddy"):
         port = free_port()
         (d / "Caddyfile").write_text(CADDYFILE.format(port=port, backend=backend))
@@ -186,15 +280,16 @@ def start_proxies(d: Path, backend: int, procs: list[Proc]) -> tuple[dict[str, i
             "XDG_DATA_HOME": str(d),
             "XDG_CONFIG_HOME": str(d),
         }
-        procs.append(spawn("caddy", argv, core=0, env=env))
-        ports["caddy"] = port
+        procs.append(spawn("caddy", argv, core=CORE_PROXY, env=env))
+        ports["caddy"], pids["caddy"] = port, procs[-1].popen.pid
     else:
         notes.append("caddy: not installed (apt-get install caddy)")
     if PORTLESS.exists() and shutil.which("node"):
         port = free_port()
         env = {"PORTLESS_STATE_DIR": str(d / "portless"), "PORTLESS_SYNC_HOSTS": "0"}
         argv = ["node", str(PORTLESS), "proxy", "start", "--no-tls", "-p", str(port)]
-        procs.append(spawn("portless", [*argv, "--foreground"], core=0, env=env))
+        procs.append(spawn("portless", [*argv, "--foreground"], core=CORE_PROXY, env=env))
+        pids["portless"] = procs[-1].popen.pid
         wait_port(port)
         subprocess.run(
             ["node", str(PORTLESS), "alias", "app", str(backend), "--force"],
@@ -212,7 +307,7 @@ def start_proxies(d: Path, backend: int, procs: list[Proc]) -> tuple[dict[str, i
             log = d / f"{name}.log"
             print(f"# {name} did not start:", log.read_text()[-2000:] if log.exists() else "")
             raise
-    return ports, notes
+    return ports, pids, notes
 
 
 # -- wrk ----------------------------------------------------------------------------------------
@@ -222,26 +317,32 @@ def start_proxies(d: Path, backend: int, procs: list[Proc]) -> tuple[dict[str, i
 class Result:
     rps: float
     mib_s: float
+    p50_ms: float
     p99_ms: float
+    p999_ms: float
     errors: int
+    cpu_pct: float = float("nan")  # of one core, over the run
+    rss_mib: float = float("nan")  # peak (VmHWM) of the proxy's processes
+    lag_ms: float = float("nan")  # homeport up: the daemon's worst loop lag in the run
+    own_ms: float = float("nan")  # the same, less the time its thread waited for a CPU
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 _BYTES = {"B": 1 / 2**20, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}
+#: wrk's --latency lists 50/75/90/99 only; this hook prints p99.9 too (in microseconds).
+LUA = """
+done = function(summary, latency, requests)
+  for _, p in pairs({50, 99, 99.9}) do
+    io.write(string.format("PCT %g %d\\n", p, latency:percentile(p)))
+  end
+end
+"""
 
 
-def wrk(port: int, path: str, extra: list[str], duration: float) -> Result:
-    argv = [
-        "taskset",
-        "-c",
-        "1",
-        "wrk",
-        "-t1",
-        "-c50",
-        f"-d{max(1, round(duration))}s",
-        "--latency",
-    ]
-    argv += ["-H", "Host: app.localhost", *extra, f"http://127.0.0.1:{port}{path}"]
+def wrk(port: int, path: str, extra: list[str], duration: float, conns: int = 50) -> Result:
+    argv = [] if CORE_LOAD is None else ["taskset", "-c", str(CORE_LOAD)]
+    argv += ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(duration))}s", "--latency"]
+    argv += ["-s", str(LOGS / "pct.lua"), "-H", "Host: app.localhost", *extra]
+    argv.append(f"http://127.0.0.1:{port}{path}")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
     out = done.stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -250,8 +351,7 @@ def wrk(port: int, path: str, extra: list[str], duration: float) -> Result:
     rps = float(m.group(1))
     tm = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
     mib = float(tm.group(1)) * _BYTES[tm.group(2)] if tm else 0.0
-    pm = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    p99 = float(pm.group(1)) * _UNITS[pm.group(2)] if pm else float("nan")
+    pct = {float(p): int(us) / 1000.0 for p, us in re.findall(r"PCT ([\d.]+) (\d+)", out)}
     errors = 0
     em = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if em:
@@ -259,7 +359,64 @@ def wrk(port: int, path: str, extra: list[str], duration: float) -> Result:
     nm = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if nm:
         errors += int(nm.group(1))
-    return Result(rps, mib, p99, errors)
+    nan = float("nan")
+    return Result(rps, mib, pct.get(50, nan), pct.get(99, nan), pct.get(99.9, nan), errors)
+
+
+def group_pids(leader: int) -> list[int]:
+    """The leader and every process in its process group or below it (nginx's worker)."""
+    out = [leader]
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry.name}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(entry.name) != leader and leader in (int(fields[1]), int(fields[2])):
+            out.append(int(entry.name))
+    return out
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total
+
+
+def peak_rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def measured(
+    name: str, port: int, pid: int | None, daemon: Daemon | None, scenario: tuple[str, list[str]],
+    duration: float, conns: int,
+) -> Result:  # fmt: skip
+    """One wrk run, with the proxy's CPU over it, its peak RSS and (homeport up) loop lag."""
+    path, extra = scenario
+    pids = group_pids(pid) if pid is not None else []
+    t0, c0 = time.monotonic(), cpu_ticks(pids)
+    r = wrk(port, path, extra, duration, conns)
+    if pids:
+        hz = os.sysconf("SC_CLK_TCK")
+        r.cpu_pct = 100.0 * (cpu_ticks(pids) - c0) / hz / (time.monotonic() - t0)
+        r.rss_mib = peak_rss_mib(pids)
+    if daemon is not None:
+        lag = json.loads(daemon.cli("status", "--json"))["status"].get("loop_lag_ms")
+        if isinstance(lag, dict) and "max" in lag:
+            r.lag_ms, r.own_ms = float(lag["max"]), float(lag.get("max_own", "nan"))
+    return r
 
 
 def machine() -> str:
@@ -274,7 +431,13 @@ def machine() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--duration", type=float, default=5.0)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument(
+        "--compare-src",
+        metavar="SRC",
+        help="also run homeport up on another checkout's src (before/after, same rounds)",
+    )
     ap.add_argument("--only", default="small,close,64k")
     ap.add_argument("--targets", default="", help="comma list; default all")
     ap.add_argument("--serve", nargs=3, metavar=("PORT", "BACKEND", "ON_OFF"))
@@ -287,57 +450,81 @@ def main() -> int:
             print(f"missing {tool}: apt-get install {tool if tool != 'taskset' else 'util-linux'}")
             return 3
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {machine()}")
+    pinning = "unpinned" if CORE_PROXY is None else f"proxies on core {CORE_PROXY}"
+    print(f"# {pinning}, wrk + backend on core {CORE_LOAD} · load {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="hp-bench-") as tmp:
         d = Path(tmp)
         d.chmod(0o755)  # nginx workers run as nobody
         global LOGS
         LOGS = d
+        (d / "pct.lua").write_text(LUA)
         backend, bport = start_backend(d)
         procs: list[Proc] = [backend]
+        daemons: list[Daemon] = []
         try:
-            ports, notes = start_proxies(d, bport, procs)
+            ports, pids, notes = start_proxies(d, bport, procs, daemons, args.compare_src)
             for note in notes:
                 print("#", note)
             if args.targets:
                 keep = set(args.targets.split(","))
                 ports = {k: v for k, v in ports.items() if k in keep or k == "nginx"}
-            run_all(ports, args)
+            by_port = {daemon.port: daemon for daemon in daemons}
+            run_all(ports, pids, by_port, args)
         finally:
+            for daemon in daemons:
+                daemon.stop()
             for p in reversed(procs):
                 p.stop()
+    print(f"# load after: {os.getloadavg()}")
     return 0
 
 
-def run_all(ports: dict[str, int], args: argparse.Namespace) -> None:
+def run_all(
+    ports: dict[str, int],
+    pids: dict[str, int],
+    daemons: dict[int, Daemon],
+    args: argparse.Namespace,
+) -> None:
     for scenario in args.only.split(","):
         path, extra = SCENARIOS[scenario]
         for port in ports.values():  # warm-up: pools filled, JITs and caches warm
-            wrk(port, path, extra, 1.0)
+            wrk(port, path, extra, 1.0, args.connections)
         results: dict[str, list[Result]] = {name: [] for name in ports}
         for _ in range(args.rounds):
             for name, port in ports.items():
-                results[name].append(wrk(port, path, extra, args.duration))
-        report(scenario, results)
+                r = measured(
+                    name, port, pids.get(name), daemons.get(port),
+                    SCENARIOS[scenario], args.duration, args.connections,
+                )  # fmt: skip
+                results[name].append(r)
+        report(scenario, results, args.connections)
 
 
-def report(scenario: str, results: dict[str, list[Result]]) -> None:
+def report(scenario: str, results: dict[str, list[Result]], conns: int) -> None:
     def med(name: str, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in results[name])
 
-    base_rps, base_mib, base_p99 = (
-        med("nginx", "rps"),
-        med("nginx", "mib_s"),
-        med("nginx", "p99_ms"),
+    def ratio(name: str, attr: str) -> str:
+        base = med("nginx", attr)
+        return f"{med(name, attr) / base:.2f}" if base else "-"
+
+    rounds = len(results["nginx"])
+    print(f"\n## {scenario} (wrk -t1 -c{conns}, median of {rounds}; load {os.getloadavg()})")
+    print(
+        "| target | req/s | × nginx | MiB/s | p50 ms | p99 ms | × nginx | p99.9 ms | × nginx "
+        "| CPU % | RSS MiB | loop lag ms (own) | errors |"
     )
-    print(f"\n## {scenario} (wrk -t1 -c50, median of {len(results['nginx'])})")
-    print("| target | req/s | × nginx | MiB/s | × nginx | p99 ms | × nginx | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in results:
-        rps, mib, p99 = med(name, "rps"), med(name, "mib_s"), med(name, "p99_ms")
         errs = sum(r.errors for r in results[name])
+        lag, own = med(name, "lag_ms"), med(name, "own_ms")
         print(
-            f"| {name} | {rps:,.0f} | {rps / base_rps:.2f} | {mib:,.1f} | {mib / base_mib:.2f} "
-            f"| {p99:.2f} | {p99 / base_p99:.2f} | {errs} |"
+            f"| {name} | {med(name, 'rps'):,.0f} | {ratio(name, 'rps')} "
+            f"| {med(name, 'mib_s'):,.1f} | {med(name, 'p50_ms'):.2f} "
+            f"| {med(name, 'p99_ms'):.2f} | {ratio(name, 'p99_ms')} "
+            f"| {med(name, 'p999_ms'):.2f} | {ratio(name, 'p999_ms')} "
+            f"| {med(name, 'cpu_pct'):.0f} | {med(name, 'rss_mib'):.0f} "
+            f"| {'-' if lag != lag else f'{lag:.1f} ({own:.1f})'} | {errs} |"
         )
     sys.stdout.flush()
 

@@ -80,6 +80,8 @@ def test_status_and_down(cli: Cli, up: DaemonConfig) -> None:
     assert data["running"] is True
     assert data["status"]["port"] == up.port
     assert set(data) == {"running", "status", "routes", "services", "notices"}
+    lag = data["status"]["loop_lag_ms"]
+    assert {"p99", "max", "p99_own", "max_own", "over_5ms", "over_5ms_own"} <= set(lag)
     human = cli("status")
     assert f"at http://homeport.localhost:{up.port}" in human.stdout
     down = cli("down", "--json")
@@ -104,11 +106,14 @@ def test_route_add_ls_rm(cli: Cli, up: DaemonConfig) -> None:
     tok = cli("route", "add", "admin", "[::1]:9000", "--auth", "token", "--same-origin")
     assert tok.status == 0
     assert "token: " in tok.stdout
+    cgi = cli("route", "add", "cgi", "3001", "--allow-underscores", "--json")
+    assert json.loads(cgi.stdout)["route"]["allow_underscores"] is True
     listed = cli("route", "ls", "--json")
     rows = json.loads(listed.stdout)["routes"]
-    assert [(r["name"], r["auth"], r["same_origin"]) for r in rows] == [
-        ("admin.localhost", "token", True),
-        ("api.localhost", "none", False),
+    assert [(r["name"], r["auth"], r["same_origin"], r["allow_underscores"]) for r in rows] == [
+        ("admin.localhost", "token", True, False),
+        ("api.localhost", "none", False, False),
+        ("cgi.localhost", "none", False, True),
     ]
     table = cli("route", "ls")
     assert f"http://api.localhost:{up.port}" in table.stdout

@@ -9,47 +9,27 @@ llhttp must still refuse on it, are checked too."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from homeport.gateway import http1
-from homeport.gateway.config import ProxyConfig
-from homeport.gateway.contract import AccessRecord, Route, RouteTable
-from homeport.gateway.proxy import ClientConnection
-from homeport.gateway.server import ProxyServer
-from homeport.gateway.upstream import Upstream
+from homeport.gateway.contract import Route
 
-from .gateway_fakes import FakeTransport
+from .gateway_fakes import FakeGateway
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 
 
-class _Gateway:
+class _Gateway(FakeGateway):
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.records: list[AccessRecord] = []
-        self.server = ProxyServer(ProxyConfig(), access_sink=self.records.append)
-        self.server.loop = self.loop
-        self.server.bound = [("127.0.0.1", 62893)]
-        routes = (
-            Route("app.localhost", "http://127.0.0.1:3000"),
-            Route("secret.localhost", "http://127.0.0.1:3000", auth="token", secret="tok"),
+        super().__init__(
+            (
+                Route("app.localhost", "http://127.0.0.1:3000"),
+                Route("secret.localhost", "http://127.0.0.1:3000", auth="token", secret="tok"),
+            )
         )
-        self.server.set_routes(RouteTable(routes))
-
-    def client(self) -> tuple[ClientConnection, FakeTransport]:
-        conn, t = ClientConnection(self.server), FakeTransport()
-        conn.connection_made(t)  # type: ignore[arg-type]
-        return conn, t
-
-    def upstream(self) -> tuple[Upstream, FakeTransport]:
-        up, t = Upstream(self.server.pool, "127.0.0.1:3000"), FakeTransport()
-        up.connection_made(t)  # type: ignore[arg-type]
-        self.server.pool.give(up)
-        return up, t
 
 
 @pytest.fixture

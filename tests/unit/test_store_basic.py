@@ -6,6 +6,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from homeport.errors import EnvironmentProblem
 from homeport.gateway.contract import AccessRecord, Route
-from homeport.store import SCHEMA_VERSION, AccessWriter, ServiceRecord, Store
+from homeport.store import MIGRATIONS, SCHEMA_VERSION, AccessWriter, ServiceRecord, Store
 
 
 def record(i: int, route: str | None = "api.localhost", external: bool = False) -> AccessRecord:
@@ -73,6 +74,7 @@ def test_route_round_trip_keeps_every_field(store: Store) -> None:
         same_origin=True,
         allow_hosts=("api.test",),
         service_id="x",
+        allow_underscores=True,
     )
     assert store.put_route(r) is True
     assert store.routes() == [r]
@@ -139,6 +141,24 @@ def test_events_are_ordered(store: Store) -> None:
     assert [e.kind for e in store.events(after=a)] == ["listener-gone"]
 
 
+def test_a_first_schema_database_gains_allow_underscores(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    conn = sqlite3.connect(path)
+    for statement in MIGRATIONS[0].split(";"):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO routes (name, target, created) VALUES ('a.localhost', 'http://127.0.0.1:1', 0)"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.routes() == [Route("a.localhost", "http://127.0.0.1:1")]
+    store.put_route(Route("b.localhost", "http://127.0.0.1:2", allow_underscores=True))
+    assert [r.allow_underscores for r in store.routes()] == [False, True]
+    store.close()
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "db"
     Store(path).close()
@@ -161,6 +181,52 @@ def test_access_writer_batches_off_thread(tmp_path: Path) -> None:
     assert s.access_count() == 300
     assert writer.dropped == 0
     s.close()
+
+
+def test_access_writer_wakes_for_each_batch_after_sleeping(tmp_path: Path) -> None:
+    """The writer sleeps with nothing to write: the first record into an empty queue wakes
+    it, every time (a lost wake-up would leave rows unwritten until close)."""
+    path = tmp_path / "db"
+    Store(path).close()
+    writer = AccessWriter(path, capacity=1000, interval=0.01)
+    written = threading.Event()
+    writer.on_written = written.set
+    writer.start()
+    try:
+        for batch in range(3):
+            written.clear()
+            writer.sink(record(batch))
+            assert written.wait(20), f"batch {batch} was not written"
+            assert writer.written == batch + 1
+    finally:
+        writer.close()
+
+
+def test_access_writer_loses_no_wakeup_while_records_keep_coming(tmp_path: Path) -> None:
+    """Records sunk while the writer drains are written without waiting for close()."""
+    path = tmp_path / "db"
+    Store(path).close()
+    writer = AccessWriter(path, capacity=100_000, interval=0.001)
+    writer.start()
+    try:
+        for i in range(20_000):
+            writer.sink(record(i))
+            if i % 500 == 0:
+                time.sleep(0)  # let the writer run mid-stream, as the loop would
+        deadline = time.monotonic() + 30
+        while writer.written < 20_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer.written == 20_000
+    finally:
+        writer.close()
+
+
+def test_access_counts_per_route_past_an_id(store: Store) -> None:
+    store.append_access([record(i) for i in range(5)])
+    last, counts = store.access_counts(after=0)
+    assert (last, counts) == (5, {"api.localhost": 5})
+    assert sum(store.access_counts(after=3)[1].values()) == 2
+    assert store.access_counts(after=5) == (5, {})
 
 
 def test_access_writer_drops_oldest_beyond_backlog(tmp_path: Path) -> None:

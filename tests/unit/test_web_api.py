@@ -258,6 +258,54 @@ def test_committed_access_rows_wake_the_watcher(dash: Dashboard) -> None:
     assert b'"path": "/n"' in chunk or b'"path":"/n"' in chunk
 
 
+def test_nobody_watching_the_watcher_counts_access_rows_without_reading_them(
+    dash: Dashboard,
+) -> None:
+    """With no page connected a poll reads no access rows (it counts them per route in SQL,
+    for the rates) and waits for nudges only; a page that connects then gets the rates."""
+    from homeport.gateway.contract import AccessRecord
+
+    rec = AccessRecord(1.0, "127.0.0.1", 5, "api.localhost", "GET", "/", 200, 0, 2, 1.0, "api")
+    dash.store.append_access([rec] * 3)
+    read: list[int] = []
+    real_access = dash.store.access
+    dash.store.access = lambda **kw: read.append(1) or real_access(**kw)  # type: ignore[method-assign]
+    assert not dash.watched()
+    dash.poll()
+    assert read == []  # no rows built
+    assert dash._rates()["api"] == 3
+    dash.store.append_access([rec])
+    it = dash.hub.stream(list, frozenset({"access"}))
+    assert dash.watched()
+    dash.poll()  # watched: the new row is read and published
+    assert read == [1]
+    assert dash._rates()["api"] == 4
+    del it
+
+
+def test_a_backlog_of_access_rows_sends_the_newest_and_counts_the_rest(dash: Dashboard) -> None:
+    from homeport.gateway.contract import AccessRecord
+    from homeport.web.live import LIVE_ACCESS
+
+    it = dash.hub.stream(list, frozenset({"access"}))
+    sub = next(iter(dash.hub._subs))
+    rows = [
+        AccessRecord(1.0, "127.0.0.1", 5, "a.localhost", "GET", f"/{i}", 200, 0, 2, 1.0, "a")
+        for i in range(LIVE_ACCESS * 3)
+    ]
+    dash.store.append_access(rows)
+    dash.poll()
+    message = json.loads(sub.queue.get_nowait().split(b"data: ", 1)[1])
+    paths = [r["path"] for r in message["records"]]
+    assert paths == [f"/{i}" for i in range(LIVE_ACCESS * 2, LIVE_ACCESS * 3)]
+    assert dash._rates()["a"] == LIVE_ACCESS * 3
+    dash.store.append_access(rows[:1])
+    dash.poll()  # caught up: the next row goes as usual
+    message = json.loads(sub.queue.get_nowait().split(b"data: ", 1)[1])
+    assert [r["path"] for r in message["records"]] == ["/0"]
+    del it
+
+
 def test_route_changes_wake_the_watcher(dash: Dashboard) -> None:
     """The gateway nudges the watcher too: a route added (here as the control API would) is
     on the pages long before the minute-long poll interval."""

@@ -33,7 +33,10 @@ API; evil.localhost and api.localhost are two. Requests with neither field (curl
 server to server) pass. --allow-origin ORIGIN (repeatable) lets one origin through,
 --allow-cross-site turns the check off, --same-origin makes it stricter (only pages of the
 route's own origin). Private Network Access preflights from pages not on loopback are refused
-unless the route allows their origin. The gateway is started when it is not running.
+unless the route allows their origin.
+Request fields whose name has "_" (X_Forwarded_For) are dropped, as nginx does: CGI, PHP-FPM
+and WSGI servers read them as their "-" twins (X-Forwarded-For). --allow-underscores forwards
+them to this route's service. The gateway is started when it is not running.
 
 --tcp: for services that do not speak HTTP (PostgreSQL, Redis, gRPC, a debugger) or whose
 bind address cannot be set. NAME gets a leased loopback address of its own (homeport addr)
@@ -43,7 +46,8 @@ back-pressure; each connection shows in the access log with its bytes and durati
 
 --json shapes:
   route ls:  {"routes": [{"name", "target", "wildcard", "auth", "same_origin", "allow_hosts",
-                          "service_id", "allow_cross_site", "allow_origins"}]}
+                          "service_id", "allow_cross_site", "allow_origins",
+                          "allow_underscores"}]}
   route add: {"route": {...as above}, "url": "http://api.localhost:62893", "created": true,
               "token": "..." (only with --auth token),
               "listen": "127.0.x.y:5432" and "listen_error": null|TEXT (only with --tcp)}
@@ -70,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--wildcard", action="store_true", help="also match *.NAME")
     add.add_argument(
         "--tcp", action="store_true", help="raw TCP on an address of its own (not HTTP)"
+    )
+    add.add_argument(
+        "--allow-underscores",
+        action="store_true",
+        help='forward request fields whose name has "_" (dropped by default)',
     )
     add.add_argument(
         "--allow-host",
@@ -147,6 +156,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
             "wildcard": args.wildcard,
             "allow_hosts": args.allow_host,
             "tcp": args.tcp,
+            "allow_underscores": args.allow_underscores,
         }
         data = client.call("POST", "/api/routes", body)
         if args.json:

@@ -8,13 +8,21 @@ examples:
   {"running": true,
    "status": {"pid", "version", "url", "port", "listen": [[addr, port]], "started",
               "uptime_s", "state_dir", "routes", "services", "access_log_rows", "proxy",
-              "access_dropped"},
+              "access_dropped", "dashboard",
+              "loop_lag_ms": {"interval_ms", "window_s", "samples", "p99", "max", "p99_own",
+                              "max_own", "max_since_start", "over_5ms", "over_5ms_own"}},
    "routes": [{"name", "target", "wildcard", "auth", "same_origin", "allow_hosts",
-               "service_id"}],
+               "service_id", "allow_underscores"}],
    "services": [{"id", "name", "cmd", "cwd", "port", "pid", "pgid", "owner_pid", "state",
                  "started", "exit_code", ...}],
    "notices": [str]}   one-time notices after an upgrade (shown once, then gone)
   or {"running": false, "status": null, "routes": [], "services": [], "notices": []}
+
+loop_lag_ms: how late the daemon's event loop ran a timer, in ms: p99 and max over the last
+window_s seconds, the worst since start, and how many samples were more than 5 ms late (a
+stall). The _own figures leave out the time the loop's thread waited for a CPU (the kernel's
+run_delay): on a shared machine, what the daemon caused itself. Sampled every interval_ms
+while the gateway has connections, every 5 s otherwise.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ GET      /api/status                     {"pid","version","url","port","listen",
 GET      /api/routes                     {"routes": [Route.to_json()]}
 POST     /api/routes                     body {"name","target","auth"?,"same_origin"?,
                                           "wildcard"?,"allow_hosts"?,"allow_cross_site"?,
-                                          "allow_origins"?} ->
+                                          "allow_origins"?,"allow_underscores"?} ->
                                           {"route", "created", "url", "token"?}
 GET      /api/routes/{name}              {"route", "url"}
 DELETE   /api/routes/{name}              {"removed": name}

@@ -26,6 +26,7 @@ from homeport import __version__
 from homeport.daemon.activation import PassedSocket
 from homeport.daemon.config import DaemonConfig
 from homeport.daemon.control import ControlApp
+from homeport.daemon.lag import LoopLag, RunDelay
 from homeport.daemon.process import acquire_lock, ensure_token
 from homeport.daemon.routes import AuthSpec, parse_auth
 from homeport.daemon.state import Gateway
@@ -126,6 +127,11 @@ class _Parts:
                 self.writer.sink if config.access_log else None
             )
             self._targets.append(self.tcp.set_routes)
+        conns = getattr(self.server, "conns", None)
+        self._run_delay = RunDelay()  # opened on the loop's thread: the one it measures
+        self.lag = LoopLag(
+            asyncio.get_running_loop(), busy=lambda: bool(conns), run_delay=self._run_delay
+        )
         self.dashboard = _mount_dashboard(self.app)
         self.app.metrics = _mount_metrics(config, self)
         if self.dashboard is not None:  # access rows reach the pages as soon as committed
@@ -143,9 +149,12 @@ class _Parts:
             "proxy": self.kind,
             "access_dropped": self.writer.dropped,
             "dashboard": self.dashboard is not None,
+            "loop_lag_ms": self.lag.snapshot(),
         }
 
     async def close(self) -> None:
+        self.lag.stop()
+        self._run_delay.close()
         await self.supervisor.close()  # the stacks first: their routes go with them
         if self.tcp is not None:
             await self.tcp.close()
@@ -177,6 +186,7 @@ async def _serve(
         else:
             bound = await _start(parts.server, config)
         parts.bound = bound
+        parts.lag.start()
         if parts.dashboard is not None:
             parts.dashboard.start()
         info = {

@@ -146,6 +146,7 @@ def route_from_json(data: dict[str, Any]) -> Route:
         service_id=service_id if isinstance(service_id, str) else None,
         allow_cross_site=bool(data.get("allow_cross_site")),
         allow_origins=tuple(normalize_origins(origins)),
+        allow_underscores=bool(data.get("allow_underscores")),
     )
 
 

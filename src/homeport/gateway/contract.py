@@ -41,6 +41,9 @@ class Route:
     allow_cross_site: bool = False
     #: Origins let through the cross-site refusal, normalized (``http://web.localhost:5173``).
     allow_origins: tuple[str, ...] = ()
+    #: Forward request field names containing ``_`` (dropped by default: CGI-style servers
+    #: read ``X_Forwarded_For`` as ``X-Forwarded-For``; see ``http1``).
+    allow_underscores: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,7 @@ class Route:
             "service_id": self.service_id,
             "allow_cross_site": self.allow_cross_site,
             "allow_origins": list(self.allow_origins),
+            "allow_underscores": self.allow_underscores,
         }
 
 

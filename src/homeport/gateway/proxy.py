@@ -475,8 +475,9 @@ class ClientConnection(asyncio.Protocol):
             drop = _apply_verdict(head, verdict)
         ex.kind = "proxy"
         ex.up_head = http1.upstream_head(
-            head, client_ip=self.client_ip, trusted=self.trusted, via=self.server.via, drop=drop
-        )
+            head, client_ip=self.client_ip, trusted=self.trusted, via=self.server.via, drop=drop,
+            underscores=route.allow_underscores,
+        )  # fmt: skip
         has_body = head.chunked or head.content_length  # head.has_body, without a call
         self.deadline = 0.0 if has_body else ex.t0 + self.config.upstream_header_timeout
         up = self.server.pool.take(target.key)

@@ -69,6 +69,9 @@ class ProxyServer:
             config.max_upstream_header_bytes,
         )
         self.conns: set[ClientConnection] = set()
+        #: Connections ever accepted; ``_idle`` sets ``_wake`` for the next one to end it.
+        self.accepted = 0
+        self._wake: asyncio.Event | None = None
         self.bound: list[tuple[str, int]] = []
         #: The one port every listener shares (0 when they differ).
         self.single_port = 0
@@ -116,9 +119,7 @@ class ProxyServer:
         if not sockets:
             raise ValueError("no sockets to serve")
         for sock in sockets:
-            server = await self.loop.create_server(
-                lambda: ClientConnection(self), sock=sock, backlog=4096
-            )
+            server = await self.loop.create_server(self._accepted, sock=sock, backlog=4096)
             self._servers.append(server)
             addr = sock.getsockname()
             self.bound.append((str(addr[0]), int(addr[1])))
@@ -132,7 +133,7 @@ class ProxyServer:
         chosen = 0
         for host, port in listen:
             server = await self.loop.create_server(
-                lambda: ClientConnection(self),
+                self._accepted,
                 host,
                 port or chosen,
                 reuse_address=True,
@@ -144,6 +145,15 @@ class ProxyServer:
                 self.bound.append((str(addr[0]), int(addr[1])))
                 chosen = chosen or int(addr[1])
         log.info("gateway listening on %s", self.bound)
+
+    def _accepted(self) -> ClientConnection:
+        """The protocol factory, called once per accepted connection. A new connection brings
+        a deadline, so it also ends the sweep's idle wait (see ``_idle``)."""
+        self.accepted += 1
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
+        return ClientConnection(self)
 
     def set_routes(self, table: RouteTable) -> None:
         """Swap in a new route snapshot; requests already under way keep their upstream."""
@@ -166,8 +176,16 @@ class ProxyServer:
     async def _sweep(self) -> None:
         cfg = self.config
         interval = max(0.05, min(1.0, cfg.header_timeout / 4, cfg.upstream_header_timeout / 4))
+        seen = -1
         while True:
-            await asyncio.sleep(interval)
+            # Idle only after a whole interval without a new connection: a client that
+            # connects once per request (Connection: close, one at a time) would otherwise
+            # end an idle wait with every connection.
+            if self.conns or self.accepted != seen:
+                seen = self.accepted
+                await asyncio.sleep(interval)
+            else:
+                await self._idle()
             now = self.loop.time()
             for conn in [c for c in self.conns if c.deadline and now > c.deadline]:
                 try:
@@ -175,6 +193,17 @@ class ProxyServer:
                 except Exception:
                     log.exception("expiring a connection failed")
             self.pool.sweep(time.monotonic())
+
+    async def _idle(self) -> None:
+        """No client connection, so no deadline: sleep until a pooled upstream is due to be
+        closed, or until a client connects. A timer every ``interval`` woke an idle daemon
+        for nothing (issue 9: <= 2 wakeups a second when idle)."""
+        wake = self._wake = asyncio.Event()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), self.pool.next_expiry(time.monotonic()))
+        finally:
+            self._wake = None
 
     async def _close_servers(self) -> None:
         servers, self._servers = self._servers, []

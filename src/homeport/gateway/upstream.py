@@ -266,6 +266,11 @@ class Pool:
             while conns and now - conns[0].idle_since > self.idle_timeout:
                 conns.pop(0).close()
 
+    def next_expiry(self, now: float) -> float | None:
+        """Seconds until ``sweep`` has an idle connection to close (None: the pool is empty)."""
+        oldest = [conns[0].idle_since for conns in self.idle.values() if conns]
+        return max(0.0, min(oldest) + self.idle_timeout - now) if oldest else None
+
     def close(self) -> None:
         for conns in self.idle.values():
             for up in conns:

@@ -12,6 +12,12 @@ Two loops, both owned by ``Dashboard`` (started by ``start``, ended by ``close``
   or output change, so those reach the pages at once; nudges within ``NUDGE_GAP`` of a poll
   wait for the next one (a chatty service's output is one poll per gap, not one per line).
 
+While nobody is connected the watcher polls on nudges only (no timer: an idle daemon must
+not wake, issue 9), it does not read access rows (building 2,000 of them a poll on the event
+loop stalled it under load), only counts them per route in SQL for the request rates; with
+a page connected a poll builds at most ``LIVE_ACCESS`` rows (the newest); and
+the sampler walks owners only when the socket set changed (``UNWATCHED_REFRESH``).
+
 Messages on the stream (``event:`` names; ``data:`` is JSON):
 
 =========  ===================================================================
@@ -52,9 +58,20 @@ log = logging.getLogger("homeport.web.live")
 
 RECENT_EVENTS = 300
 RECENT_ACCESS = 300
+#: Most access rows one poll builds for the pages: under load the writer commits thousands
+#: per 0.2 s, and building each row's JSON on the event loop is what stalled it (issue 9).
+#: Past this, a poll sends the newest rows and counts the rest for the rates in SQL.
+LIVE_ACCESS = 200
 RATE_WINDOW = 60.0
 #: Least time between two polls of the store: a burst of nudges costs one poll.
 NUDGE_GAP = 0.05
+#: Sampling while nobody watches: every IDLE_SAMPLE seconds (a netlink dump), and the owner
+#: walk (tens of ms of a core) again only after UNWATCHED_REFRESH seconds with the same
+#: sockets. A page that connects wakes the sampler, which walks if its rows are older than
+#: the watched refresh.
+IDLE_SAMPLE = 30.0
+WATCHED_REFRESH = 10.0
+UNWATCHED_REFRESH = 300.0
 
 
 def route_ports(routes: list[Route]) -> dict[int, str]:
@@ -114,8 +131,8 @@ class Dashboard:
             self._on_diff,
             sample=self._sample,
             interval=interval,
-            idle_interval=max(interval, 2.0),
-            watched=lambda: len(self.hub) > 0,
+            idle_interval=max(interval, IDLE_SAMPLE),
+            watched=self.watched,
         )
         self.watch_interval = watch_interval
         self._ports: dict[int, str] = {}
@@ -124,7 +141,8 @@ class Dashboard:
         self._last_event = self._load_events()
         recent = self.store.access(limit=RECENT_ACCESS)
         self._last_access = recent[-1].id if recent else 0
-        self._hits: collections.deque[tuple[float, str | None]] = collections.deque()
+        #: (time, route, requests) for the request rates of the last minute.
+        self._hits: collections.deque[tuple[float, str | None, int]] = collections.deque()
         self._seen: dict[str, Any] = {}
         self._refresh_routes()
         self._loop: asyncio.AbstractEventLoop | None = None  # set by the watcher
@@ -152,7 +170,12 @@ class Dashboard:
 
     # -- sampling ------------------------------------------------------------------------
 
+    def watched(self) -> bool:
+        """A page or ``events -f`` is connected."""
+        return len(self.hub) > 0
+
     def _sample(self) -> list[ListenerRow]:
+        self._inventory.refresh = WATCHED_REFRESH if self.watched() else UNWATCHED_REFRESH
         return annotate(self._inventory(), self._ports, self.app.config.route_url)
 
     def _on_diff(self, diff: Diff) -> None:
@@ -193,16 +216,21 @@ class Dashboard:
             except Exception:  # e.g. "database is locked" past the busy timeout: try again
                 log.exception("dashboard watcher failed")
             # A nudge, or the interval: SQLite has no change notification of its own.
+            # Nobody watching: nudges only (see the module docstring).
             await asyncio.sleep(NUDGE_GAP)
+            timeout = max(0.0, self.watch_interval - NUDGE_GAP) if self.watched() else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, self.watch_interval - NUDGE_GAP))
+                await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
 
     def poll(self) -> None:
         """Publish what changed in the store since the last call."""
         self._poll_events()
-        self._poll_access()
         self._refresh_routes()
+        if not self.watched():
+            self._count_access()
+            return
+        self._poll_access()
         self._publish_if_changed("routes", {"routes": self.routes()})
         self._publish_if_changed("services", {"services": self.services()})
         if self.app.projects is not None:
@@ -218,13 +246,27 @@ class Dashboard:
             self.hub.publish("events", {"events": [e.to_json() for e in batch]}, batch[-1].id)
 
     def _poll_access(self) -> None:
-        entries = self.store.access(after=self._last_access, limit=2000)
+        entries = self.store.access(after=self._last_access, limit=LIVE_ACCESS + 1)
+        if len(entries) > LIVE_ACCESS:  # a backlog: the newest rows only, the rest counted
+            self._count_access()
+            self.hub.publish(
+                "access", {"records": [e.to_json() for e in self.store.access(limit=LIVE_ACCESS)]}
+            )
+            return
         if not entries:
             return
         self._last_access = entries[-1].id
         for e in entries:
-            self._hits.append((e.record.time, e.record.route))
+            self._hits.append((e.record.time, e.record.route, 1))
         self.hub.publish("access", {"records": [e.to_json() for e in entries]})
+
+    def _count_access(self) -> None:
+        """Nobody watching: count the new rows per route (one aggregate in SQLite) for the
+        rates a page shows when it connects, and move past them."""
+        last, counts = self.store.access_counts(after=self._last_access)
+        now = time.time()
+        self._last_access = last
+        self._hits.extend((now, route, n) for route, n in counts.items())
 
     def _publish_if_changed(self, key: str, data: dict[str, Any], kind: str | None = None) -> None:
         if self._seen.get(key) != data:
@@ -240,7 +282,10 @@ class Dashboard:
         cutoff = time.time() - RATE_WINDOW
         while self._hits and self._hits[0][0] < cutoff:
             self._hits.popleft()
-        return collections.Counter(route for _, route in self._hits)
+        rates: collections.Counter[str | None] = collections.Counter()
+        for _, route, n in self._hits:
+            rates[route] += n
+        return rates
 
     def routes(self) -> list[dict[str, Any]]:
         listening = {r.port for r in self.sampler.snapshot.values() if r.proto == "tcp"}
