@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 from homeport.addr import is_loopback
 from homeport.gateway import guard, http1, pages
 from homeport.gateway.contract import AccessRecord, ControlRequest, ControlResponse
-from homeport.gateway.http1 import RequestHead
+from homeport.gateway.http1 import LAST_CHUNK, RequestHead
 from homeport.gateway.routing import Decision, Target
 from homeport.gateway.upstream import Upstream, connect
 
@@ -222,7 +222,53 @@ class ExchangeCore:
         else:
             self._refuse_head(400, "bad-request", "Host field is not a valid host[:port]")
 
-    # -- decisions ------------------------------------------------------------------------------
+    # -- request body (the front-end has de-framed it) -----------------------------------
+
+    def _body(self, data: bytes) -> None:
+        ex = self.ex
+        if ex is None:
+            return
+        ex.bytes_in += len(data)
+        if ex.kind == "proxy":
+            if ex.head is not None and ex.head.chunked:
+                self._to_upstream(ex, b"%x\r\n" % len(data), data, b"\r\n")
+            else:
+                self._to_upstream(ex, data)
+        elif ex.kind == "control" and ex.body is not None:
+            if len(ex.body) + len(data) > self.config.max_control_body:
+                ex.body = None
+                ex.kind = "local"
+                self._page(ex, 413, "body-too-large", pages.page(413, "Too large", [], html=False))
+                return
+            ex.body += data
+        elif ex.kind == "local" and ex.resp_done and ex.bytes_in > self.config.max_discard_body:
+            # Answered already; past the bound, closing is cheaper than reading on.
+            ex.keep_alive = False
+            self._end(ex)
+
+    def _complete(self) -> None:
+        ex = self.ex
+        if ex is None:
+            return
+        ex.req_done = True
+        if ex.kind == "proxy":
+            if ex.head is not None and ex.head.chunked:
+                self._to_upstream(ex, LAST_CHUNK)
+            if not ex.resp_started and not self.deadline:  # a body: its end starts the clock
+                self.deadline = self.loop.time() + self.config.upstream_header_timeout
+        elif ex.kind == "control" and ex.body is not None and ex.head is not None:
+            self._start_control(ex, ex.head, bytes(ex.body))
+        if ex.resp_done and self.ex is ex:  # _maybe_end, without the call
+            self._end(ex)
+
+    def _to_upstream(self, ex: Exchange, *pieces: bytes) -> None:
+        if ex.pending is not None:
+            ex.pending.extend(pieces)
+        elif ex.upstream is not None:
+            for piece in pieces:
+                ex.upstream.write(piece)
+
+    # -- routing to a service --------------------------------------------------------------
 
     def _to_route(self, ex: Exchange, head: RequestHead, decision: Decision) -> None:
         route, target = decision.route, decision.target

@@ -320,43 +320,6 @@ class ClientConnection(ExchangeCore, asyncio.Protocol):
             return
         self._decide(ex, head)
 
-    def _body(self, data: bytes) -> None:
-        ex = self.ex
-        if ex is None:
-            return
-        ex.bytes_in += len(data)
-        if ex.kind == "proxy":
-            if ex.head is not None and ex.head.chunked:
-                self._to_upstream(ex, b"%x\r\n" % len(data), data, b"\r\n")
-            else:
-                self._to_upstream(ex, data)
-        elif ex.kind == "control" and ex.body is not None:
-            if len(ex.body) + len(data) > self.config.max_control_body:
-                ex.body = None
-                ex.kind = "local"
-                self._page(ex, 413, "body-too-large", pages.page(413, "Too large", [], html=False))
-                return
-            ex.body += data
-        elif ex.kind == "local" and ex.resp_done and ex.bytes_in > self.config.max_discard_body:
-            # Answered already; past the bound, closing is cheaper than reading on.
-            ex.keep_alive = False
-            self._end(ex)
-
-    def _complete(self) -> None:
-        ex = self.ex
-        if ex is None:
-            return
-        ex.req_done = True
-        if ex.kind == "proxy":
-            if ex.head is not None and ex.head.chunked:
-                self._to_upstream(ex, LAST_CHUNK)
-            if not ex.resp_started and not self.deadline:  # a body: its end starts the clock
-                self.deadline = self.loop.time() + self.config.upstream_header_timeout
-        elif ex.kind == "control" and ex.body is not None and ex.head is not None:
-            self._start_control(ex, ex.head, bytes(ex.body))
-        if ex.resp_done and self.ex is ex:  # _maybe_end, without the call
-            self._end(ex)
-
     def _upgrade(self, rest: bytes) -> None:
         ex = self.ex
         if ex is None or ex.kind != "proxy" or ex.resp_done:
@@ -365,13 +328,6 @@ class ClientConnection(ExchangeCore, asyncio.Protocol):
             return
         self._pause(P_UPGRADE)
         self.upgrade_buf = [rest] if rest else []
-
-    def _to_upstream(self, ex: Exchange, *pieces: bytes) -> None:
-        if ex.pending is not None:
-            ex.pending.extend(pieces)
-        elif ex.upstream is not None:
-            for piece in pieces:
-                ex.upstream.write(piece)
 
     # -- answers of our own (hooks of the core) ---------------------------------------------
 
