@@ -22,12 +22,15 @@ import errno
 import logging
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
+from homeport.gateway.accept import FirstByte
 from homeport.gateway.config import ProxyConfig
 from homeport.gateway.contract import AccessSink, ControlApp, RouteTable, ServiceStatusLookup
+from homeport.gateway.h2 import H2Connection
 from homeport.gateway.proxy import ClientConnection
 from homeport.gateway.routing import Decision, Router, points_at
 from homeport.gateway.upstream import Pool
@@ -57,8 +60,14 @@ class ProxyServer:
         control: ControlApp | None = None,
         access_sink: AccessSink | None = None,
         service_status: ServiceStatusLookup | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        if config.https_only and tls is None:
+            raise ValueError("https_only needs a TLS context")
         self.config = config
+        #: Server-side TLS: its SNI callback picks the leaf certificate, its ALPN list offers
+        #: ``h2`` and ``http/1.1``. None: plain HTTP only.
+        self.tls = tls
         self.control = control
         self.access_sink = access_sink
         self.service_status = service_status
@@ -68,7 +77,9 @@ class ProxyServer:
             config.upstream_idle_timeout,
             config.max_upstream_header_bytes,
         )
-        self.conns: set[ClientConnection] = set()
+        #: Everything the sweep may expire: client connections, h2 streams, connections
+        #: still before their first byte or TLS handshake (``expire``, ``deadline``, ``transport``).
+        self.conns: set[Any] = set()
         self.bound: list[tuple[str, int]] = []
         #: The one port every listener shares (0 when they differ).
         self.single_port = 0
@@ -115,9 +126,12 @@ class ProxyServer:
         self.loop = asyncio.get_running_loop()
         if not sockets:
             raise ValueError("no sockets to serve")
+        sniff = self.tls is not None or self.config.https_only
         for sock in sockets:
             server = await self.loop.create_server(
-                lambda: ClientConnection(self), sock=sock, backlog=4096
+                (lambda: FirstByte(self)) if sniff else (lambda: ClientConnection(self)),
+                sock=sock,
+                backlog=4096,
             )
             self._servers.append(server)
             addr = sock.getsockname()
@@ -130,9 +144,10 @@ class ProxyServer:
 
     async def _bind(self, listen: Sequence[tuple[str, int]]) -> None:
         chosen = 0
+        sniff = self.tls is not None or self.config.https_only
         for host, port in listen:
             server = await self.loop.create_server(
-                lambda: ClientConnection(self),
+                (lambda: FirstByte(self)) if sniff else (lambda: ClientConnection(self)),
                 host,
                 port or chosen,
                 reuse_address=True,
@@ -144,6 +159,13 @@ class ProxyServer:
                 self.bound.append((str(addr[0]), int(addr[1])))
                 chosen = chosen or int(addr[1])
         log.info("gateway listening on %s", self.bound)
+
+    def tls_front(self, alpn: str) -> asyncio.Protocol:
+        """The front-end for a TLS connection whose client chose ``alpn``."""
+        conn: ClientConnection | H2Connection
+        conn = H2Connection(self) if alpn == "h2" else ClientConnection(self)
+        conn.tls = True
+        return conn
 
     def set_routes(self, table: RouteTable) -> None:
         """Swap in a new route snapshot; requests already under way keep their upstream."""
