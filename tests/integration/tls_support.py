@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 
 @dataclass(frozen=True)
-class TestCert:
+class CertFiles:
     ca: Path  # the CA certificate (PEM): what clients trust
     cert: Path  # the leaf, PEM
     key: Path  # the leaf's key, PEM
@@ -32,7 +32,7 @@ def _name(cn: str) -> x509.Name:
 NAMES = ("localhost", "app.localhost", "api.localhost", "tok.localhost", "homeport.localhost")
 
 
-def make_cert(directory: Path, names: tuple[str, ...] = NAMES) -> TestCert:
+def make_cert(directory: Path, names: tuple[str, ...] = NAMES) -> CertFiles:
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -72,7 +72,7 @@ def make_cert(directory: Path, names: tuple[str, ...] = NAMES) -> TestCert:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    out = TestCert(directory / "ca.pem", directory / "leaf.pem", directory / "leaf.key")
+    out = CertFiles(directory / "ca.pem", directory / "leaf.pem", directory / "leaf.key")
     out.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     out.cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     out.key.write_bytes(

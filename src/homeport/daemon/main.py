@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeport import __version__
 from homeport.daemon.activation import PassedSocket
@@ -32,6 +32,9 @@ from homeport.daemon.state import Gateway
 from homeport.errors import DaemonError, HomeportError
 from homeport.gateway.contract import RouteTable
 from homeport.store import AccessWriter, Store
+
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger("homeport.daemon")
 
@@ -277,13 +280,28 @@ def _make_server(
 
         log.warning("homeport.gateway.server is missing: serving the control API only")
         return ControlServer(app), "control-only"
+    tls = _tls_context(config)
     proxy = ProxyServer(
-        ProxyConfig(),
+        ProxyConfig(https_only=config.https_only and tls is not None),
         control=app,
         access_sink=writer.sink,
         service_status=gateway.status_lookup,
+        tls=tls,
     )
     return proxy, "proxy"
+
+
+def _tls_context(config: DaemonConfig) -> ssl.SSLContext | None:
+    """The gateway's TLS context from the local CA (``homeport.tls``, issue 12), or None
+    (plain HTTP only) while that package is not installed."""
+    try:
+        from homeport.tls import server_context  # type: ignore[import-not-found,attr-defined,unused-ignore]
+    except ImportError:
+        if config.https_only:
+            raise DaemonError("--https-only needs TLS, and homeport.tls is missing") from None
+        return None
+    context: ssl.SSLContext = server_context(config.state_dir)
+    return context
 
 
 async def _start(server: Any, config: DaemonConfig) -> list[tuple[str, int]]:

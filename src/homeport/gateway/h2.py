@@ -140,6 +140,8 @@ class H2Connection(asyncio.Protocol):
         self.config = server.config
         self.loop = server.loop
         self.streams: dict[int, H2Stream] = {}
+        #: Streams with response bytes to send at the next ``flush``.
+        self.dirty: list[H2Stream] = []
         self.client_ip = "?"
         self.client_port = 0
         self.local_port = 0
@@ -249,6 +251,15 @@ class H2Connection(asyncio.Protocol):
     def flush(self) -> None:
         if self.corked:
             return
+        if self.dirty:
+            # Response bytes that came while corked: one DATA frame each (with END_STREAM
+            # when the response ended in the same upstream read), not one per piece.
+            dirty, self.dirty = self.dirty, []
+            self.corked = True
+            for s in dirty:
+                s.queued = False
+                s.push()
+            self.corked = False
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.dead:
             self.transport.write(data)
@@ -300,6 +311,7 @@ class H2Stream(ExchangeCore):
     resp_open = False  # response headers sent, END_STREAM not yet
     out_end = False  # the response is complete once ``outbuf`` has gone
     up_paused = False
+    queued = False  # in the connection's ``dirty`` list
     drain_waiter: asyncio.Future[None] | None = None
     drain_limit = _LOW
 
@@ -467,7 +479,11 @@ class H2Stream(ExchangeCore):
 
     def _send_body(self, data: bytes) -> None:
         self.outbuf += data
-        self.push()
+        if not self.conn.corked:
+            self.push()
+        elif not self.queued:
+            self.queued = True
+            self.conn.dirty.append(self)
 
     def resp_head(self, status: int, head: bytes) -> None:
         ex = self.ex
@@ -505,10 +521,10 @@ class H2Stream(ExchangeCore):
             else:
                 up.detach()
         self.out_end = True
-        if self.resp_open:
-            self.push()
-        else:
+        if not self.resp_open:
             self._finished()
+        elif not self.queued:
+            self.push()
 
     def resp_upgraded(self, rest: bytes) -> None:
         self._reset(_INTERNAL)
@@ -621,6 +637,8 @@ class H2Stream(ExchangeCore):
     def _end(self, ex: Exchange) -> None:
         if self.ex is not ex:
             return
+        if ex.resp_done and self.resp_open and not self.dead:
+            return  # the rest waits for the client's window: ``push`` ends it when sent
         if ex.upstream is not None:
             ex.upstream.detach()
             ex.upstream = None

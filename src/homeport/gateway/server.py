@@ -211,7 +211,9 @@ class ProxyServer:
         for server in self._servers:
             server.close()
         for conn in list(self.conns):
-            if conn.transport is not None:
+            if isinstance(conn, H2Connection):
+                conn.shutdown()  # GOAWAY: the client knows no stream was left half-done
+            elif conn.transport is not None:
                 conn.transport.abort()
         self.conns.clear()
         self.pool.close()
