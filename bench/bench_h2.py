@@ -1,7 +1,8 @@
 """HTTPS and HTTP/2 through the gateway: homeport against Caddy (``tls internal``) and nginx
 (TLS), same run, interleaved.
 
-    .venv/bin/python bench/bench_h2.py [--duration 5] [--rounds 5] [--only h2,handshake,h1tls]
+    .venv/bin/python bench/bench_h2.py [--duration 5] [--rounds 5]
+        [--only h2,handshake,h1tls,pageload]
 
 One nginx backend (one worker, pinned to core 1 with the load generator) serves ``/small``
 (13 bytes). Each proxy runs pinned to core 0 and forwards to it:
@@ -17,7 +18,11 @@ Scenarios (h2load from nghttp2-client, on core 1):
 - ``h2``: ``h2load -c10 -m10`` over TLS + h2 for ``--duration`` seconds: req/s;
 - ``handshake``: each request on a new TLS connection (``-c 50 -n 50``, repeated for
   ``--duration``): full handshakes/s (TLS 1.3, ECDSA P-256);
-- ``h1tls``: HTTP/1.1 over TLS, keep-alive, ``h2load --h1 -c10 -m1``: req/s.
+- ``h1tls``: HTTP/1.1 over TLS, keep-alive, ``h2load --h1 -c10 -m1``: req/s;
+- ``pageload`` (Debian chromium + Playwright): a page importing 300 small ES modules, as an
+  unbundled dev server serves them, loaded in a fresh browser context each time (no cache):
+  through homeport over h2, through homeport over HTTPS/1.1 (``--disable-http2``), and straight
+  from the backend over plain HTTP/1.1; milliseconds to the load event (``loadEventEnd``).
 
 Medians of ``--rounds`` rounds, each target once per round, with the ratio to the peer the
 issue names (Caddy for h2 and handshakes, nginx for HTTP/1.1 over TLS).
@@ -48,7 +53,8 @@ NGINX_BACKEND = """
 worker_processes 1; daemon off; pid {d}/backend.pid; error_log {d}/backend.err;
 events {{ worker_connections 4096; }}
 http {{ access_log off; keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{port};
+  include /etc/nginx/mime.types;
+  server {{ listen 127.0.0.1:{port}; root {d}/www;
     location = /small {{ default_type text/plain; return 200 "hello, world\\n"; }} }} }}
 """
 NGINX_TLS = """
@@ -165,9 +171,11 @@ def authority(name: str) -> list[str]:
 def run(name: str, port: int, scenario: str, duration: float) -> tuple[float, int]:
     u, hdr = url(name, port), authority(name)
     if scenario == "h2":
-        return h2load(["-c10", "-m10", "-D", str(duration), *hdr, u], duration + 30)
+        return h2load(["-c10", "-m10", "-D", str(max(1, round(duration))), *hdr, u], duration + 30)
     if scenario == "h1tls":
-        return h2load(["--h1", "-c10", "-m1", "-D", str(duration), *hdr, u], duration + 30)
+        return h2load(
+            ["--h1", "-c10", "-m1", "-D", str(max(1, round(duration))), *hdr, u], duration + 30
+        )
     # handshake: 50 clients, one request each, as many batches as fit in the duration
     done, bad, t0 = 0, 0, time.monotonic()
     while time.monotonic() - t0 < duration:
@@ -176,7 +184,66 @@ def run(name: str, port: int, scenario: str, duration: float) -> tuple[float, in
     return done / (time.monotonic() - t0), bad
 
 
-PEER = {"h2": "caddy", "handshake": "caddy", "h1tls": "nginx"}
+PEER = {"h2": "caddy", "handshake": "caddy", "h1tls": "nginx", "pageload": "homeport h1"}
+MODULES = 300
+CHROMIUM = "/usr/bin/chromium"
+
+
+def write_modules(www: Path) -> None:
+    """index.html imports main.js, which imports 300 modules (each a few hundred bytes)."""
+    mods = www / "mods"
+    mods.mkdir(parents=True, exist_ok=True)
+    for i in range(MODULES):
+        body = f"export const v{i} = {i};\n// {'x' * 200}\n"
+        (mods / f"m{i}.js").write_text(body)
+    imports = "".join(f'import {{ v{i} }} from "./mods/m{i}.js";\n' for i in range(MODULES))
+    total = " + ".join(f"v{i}" for i in range(MODULES))
+    (www / "main.js").write_text(imports + f"window.total = {total};\n")
+    (www / "index.html").write_text(
+        '<!doctype html><meta charset="utf-8"><script type="module" src="/main.js"></script>\n'
+    )
+
+
+def pageload(
+    ports: dict[str, int], backend: int, rounds: int
+) -> dict[str, list[tuple[float, int]]]:
+    from playwright.sync_api import sync_playwright
+
+    gw = ports["homeport"]
+    rules = f"--host-resolver-rules=MAP app.localhost:{gw} 127.0.0.1:{gw}"
+    base = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--ignore-certificate-errors", rules]  # fmt: skip
+    targets = {
+        "homeport h2": (f"https://app.localhost:{gw}/index.html", []),
+        "homeport h1": (f"https://app.localhost:{gw}/index.html", ["--disable-http2"]),
+        "direct h1": (f"http://127.0.0.1:{backend}/index.html", []),
+    }
+    results: dict[str, list[tuple[float, int]]] = {name: [] for name in targets}
+    with sync_playwright() as p:
+        browsers = {
+            name: p.chromium.launch(executable_path=CHROMIUM, args=[*base, *extra])
+            for name, (_, extra) in targets.items()
+        }
+        try:
+            for n in range(rounds + 1):  # the first round warms up
+                for name, (target, _) in targets.items():
+                    ctx = browsers[name].new_context()
+                    page = ctx.new_page()
+                    page.goto(target, wait_until="load", timeout=60_000)
+                    ok = page.evaluate("window.total") == MODULES * (MODULES - 1) // 2
+                    ms = page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")
+                    proto = page.evaluate(
+                        "performance.getEntriesByType('resource').at(-1).nextHopProtocol"
+                    )
+                    ctx.close()
+                    if n:
+                        results[name].append((float(ms), 0 if ok else 1))
+                    if n == 1:
+                        print(f"# {name}: modules over {proto}")
+        finally:
+            for b in browsers.values():
+                b.close()
+    return results
 
 
 def machine() -> str:
@@ -187,7 +254,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--only", default="h2,handshake,h1tls")
+    ap.add_argument("--only", default="h2,handshake,h1tls,pageload")
     ap.add_argument("--serve", nargs=4, metavar=("PORT", "BACKEND", "CERT", "KEY"))
     args = ap.parse_args()
     if args.serve:
@@ -203,16 +270,19 @@ def main() -> int:
         d.chmod(0o755)  # nginx workers run as nobody
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            ports = start(d, procs)
+            ports, backend = start(d, procs)
             for scenario in args.only.split(","):
-                report(scenario, measure(ports, scenario, args))
+                if scenario == "pageload":
+                    report(scenario, pageload(ports, backend, args.rounds))
+                else:
+                    report(scenario, measure(ports, scenario, args))
         finally:
             for p in reversed(procs):
                 stop(p)
     return 0
 
 
-def start(d: Path, procs: list[subprocess.Popen[bytes]]) -> dict[str, int]:
+def start(d: Path, procs: list[subprocess.Popen[bytes]]) -> tuple[dict[str, int], int]:
     cert, key = d / "leaf.pem", d / "leaf.key"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -220,6 +290,7 @@ def start(d: Path, procs: list[subprocess.Popen[bytes]]) -> dict[str, int]:
          "-out", str(cert), "-addext", "subjectAltName=DNS:app.localhost,IP:127.0.0.1"],
         check=True, capture_output=True,
     )  # fmt: skip
+    write_modules(d / "www")
     backend = free_port()
     (d / "backend.conf").write_text(NGINX_BACKEND.format(d=d, port=backend))
     procs.append(spawn(d, "backend", ["nginx", "-c", str(d / "backend.conf"), "-p", str(d)], 1))
@@ -245,7 +316,7 @@ def start(d: Path, procs: list[subprocess.Popen[bytes]]) -> dict[str, int]:
         print("# caddy: not installed (apt-get install caddy)")
     for p in ports.values():
         wait_port(p)
-    return ports
+    return ports, backend
 
 
 def measure(
@@ -263,7 +334,7 @@ def measure(
 def report(scenario: str, results: dict[str, list[tuple[float, int]]]) -> None:
     peer = PEER[scenario] if PEER[scenario] in results else "nginx"
     base = statistics.median(r for r, _ in results[peer])
-    unit = "handshakes/s" if scenario == "handshake" else "req/s"
+    unit = {"handshake": "handshakes/s", "pageload": "ms to load"}.get(scenario, "req/s")
     load = os.getloadavg()[0]
     print(f"\n## {scenario} (median of {len(results[peer])}, load {load:.1f})")
     print(f"| target | {unit} | × {peer} | errors |")

@@ -5,6 +5,7 @@ reach a service is visible."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import h2.config
@@ -41,6 +42,7 @@ class Peer:
         self.h2.initiate_connection()
         if window is not None:
             self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+        self.loop = gw.loop
         self.conn = H2Connection(gw.server)
         self.conn.tls = True
         self.t = FakeTransport()
@@ -48,17 +50,24 @@ class Peer:
         self.events: list[h2.events.Event] = []
         self.pump()
 
+    def settle(self) -> None:
+        """Run the loop's ready callbacks: the gateway writes at the end of a turn."""
+        for _ in range(3):
+            self.loop.run_until_complete(asyncio.sleep(0))
+
     def pump(self) -> list[h2.events.Event]:
         """Our bytes to the gateway, its bytes back: the events the client saw."""
         data = self.h2.data_to_send()
         if data:
             self.conn.data_received(data)
+        self.settle()
         out = self.t.take()
         events = self.h2.receive_data(out) if out else []
         self.events += events
         reply = self.h2.data_to_send()  # SETTINGS ACK, WINDOW_UPDATE …
         if reply and not self.t.closed:
             self.conn.data_received(reply)
+            self.settle()
             more = self.t.take()
             if more:
                 events += self.h2.receive_data(more)

