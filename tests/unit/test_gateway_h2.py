@@ -6,7 +6,7 @@ reach a service is visible."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import h2.config
 import h2.connection
@@ -14,7 +14,8 @@ import h2.events
 import h2.settings
 import pytest
 
-from homeport.gateway.h2 import H2Connection, request_head
+from homeport.gateway.contract import ControlRequest, ControlResponse
+from homeport.gateway.h2 import MAX_RESETS, H2Connection, request_head
 from homeport.gateway.http1 import ProtocolError
 
 from .gateway_fakes import FakeTransport
@@ -310,3 +311,51 @@ def test_request_head_refuses_connect_and_bad_lengths() -> None:
                       (b"content-length", b"2")], False)  # fmt: skip
     head = request_head([*base, (b":authority", b"a.localhost")], True)
     assert (head.host, head.chunked, head.content_length) == (b"a.localhost", False, 0)
+
+
+def test_rapid_reset_gets_goaway_enhance_your_calm(gw: Gateway) -> None:
+    # CVE-2023-44487: open and reset streams faster than they can be answered.
+    peer = Peer(gw)
+    for _ in range(MAX_RESETS + 1):
+        sid = peer.request("/slow")
+        peer.h2.reset_stream(sid)
+        if peer.t.closed:
+            break
+        peer.pump()
+    (goaway,) = peer.of(h2.events.ConnectionTerminated)
+    assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    assert peer.t.closed
+
+
+def test_control_api_and_its_event_stream_over_h2() -> None:
+    class App:
+        async def handle(self, request: ControlRequest) -> ControlResponse:
+            if request.path == "/api/events":
+
+                async def events() -> AsyncIterator[bytes]:
+                    yield b"data: 1\n\n"
+                    yield b"data: 2\n\n"
+
+                return ControlResponse(
+                    200, [("Content-Type", "text/event-stream")], stream=events()
+                )
+            assert request.body == b"{}"
+            return ControlResponse(200, [("content-type", "application/json")], b'{"ok":1}')
+
+    for gw in make_gateway(control=App()):
+        peer = Peer(gw)
+        post = peer.request("/api/x", method="POST", host="homeport.localhost:62893", end=False)
+        peer.h2.send_data(post, b"{}", end_stream=True)
+        sse = peer.request("/api/events", host="homeport.localhost:62893")
+        peer.pump()
+        for _ in range(10):
+            if len(peer.of(h2.events.StreamEnded)) == 2:
+                break
+            peer.pump()
+        body = b"".join(e.data for e in peer.of(h2.events.DataReceived, post))
+        assert body == b'{"ok":1}'
+        (resp,) = peer.of(h2.events.ResponseReceived, sse)
+        assert dict(resp.headers)[b"content-type"] == b"text/event-stream"
+        events = b"".join(e.data for e in peer.of(h2.events.DataReceived, sse))
+        assert events == b"data: 1\n\ndata: 2\n\n"
+        assert {r.reason for r in gw.records} == {"control"}

@@ -49,11 +49,16 @@ log = logging.getLogger("homeport.gateway.h2")
 _HIGH = 256 * 1024
 _LOW = 64 * 1024
 MAX_STREAMS = 128
+#: Streams the client may reset before answering them all (CVE-2023-44487, "rapid reset":
+#: each reset frees a slot, so MAX_STREAMS alone does not bound the work). Past this many,
+#: and more resets than answered streams, the connection gets GOAWAY ENHANCE_YOUR_CALM.
+MAX_RESETS = 256
 #: Fields of an HTTP/1.1 response that mean nothing (or something else) in HTTP/2.
 _NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
 _CANCEL = h2.errors.ErrorCodes.CANCEL
 _PROTOCOL = h2.errors.ErrorCodes.PROTOCOL_ERROR
 _INTERNAL = h2.errors.ErrorCodes.INTERNAL_ERROR
+_CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 _BAD = (0, 10, 13)  # NUL, LF, CR: never in a field (RFC 9113 §8.2.1)
 
 
@@ -132,6 +137,8 @@ class H2Connection(asyncio.Protocol):
     dead = False
     write_paused = False
     flush_soon = False  # a ``write_out`` is scheduled
+    resets = 0  # streams the client reset before their end
+    answered = 0  # streams that ended normally
     #: loop.time() after which the sweep closes an idle connection (0: streams are open).
     deadline = 0.0
 
@@ -215,6 +222,12 @@ class H2Connection(asyncio.Protocol):
             s = self.streams.get(event.stream_id)
             if s is not None:
                 s.reset_by_client()
+                self.resets += 1
+                if self.resets > MAX_RESETS and self.resets > self.answered:
+                    log.warning("client %s:%d: too many stream resets", self.client_ip,
+                                self.client_port)  # fmt: skip
+                    self.h2.close_connection(_CALM)
+                    self.close()
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             for s in list(self.streams.values()):
                 s.push()
@@ -653,6 +666,7 @@ class H2Stream(ExchangeCore):
         self.dead = True
         self.server.conns.discard(self)
         self._log(ex)
+        self.conn.answered += 1
         self.conn.forget(self)
         if self.unacked:  # what the client sent counts against the connection's window too
             size, self.unacked = self.unacked, 0
