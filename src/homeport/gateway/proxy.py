@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
-from homeport.gateway import http1, pages
+from homeport.gateway import accept, http1, pages
 from homeport.gateway.contract import ControlResponse
 from homeport.gateway.core import (
     P_QUEUE,
@@ -100,6 +100,16 @@ class ClientConnection(ExchangeCore, asyncio.Protocol):
         self.trusted = _loopback(self.client_ip)
         self.server.conns.add(self)
         self.deadline = self.loop.time() + self.config.header_timeout
+        if self.server.tls is not None and not self.tls:
+            # The first read decides TLS or plain (``accept.first_read``). An instance
+            # attribute shadows ``_received`` for that one read only, so later reads (and
+            # plain-only gateways) pay nothing for it.
+            self._received = self._first_read  # type: ignore[method-assign]
+
+    def _first_read(self, data: bytes) -> None:
+        del self._received  # the class's method again, for every later read
+        if not accept.first_read(self, data):
+            self._received(data)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -629,6 +639,20 @@ class ClientConnection(ExchangeCore, asyncio.Protocol):
         self.paused &= ~bit
         if not self.paused and self.transport is not None and not self.dead:
             self.transport.resume_reading()
+
+
+class HttpsRedirect(ClientConnection):
+    """Plain HTTP under ``--https-only``: every request gets a 308 to the same URL over
+    https on this port (308 keeps the method and body, RFC 9110 §15.4.9). TLS connections
+    still go to the TLS layer on their first read."""
+
+    def _decide(self, ex: Exchange, head: RequestHead) -> None:
+        ex.head = head
+        ex.keep_alive = head.keep_alive
+        location = b"https://" + head.host + head.target
+        lines = [f"This gateway answers https only: {location.decode('latin-1')}"]
+        body = pages.page(308, "Use https", lines, html=self._html(head))
+        self._page(ex, 308, "https-only", body, [(b"location", location)])
 
 
 class _FastEvents:

@@ -27,11 +27,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from homeport.gateway.accept import FirstByte
 from homeport.gateway.config import ProxyConfig
 from homeport.gateway.contract import AccessSink, ControlApp, RouteTable, ServiceStatusLookup
 from homeport.gateway.h2 import H2Connection
-from homeport.gateway.proxy import ClientConnection
+from homeport.gateway.proxy import ClientConnection, HttpsRedirect
 from homeport.gateway.routing import Decision, Router, points_at
 from homeport.gateway.upstream import Pool
 
@@ -144,10 +143,10 @@ class ProxyServer:
 
     async def _bind(self, listen: Sequence[tuple[str, int]]) -> None:
         chosen = 0
-        sniff = self.tls is not None or self.config.https_only
+        front = HttpsRedirect if self.config.https_only else ClientConnection
         for host, port in listen:
             server = await self.loop.create_server(
-                (lambda: FirstByte(self)) if sniff else (lambda: ClientConnection(self)),
+                lambda: front(self),
                 host,
                 port or chosen,
                 reuse_address=True,
