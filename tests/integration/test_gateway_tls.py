@@ -271,3 +271,24 @@ def test_garbage_after_a_tls_handshake_byte_closes_quietly(
             data = s.recv(4096)
     r = httpx.get(f"http://127.0.0.1:{gw.port}/", headers={"Host": "app.localhost"})
     assert r.status_code == 200  # the gateway is still up
+
+
+@needs_curl
+@pytest.mark.parametrize("flag", ["--http2", "--http1.1"])
+def test_local_ca_leaf_per_name_through_the_gateway(tmp_path: Path, flag: str) -> None:
+    """homeport.tls.server_context (the daemon's context): its SNI callback issues the leaf
+    for the name asked, inside the gateway's memory-BIO TLS, and curl verifies it against
+    the CA certificate alone."""
+    from homeport.tls import ca_cert_path
+
+    state = tmp_path / "state"
+    with backend() as (port, _state):
+        routes = [{"name": "shop.localhost", "target": f"http://127.0.0.1:{port}"}]
+        with gateway(tmp_path, routes, tls_state_dir=str(state)) as gw:
+            url = f"https://shop.localhost:{gw.port}/x"
+            argv = ["curl", "-sS", "--max-time", "10", "--cacert", str(ca_cert_path(state)),
+                    "--resolve", f"shop.localhost:{gw.port}:127.0.0.1", flag,
+                    "-w", "\n%{http_version} %{http_code}", url]  # fmt: skip
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.endswith("2 200" if flag == "--http2" else "1.1 200")

@@ -292,15 +292,18 @@ def _make_server(
 
 
 def _tls_context(config: DaemonConfig) -> ssl.SSLContext | None:
-    """The gateway's TLS context from the local CA (``homeport.tls``, issue 12), or None
-    (plain HTTP only) while that package is not installed."""
+    """The gateway's TLS context from the local CA (``homeport.tls``), so ``https://`` works
+    on the same port. A CA that cannot be loaded or made (an unwritable state dir, a damaged
+    key) leaves the gateway plain-HTTP only, said in the log; ``--https-only`` then fails."""
+    from homeport.tls import server_context
+
     try:
-        from homeport.tls import server_context  # type: ignore[import-not-found,attr-defined,unused-ignore]
-    except ImportError:
+        context: ssl.SSLContext = server_context(config.state_dir)
+    except (OSError, ValueError) as exc:
         if config.https_only:
-            raise DaemonError("--https-only needs TLS, and homeport.tls is missing") from None
+            raise DaemonError(f"--https-only needs TLS, and the local CA failed: {exc}") from exc
+        log.warning("https is off: the local CA could not be loaded (%s)", exc)
         return None
-    context: ssl.SSLContext = server_context(config.state_dir)
     return context
 
 
