@@ -517,6 +517,22 @@ class ExchangeCore:
             log.exception("access sink failed")
 
 
+def identify(server: ProxyServer, transport: asyncio.BaseTransport) -> tuple[str, int, int, bool]:
+    """Who a new client is: (its address, its port, our port, whether it is on this machine)."""
+    client_ip, client_port = "?", 0
+    peer = transport.get_extra_info("peername")
+    if peer:
+        client_ip = str(peer[0]).removeprefix("::ffff:")
+        client_port = int(peer[1])
+    # Every listener usually shares one port: then no getsockname() per connection.
+    local_port = server.single_port
+    if not local_port:
+        sock = transport.get_extra_info("sockname")
+        local_port = int(sock[1]) if sock else 0
+    # Never trust X-Forwarded-* from a peer that is not on this machine.
+    return client_ip, client_port, local_port, _loopback(client_ip)
+
+
 @functools.lru_cache(maxsize=256)
 def _loopback(client_ip: str) -> bool:
     # Parsing an address costs microseconds; a new connection arrives from a handful of them.

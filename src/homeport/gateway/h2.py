@@ -37,7 +37,7 @@ import h2.settings
 
 from homeport.gateway import http1, pages
 from homeport.gateway.contract import ControlResponse
-from homeport.gateway.core import Exchange, ExchangeCore, _loopback
+from homeport.gateway.core import Exchange, ExchangeCore, identify
 from homeport.gateway.http1 import HOP_BY_HOP, ProtocolError, RequestHead
 
 if TYPE_CHECKING:
@@ -162,15 +162,9 @@ class H2Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.client_ip = str(peer[0]).removeprefix("::ffff:")
-            self.client_port = int(peer[1])
-        self.local_port = self.server.single_port
-        if not self.local_port:
-            sock = transport.get_extra_info("sockname")
-            self.local_port = int(sock[1]) if sock else 0
-        self.trusted = _loopback(self.client_ip)
+        self.client_ip, self.client_port, self.local_port, self.trusted = identify(
+            self.server, transport
+        )
         self.server.conns.add(self)
         self.deadline = self.loop.time() + self.config.header_timeout
         self.h2.local_settings = h2.settings.Settings(

@@ -30,7 +30,7 @@ from homeport.gateway.core import (
     P_UPSTREAM,
     Exchange,
     ExchangeCore,
-    _loopback,
+    identify,
 )
 from homeport.gateway.http1 import LAST_CHUNK, ProtocolError, RequestHead
 
@@ -87,17 +87,9 @@ class ClientConnection(ExchangeCore, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.client_ip = str(peer[0]).removeprefix("::ffff:")
-            self.client_port = int(peer[1])
-        # Every listener usually shares one port: then no getsockname() per connection.
-        self.local_port = self.server.single_port
-        if not self.local_port:
-            sock = transport.get_extra_info("sockname")
-            self.local_port = int(sock[1]) if sock else 0
-        # Never trust X-Forwarded-* from a peer that is not on this machine.
-        self.trusted = _loopback(self.client_ip)
+        self.client_ip, self.client_port, self.local_port, self.trusted = identify(
+            self.server, transport
+        )
         self.server.conns.add(self)
         self.deadline = self.loop.time() + self.config.header_timeout
         if self.server.tls is not None and not self.tls:
