@@ -173,9 +173,13 @@ async def _serve(
         await parts.gateway.restore()
         await parts.supervisor.restore()
         if sockets and hasattr(parts.server, "adopt"):
-            if any(p.name == "https" for p in sockets):
-                # TLS on the listener is issue 12's: until it reads these names, say so.
-                log.warning("a socket named https was passed: it is served as plain HTTP")
+            if (
+                any(p.name == "https" for p in sockets)
+                and getattr(parts.server, "tls", None) is None
+            ):
+                # Every listener takes TLS and plain HTTP alike (the first byte decides),
+                # so a socket's name changes nothing, unless TLS is off altogether.
+                log.warning("a socket named https was passed, but TLS is off: plain HTTP only")
             bound = list(await parts.server.adopt([p.sock for p in sockets]))
         else:
             bound = await _start(parts.server, config)

@@ -125,13 +125,9 @@ class ProxyServer:
         self.loop = asyncio.get_running_loop()
         if not sockets:
             raise ValueError("no sockets to serve")
-        sniff = self.tls is not None or self.config.https_only
+        front = HttpsRedirect if self.config.https_only else ClientConnection
         for sock in sockets:
-            server = await self.loop.create_server(
-                (lambda: FirstByte(self)) if sniff else (lambda: ClientConnection(self)),
-                sock=sock,
-                backlog=4096,
-            )
+            server = await self.loop.create_server(lambda: front(self), sock=sock, backlog=4096)
             self._servers.append(server)
             addr = sock.getsockname()
             self.bound.append((str(addr[0]), int(addr[1])))
