@@ -292,3 +292,42 @@ def test_local_ca_leaf_per_name_through_the_gateway(tmp_path: Path, flag: str) -
             r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
             assert r.returncode == 0, r.stderr
             assert r.stdout.endswith("2 200" if flag == "--http2" else "1.1 200")
+
+
+def test_passed_sockets_take_tls_and_plain_alike(cert: CertFiles) -> None:
+    """Socket activation (``ProxyServer.adopt``): a passed listener tells TLS from plain
+    HTTP by the first byte, as a bound one does."""
+    import asyncio
+
+    from tls_support import server_context
+
+    from homeport.gateway.config import ProxyConfig
+    from homeport.gateway.server import ProxyServer
+
+    def fetch(port: int, tls: bool) -> bytes:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        ctx = client_context(cert.ca, ["http/1.1"])
+        sock = ctx.wrap_socket(raw, server_hostname="app.localhost") if tls else raw
+        with sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n")
+            out = b""
+            while chunk := sock.recv(65536):
+                out += chunk
+        return out
+
+    async def main() -> tuple[bytes, bytes]:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        server = ProxyServer(ProxyConfig(), tls=server_context(cert.cert, cert.key))
+        (_, port), = await server.adopt([listener])  # fmt: skip
+        try:
+            secure = await asyncio.to_thread(fetch, port, True)
+            plain = await asyncio.to_thread(fetch, port, False)
+        finally:
+            await server.close()
+        return secure, plain
+
+    secure, plain = asyncio.run(main())
+    assert secure.startswith(b"HTTP/1.1 404 ")  # no routes: homeport's own page, over TLS
+    assert plain.startswith(b"HTTP/1.1 404 ")
