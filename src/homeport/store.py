@@ -119,6 +119,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (project, name)
     );
     """,
+    # 3 -> 4: the client's protocol and whether it came over TLS (issue 12: https and h2).
+    """
+    ALTER TABLE access ADD COLUMN protocol TEXT NOT NULL DEFAULT 'http/1.1';
+    ALTER TABLE access ADD COLUMN tls INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -318,8 +323,8 @@ class Store:
         with self._write() as c:
             c.executemany(
                 "INSERT INTO access (time, client_addr, client_port, host, method, path, status,"
-                " bytes_in, bytes_out, duration_ms, route, reason, external)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " bytes_in, bytes_out, duration_ms, route, reason, external, protocol, tls)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [_access_row(r) for r in records],
             )
             last = c.execute("SELECT max(id) FROM access").fetchone()[0]
@@ -439,7 +444,8 @@ def _service_from_row(r: sqlite3.Row) -> ServiceRecord:
 
 def _access_row(r: AccessRecord) -> tuple[Any, ...]:
     return (r.time, r.client_addr, r.client_port, r.host, r.method, r.path, r.status,
-            r.bytes_in, r.bytes_out, r.duration_ms, r.route, r.reason, int(r.external))  # fmt: skip
+            r.bytes_in, r.bytes_out, r.duration_ms, r.route, r.reason, int(r.external),
+            r.protocol, int(r.tls))  # fmt: skip
 
 
 def _access_from_row(r: sqlite3.Row) -> AccessEntry:
@@ -448,6 +454,7 @@ def _access_from_row(r: sqlite3.Row) -> AccessEntry:
         host=r["host"], method=r["method"], path=r["path"], status=r["status"],
         bytes_in=r["bytes_in"], bytes_out=r["bytes_out"], duration_ms=r["duration_ms"],
         route=r["route"], reason=r["reason"], external=bool(r["external"]),
+        protocol=r["protocol"], tls=bool(r["tls"]),
     )  # fmt: skip
     return AccessEntry(r["id"], rec)
 
