@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,50 @@ def test_https_over_h2_through_the_daemon_once_trusted(
     (https_error, _), _ = visit(home, tmp_path / "profile-2", daemon.port)
     assert https_error is not None
     assert "ERR_CERT_AUTHORITY_INVALID" in https_error
+
+
+def test_dashboard_live_over_h2(
+    daemon: Daemon, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard (its login link, its event stream) works the same over https and h2."""
+    from playwright.sync_api import sync_playwright
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HOMEPORT_SYSTEM_CA_DIR", str(tmp_path))
+    monkeypatch.setenv("HOMEPORT_SYSTEM_CA_UPDATE", "true")
+    monkeypatch.setenv("HOMEPORT_SYSTEM_CA_BUNDLE", str(tmp_path / "bundle.pem"))
+    assert "nss:chromium" in cli("trust").stdout
+    code = daemon.login_url().split("token=", 1)[1]
+    url = f"https://homeport.localhost:{daemon.port}/login?token={code}"
+    rules = f"--host-resolver-rules=MAP homeport.localhost:{daemon.port} 127.0.0.1:{daemon.port}"
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[*CHROMIUM_ARGS, rules],
+            env={**os.environ, "HOME": str(home)},
+        )
+        try:
+            page = ctx.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            page.wait_for_selector("#app:not([hidden])")
+            page.wait_for_selector("#conn.live")  # the event stream is open
+            protocol = page.evaluate(
+                "performance.getEntriesByType('navigation')[0].nextHopProtocol"
+            )
+        finally:
+            ctx.close()
+    assert protocol == "h2"
+    # The access log records it so (written by the daemon's batcher: wait, bounded).
+    deadline = time.monotonic() + 20
+    while True:
+        records = daemon.api("GET", "/api/access?limit=500").json()["records"]
+        h2 = [r for r in records if r["protocol"] == "h2" and r["tls"]]
+        if any(r["path"] == "/login" for r in h2) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # the writer commits in batches; no push for "committed"
+    assert any(r["path"] == "/login" for r in h2), [r["path"] for r in records]
