@@ -26,7 +26,9 @@ Scenarios (h2load from nghttp2-client, on core 1):
 
 Medians of ``--rounds`` rounds, each target once per round, with the ratio to the peer the
 issue names (Caddy for h2 and handshakes, nginx for HTTP/1.1 over TLS).
-``--serve PORT BACKEND CERT KEY`` is the homeport process the benchmark starts itself.
+``--local-ca`` adds a row for homeport on ``homeport.tls.server_context`` (what the daemon runs:
+the local CA, its SNI callback on every handshake). ``--serve PORT BACKEND CERT KEY`` is the
+homeport process the benchmark starts itself (CERT ``local-ca``: KEY is then a state dir).
 """
 
 from __future__ import annotations
@@ -89,9 +91,15 @@ def serve(port: int, backend: int, cert: str, key: str) -> None:
     from homeport.gateway.server import ProxyServer, loop_factory
 
     ring: deque[AccessRecord] = deque(maxlen=1000)  # the daemon's batcher, as in bench_gateway
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    if cert == "local-ca":
+        # What the daemon runs: the local CA's context, its SNI callback on every handshake.
+        from homeport.tls import server_context
+
+        ctx = server_context(Path(key))
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
 
     async def main() -> None:
         server = ProxyServer(ProxyConfig(), access_sink=ring.append, tls=ctx)
@@ -184,6 +192,7 @@ def run(name: str, port: int, scenario: str, duration: float) -> tuple[float, in
     return done / (time.monotonic() - t0), bad
 
 
+LOCAL_CA = False
 PEER = {"h2": "caddy", "handshake": "caddy", "h1tls": "nginx", "pageload": "homeport h1"}
 MODULES = 300
 CHROMIUM = "/usr/bin/chromium"
@@ -256,7 +265,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default="h2,handshake,h1tls,pageload")
     ap.add_argument("--serve", nargs=4, metavar=("PORT", "BACKEND", "CERT", "KEY"))
+    ap.add_argument(
+        "--local-ca", action="store_true", help="also homeport on the local CA's SNI context"
+    )
     args = ap.parse_args()
+    global LOCAL_CA
+    LOCAL_CA = args.local_ca
     if args.serve:
         serve(int(args.serve[0]), int(args.serve[1]), args.serve[2], args.serve[3])
         return 0
@@ -299,6 +313,19 @@ def start(d: Path, procs: list[subprocess.Popen[bytes]]) -> tuple[dict[str, int]
     port = ports["homeport"] = free_port()
     argv = [sys.executable, __file__, "--serve", str(port), str(backend), str(cert), str(key)]
     procs.append(spawn(d, "homeport", argv, 0))
+    if LOCAL_CA:
+        port = ports["homeport local CA"] = free_port()
+        state = d / "state"
+        argv = [
+            sys.executable,
+            __file__,
+            "--serve",
+            str(port),
+            str(backend),
+            "local-ca",
+            str(state),
+        ]
+        procs.append(spawn(d, "homeport-ca", argv, 0))
     port = ports["nginx"] = free_port()
     conf = NGINX_TLS.format(d=d, port=port, backend=backend, cert=cert, key=key)
     (d / "proxy.conf").write_text(conf)
