@@ -359,3 +359,14 @@ def test_control_api_and_its_event_stream_over_h2() -> None:
         events = b"".join(e.data for e in peer.of(h2.events.DataReceived, sse))
         assert events == b"data: 1\n\ndata: 2\n\n"
         assert {r.reason for r in gw.records} == {"control"}
+
+
+def test_idle_after_the_preface_is_kept_like_keep_alive_then_goaway(gw: Gateway) -> None:
+    peer = Peer(gw)
+    cfg = gw.server.config
+    left = peer.conn.deadline - gw.loop.time()
+    assert cfg.header_timeout < left <= cfg.keepalive_timeout
+    peer.conn.expire(peer.conn.deadline + 1)  # what the sweep does past the deadline
+    events = peer.h2.receive_data(peer.t.take())
+    assert [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+    assert peer.t.closed

@@ -137,6 +137,7 @@ class H2Connection(asyncio.Protocol):
     dead = False
     write_paused = False
     flush_soon = False  # a ``write_out`` is scheduled
+    prefaced = False  # the client's connection preface arrived
     resets = 0  # streams the client reset before their end
     answered = 0  # streams that ended normally
     #: loop.time() after which the sweep closes an idle connection (0: streams are open).
@@ -186,6 +187,12 @@ class H2Connection(asyncio.Protocol):
             log.debug("client %s:%d: HTTP/2 error: %s", self.client_ip, self.client_port, exc)
             self.close()
             return
+        if not self.prefaced:
+            # The preface came in time: from now on an idle connection is kept like an
+            # idle HTTP/1.1 one (keepalive_timeout), not dropped as a slow request head.
+            self.prefaced = True
+            if not self.streams:
+                self.deadline = self.loop.time() + self.config.keepalive_timeout
         try:
             for event in events:
                 self._event(event)
