@@ -65,11 +65,11 @@ def code_class(status: int) -> str:
     return f"{status // 100}xx" if 100 <= status < 600 else "none"
 
 
-def protocol_of(status: int) -> str:
-    """The one place that names a request's protocol. The HTTP/1.1 front-end is all there is
-    today; a 101 answer turned the connection into a WebSocket (or other Upgrade) tunnel. When
-    an HTTP/2 front-end lands, the record should carry its protocol and this reads it."""
-    return "websocket" if status == 101 else "http/1.1"
+def protocol_of(status: int, protocol: str = "http/1.1") -> str:
+    """The one place that names a request's protocol: the record's (``http/1.1`` or ``h2``,
+    ``AccessRecord.protocol``), except that a 101 answer turned the connection into a
+    WebSocket (or other Upgrade) tunnel."""
+    return "websocket" if status == 101 else protocol
 
 
 def route_label(route: str | None, control: bool) -> str:
@@ -79,7 +79,7 @@ def route_label(route: str | None, control: bool) -> str:
 
 
 #: (route, status, reason) of an AccessRecord, by position: counted by ``Counter`` in C.
-_RAW_KEY = operator.itemgetter(10, 6, 11)
+_RAW_KEY = operator.itemgetter(10, 6, 11, 13)  # route, status, reason, protocol
 #: BUCKETS in milliseconds, the unit the records carry (no per-record division).
 BUCKETS_MS: tuple[float, ...] = (
     1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
@@ -99,7 +99,9 @@ class RequestStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._raw: collections.Counter[tuple[str | None, int, str | None]] = collections.Counter()
+        self._raw: collections.Counter[tuple[str | None, int, str | None, str]] = (
+            collections.Counter()
+        )
         #: route (or, without one, whether it was the control API) -> per-bucket counts
         #: (len(BUCKETS) + 1, the last is +Inf), then the sum in milliseconds.
         self._hist: dict[str | bool, list[float]] = {}
@@ -133,9 +135,9 @@ class RequestStats:
             raw = dict(self._raw)
             hist = {k: list(v) for k, v in self._hist.items()}
         snap = Snapshot()
-        for (route, status, reason), n in raw.items():
+        for (route, status, reason, protocol), n in raw.items():
             name = route_label(route, reason == "control")
-            key = (name, code_class(status), protocol_of(status))
+            key = (name, code_class(status), protocol_of(status, protocol))
             snap.requests[key] = snap.requests.get(key, 0) + n
             if reason in UPSTREAM_REASONS:
                 ekey = (name, reason)

@@ -123,6 +123,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE routes ADD COLUMN allow_underscores INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4 -> 5: the client's protocol and whether it came over TLS (issue 12: https and h2).
+    """
+    ALTER TABLE access ADD COLUMN protocol TEXT NOT NULL DEFAULT 'http/1.1';
+    ALTER TABLE access ADD COLUMN tls INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -323,12 +328,12 @@ class Store:
         with self._write() as c:
             c.executemany(
                 "INSERT INTO access (time, client_addr, client_port, host, method, path, status,"
-                " bytes_in, bytes_out, duration_ms, route, reason, external)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                # An AccessRecord is a tuple in the columns' order (``external`` a bool, which
-                # SQLite stores as 0/1): bound as it is, with no Python per row on the
-                # writer's thread, whose every bytecode competes with the event loop for
-                # the GIL.
+                " bytes_in, bytes_out, duration_ms, route, reason, external, protocol, tls)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                # An AccessRecord is a tuple in the columns' order (``external`` and ``tls``
+                # bools, which SQLite stores as 0/1): bound as it is, with no Python per row
+                # on the writer's thread, whose every bytecode competes with the event loop
+                # for the GIL.
                 records,
             )
             last = c.execute("SELECT max(id) FROM access").fetchone()[0]
@@ -468,6 +473,7 @@ def _access_from_row(r: sqlite3.Row) -> AccessEntry:
         host=r["host"], method=r["method"], path=r["path"], status=r["status"],
         bytes_in=r["bytes_in"], bytes_out=r["bytes_out"], duration_ms=r["duration_ms"],
         route=r["route"], reason=r["reason"], external=bool(r["external"]),
+        protocol=r["protocol"], tls=bool(r["tls"]),
     )  # fmt: skip
     return AccessEntry(r["id"], rec)
 

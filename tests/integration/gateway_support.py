@@ -53,7 +53,16 @@ def _serve(spec: dict[str, Any]) -> None:
 
     async def main() -> None:
         config = ProxyConfig(**spec.get("config", {}))
-        server = ProxyServer(config, access_sink=sink, service_status=status)
+        tls = None
+        if spec.get("tls"):  # {"cert": PEM path, "key": PEM path}
+            from tls_support import server_context
+
+            tls = server_context(Path(spec["tls"]["cert"]), Path(spec["tls"]["key"]))
+        elif spec.get("tls_state_dir"):  # the local CA's own context (homeport.tls)
+            from homeport.tls import server_context as local_ca_context
+
+            tls = local_ca_context(Path(spec["tls_state_dir"]))
+        server = ProxyServer(config, access_sink=sink, service_status=status, tls=tls)
         bound = await server.start([("127.0.0.1", 0)])
         server.set_routes(table(spec.get("routes", [])))
         print(json.dumps({"port": bound[0][1], "pid": os.getpid()}), flush=True)

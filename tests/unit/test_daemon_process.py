@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
@@ -69,3 +70,14 @@ def test_no_auth_no_pipe(tmp_path: Path) -> None:
     config = DaemonConfig(state_dir=tmp_path)
     assert _auth_pipe(config.auth) is None
     assert "--auth-fd" not in daemon_argv(config, ready_fd=7)
+
+
+def test_https_only_reaches_the_background_daemon(tmp_path: Path) -> None:
+    from homeport.cli import up
+
+    parser = argparse.ArgumentParser()
+    up.add_arguments(parser)
+    args = parser.parse_args(["-d", "--https-only"])
+    config = DaemonConfig.build(https_only=args.https_only, directory=tmp_path)
+    assert "--https-only" in daemon_argv(config, ready_fd=7)
+    assert "--https-only" not in daemon_argv(DaemonConfig(state_dir=tmp_path), ready_fd=7)

@@ -192,3 +192,14 @@ def test_metrics_open_on_loopback_token_elsewhere(tmp_path: Path) -> None:
     assert a.get("127.0.0.1", ("origin", "http://evil.example")) == 403
     a.app.metrics = None
     assert a.get("127.0.0.1") == 404
+
+
+def test_requests_are_labelled_with_the_record_protocol() -> None:
+    m = metrics()
+    h2_record = rec("api.localhost", 200)._replace(protocol="h2", tls=True)
+    m.requests.observe([h2_record, rec("api.localhost", 200)])
+    got = samples(m.render().decode())
+    req = "homeport_gateway_requests_total"
+    api = ("route", "api.localhost")
+    assert got[(req, (("code", "2xx"), ("protocol", "h2"), api))] == 1
+    assert got[(req, (("code", "2xx"), ("protocol", "http/1.1"), api))] == 1

@@ -310,3 +310,37 @@ def test_cross_site_fields_round_trip(tmp_path: Path) -> None:
         assert store.take_notices() == {}  # a new database has nothing to announce
     finally:
         store.close()
+
+
+def test_access_rows_keep_protocol_and_tls(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    try:
+        base = AccessRecord(1.0, "127.0.0.1", 1, "a.localhost", "GET", "/", 200, 0, 2, 0.1, None)
+        store.append_access([base, base._replace(protocol="h2", tls=True)])
+        got = [(e.record.protocol, e.record.tls) for e in store.access()]
+        assert got == [("http/1.1", False), ("h2", True)]
+    finally:
+        store.close()
+
+
+def test_schema_3_access_rows_read_back_as_plain_http11(tmp_path: Path) -> None:
+    from homeport.store import MIGRATIONS
+
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    for step in MIGRATIONS[:3]:
+        conn.executescript(step)
+    conn.execute(
+        "INSERT INTO access (time, client_addr, client_port, host, method, path, status,"
+        " bytes_in, bytes_out, duration_ms, route, reason, external)"
+        " VALUES (1.0, '127.0.0.1', 1, 'a.localhost', 'GET', '/', 200, 0, 2, 0.1, NULL, NULL, 0)"
+    )
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    try:
+        (entry,) = store.access()
+        assert (entry.record.protocol, entry.record.tls) == ("http/1.1", False)
+    finally:
+        store.close()

@@ -21,7 +21,8 @@ In a project (homeport.toml here or in a parent folder), the services' output in
                                          "service", "line"}
 
 --json record: {"id", "time", "client_addr", "client_port", "host", "method", "path", "status",
-  "bytes_in", "bytes_out", "duration_ms", "route", "reason", "external"}
+  "bytes_in", "bytes_out", "duration_ms", "route", "reason", "external",
+  "protocol" ("http/1.1" or "h2"), "tls" (true for https://)}
 service --json: {"service": {...as in homeport status}, "lines": ["..."]}
 
 The access log is read through the gateway when it runs, else straight from the state database.
@@ -160,10 +161,12 @@ def format_record(env: Env, r: dict[str, Any]) -> str:
         host_port(r["client_addr"], r["client_port"]).ljust(21),
         paint(env, status, style),
         r["method"],
-        f"{r['host']}{r['path']}",
+        f"{'https://' if r.get('tls') else ''}{r['host']}{r['path']}",
         f"{r['duration_ms']:.1f}ms",
         f"{r['bytes_out']}B",
     ]
+    if r.get("protocol") == "h2":
+        parts.append("h2")
     if r.get("reason"):
         parts.append(f"({r['reason']})")
     if r.get("external"):

@@ -26,6 +26,10 @@ examples:
                               also listen on a LAN address; every route then needs auth
   homeport up -d --expose 192.168.1.20 --auth basic:me
                               the same with a user name and password (asked twice)
+  homeport up -d --https-only http://app.localhost:62893 answers 308 to https://
+
+One port serves both schemes: a connection that starts with a TLS handshake gets TLS (HTTP/2
+or HTTP/1.1, as the client's ALPN asks), any other plain HTTP/1.1.
 
 --auth basic:USER takes the password from $HOMEPORT_AUTH_PASSWORD when it is set (for scripts:
 ``read -rs P; HOMEPORT_AUTH_PASSWORD=$P homeport up -d --auth basic:me``), else asks on the
@@ -82,6 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " $HOMEPORT_AUTH_PASSWORD, else a prompt) | basic:USER:PASS (visible in ps: avoid)",
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not record requests")
+    parser.add_argument(
+        "--https-only",
+        action="store_true",
+        help="answer plain http:// requests with a 308 redirect to https:// (same port)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     # -d hands --auth to the daemon through this pipe: never on its command line (ps).
@@ -113,7 +122,11 @@ def run(args: argparse.Namespace, env: Env) -> int:
     passed = activation.listen_sockets()
     port = args.port if args.port is not None or not passed else activation.main_port(passed)
     config = DaemonConfig.build(
-        port=port, expose=tuple(args.expose), auth=auth, access_log=not args.no_access_log
+        port=port,
+        expose=tuple(args.expose),
+        auth=auth,
+        access_log=not args.no_access_log,
+        https_only=args.https_only,
     )
     if passed and args.detach:
         raise UsageError("-d cannot hand on passed sockets (LISTEN_FDS); run in the foreground")

@@ -34,6 +34,8 @@ class DaemonConfig:
     auth: str = "none"
     access_log: bool = True
     access_capacity: int = 100_000
+    #: Plain-HTTP requests get a 308 to the same URL over https (``--https-only``).
+    https_only: bool = False
 
     @classmethod
     def build(
@@ -44,6 +46,7 @@ class DaemonConfig:
         auth: str | None = None,
         directory: Path | None = None,
         access_log: bool = True,
+        https_only: bool = False,
     ) -> DaemonConfig:
         """Flags first, then ``HOMEPORT_PORT``, then the default."""
         if port is None:
@@ -66,6 +69,7 @@ class DaemonConfig:
             expose=expose,
             auth=auth,
             access_log=access_log,
+            https_only=https_only,
         )
 
     @property

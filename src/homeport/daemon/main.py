@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeport import __version__
 from homeport.daemon.activation import PassedSocket
@@ -33,6 +33,9 @@ from homeport.daemon.state import Gateway
 from homeport.errors import DaemonError, HomeportError
 from homeport.gateway.contract import RouteTable
 from homeport.store import AccessWriter, Store
+
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger("homeport.daemon")
 
@@ -179,9 +182,13 @@ async def _serve(
         await parts.gateway.restore()
         await parts.supervisor.restore()
         if sockets and hasattr(parts.server, "adopt"):
-            if any(p.name == "https" for p in sockets):
-                # TLS on the listener is issue 12's: until it reads these names, say so.
-                log.warning("a socket named https was passed: it is served as plain HTTP")
+            if (
+                any(p.name == "https" for p in sockets)
+                and getattr(parts.server, "tls", None) is None
+            ):
+                # Every listener takes TLS and plain HTTP alike (the first byte decides),
+                # so a socket's name changes nothing, unless TLS is off altogether.
+                log.warning("a socket named https was passed, but TLS is off: plain HTTP only")
             bound = list(await parts.server.adopt([p.sock for p in sockets]))
         else:
             bound = await _start(parts.server, config)
@@ -287,13 +294,31 @@ def _make_server(
 
         log.warning("homeport.gateway.server is missing: serving the control API only")
         return ControlServer(app), "control-only"
+    tls = _tls_context(config)
     proxy = ProxyServer(
-        ProxyConfig(),
+        ProxyConfig(https_only=config.https_only and tls is not None),
         control=app,
         access_sink=writer.sink,
         service_status=gateway.status_lookup,
+        tls=tls,
     )
     return proxy, "proxy"
+
+
+def _tls_context(config: DaemonConfig) -> ssl.SSLContext | None:
+    """The gateway's TLS context from the local CA (``homeport.tls``), so ``https://`` works
+    on the same port. A CA that cannot be loaded or made (an unwritable state dir, a damaged
+    key) leaves the gateway plain-HTTP only, said in the log; ``--https-only`` then fails."""
+    from homeport.tls import server_context
+
+    try:
+        context: ssl.SSLContext = server_context(config.state_dir)
+    except (OSError, ValueError) as exc:
+        if config.https_only:
+            raise DaemonError(f"--https-only needs TLS, and the local CA failed: {exc}") from exc
+        log.warning("https is off: the local CA could not be loaded (%s)", exc)
+        return None
+    return context
 
 
 async def _start(server: Any, config: DaemonConfig) -> list[tuple[str, int]]:

@@ -98,6 +98,8 @@ def daemon_argv(config: DaemonConfig, ready_fd: int, auth_fd: int | None = None)
         argv += ["--auth-fd", str(auth_fd)]  # the value itself never goes on argv
     if not config.access_log:
         argv.append("--no-access-log")
+    if config.https_only:
+        argv.append("--https-only")
     return argv
 
 

@@ -39,6 +39,8 @@ class ProxyConfig:
             or ``allow_hosts`` (the DNS-rebinding guard).
         gateway_names: Host names that address the gateway's own control API.
         allow_hosts: extra Host names accepted by the Host check for every route.
+        https_only: answer plain-HTTP requests with a 308 to the same URL over https (the
+            gateway's TLS context must be set).
         max_hops: a request that already passed through this gateway this many times is a loop
             (answered 508, RFC 5842 §7.2).
     """
@@ -58,6 +60,7 @@ class ProxyConfig:
     gateway_names: tuple[str, ...] = ("homeport.localhost",)
     allow_hosts: tuple[str, ...] = ()
     max_hops: int = 4
+    https_only: bool = False
 
     def __post_init__(self) -> None:
         if self.max_header_bytes < 1 * KIB:

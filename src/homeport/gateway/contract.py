@@ -89,6 +89,10 @@ class AccessRecord(NamedTuple):
     reason: str | None = None
     #: True when the client is not on loopback.
     external: bool = False
+    #: The client's protocol: ``http/1.1`` (HTTP/1.0 too) or ``h2``.
+    protocol: str = "http/1.1"
+    #: True when the client connection is TLS (``https://``).
+    tls: bool = False
 
 
 AccessSink = Callable[[AccessRecord], None]

@@ -1,9 +1,12 @@
-"""One client connection of the gateway: parse requests with llhttp, decide, and either answer
-(pages, refusals, the control API) or stream the exchange to an upstream and back.
+"""The HTTP/1.1 front-end: one client connection, parsed with llhttp into exchanges that the
+exchange core (``core.ExchangeCore``) routes, guards, proxies and logs.
 
-Flow control follows the transports: when the upstream's send buffer fills, the client stops
-being read (``pause_reading``), and the other way round, so a body of any size passes through
-with bounded memory. Writes caused by one upstream read are corked into one ``writelines``.
+This module is only the HTTP/1.1 wire: request heads (a fast path for one plain head in one
+read, llhttp's per-field callbacks otherwise), bodies and their framing, pipelining, Upgrade
+tunnels, keep-alive, and the bytes of every response. Flow control follows the transports: when
+the upstream's send buffer fills, the client stops being read (``pause_reading``), and the other
+way round, so a body of any size passes through with bounded memory. Writes caused by one
+upstream read are corked into one ``writelines``.
 
 Pipelined requests (a second request arriving before the first is answered) are recorded as
 parser events, reading pauses, and they are replayed in order once the current exchange ends:
@@ -13,37 +16,31 @@ responses never interleave. Every request ends in exactly one ``AccessRecord``.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
-from homeport.addr import is_loopback
-from homeport.gateway import guard, http1, pages
-from homeport.gateway.contract import AccessRecord, ControlRequest, ControlResponse
+from homeport.gateway import accept, http1, pages
+from homeport.gateway.contract import ControlResponse
+from homeport.gateway.core import (
+    P_QUEUE,
+    P_UPGRADE,
+    P_UPSTREAM,
+    Exchange,
+    ExchangeCore,
+    identify,
+)
 from homeport.gateway.http1 import LAST_CHUNK, ProtocolError, RequestHead
-from homeport.gateway.routing import Decision, Target
-from homeport.gateway.upstream import Upstream, connect
 
 if TYPE_CHECKING:
     from homeport.gateway.server import ProxyServer
 
 log = logging.getLogger("homeport.gateway.proxy")
 
-# Why reading from the client is paused (a bit set: reading resumes when all are clear).
-_P_UPSTREAM = 1  # the upstream's send buffer is full
-_P_CONNECT = 2  # waiting for an upstream connection
-_P_QUEUE = 4  # a pipelined request waits for the current exchange
-_P_UPGRADE = 8  # upgrade asked; bytes wait for the upstream's 101
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS"})
-#: Methods the default cross-site rule never looks at (OPTIONS may be a PNA preflight).
-_UNGUARDED = frozenset({b"GET", b"HEAD"})
 Event = tuple[Callable[..., None], tuple[Any, ...]]
-_new_record = tuple.__new__
-_NO_DROP: frozenset[bytes] = frozenset()
+__all__ = ["ClientConnection", "Exchange"]
 
 
 class _Stop(Exception):
@@ -54,70 +51,26 @@ class _TooLarge(Exception):
     """The request head passed ``max_header_bytes``."""
 
 
-class Exchange:
-    """One request and its response on a client connection.
-
-    Defaults live on the class, so starting an exchange sets two attributes, not twenty
-    (this runs once per request)."""
-
-    kind = "local"
-    head: RequestHead | None = None
-    route: str | None = None
-    target: Target | None = None
-    status = 0
-    reason: str | None = None
-    bytes_in = 0
-    bytes_out = 0
-    keep_alive = False
-    req_done = False
-    resp_started = False
-    resp_done = False
-    resp_chunked = False
-    upstream: Upstream | None = None
-    pending: list[bytes] | None = None
-    up_head = b""
-    retried = False
-    tunnel = False
-    client_eof = False  # tunnel: the client sent FIN (its direction has ended)
-    upstream_eof = False  # tunnel: the service sent FIN
-    upgrade_101: bytes | None = None  # the service's raw 101 head
-    body: bytearray | None = None
-    logged = False
-
-    def __init__(self, t0: float) -> None:
-        self.t0 = t0  # loop.time(): the wall-clock time is worked out for the log only
-
-
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(ExchangeCore, asyncio.Protocol):
     """The gateway's side of one client TCP connection."""
 
     # Per-connection state starts from these class defaults: a new connection (the cost that
     # dominates with Connection: close) sets only what differs.
     transport: asyncio.Transport | None = None
-    client_ip = "?"
-    client_port = 0
-    local_port = 0
-    trusted = False
-    ex: Exchange | None = None
     url = b""
     head_size = 0
     raw_head = 0
     in_head = False
     queue: list[Event] | None = None
     paused = 0
-    write_paused = False
     drain_waiter: asyncio.Future[None] | None = None
     corked: list[bytes] | None = None
-    dead = False
-    task: asyncio.Task[None] | None = None
     #: llhttp with per-field callbacks, made on first need: heads split over reads,
     #: pipelined requests, requests with a body (see ``_received``).
     parser: httptools.HttpRequestParser | None = None
     #: ``http1.whole_head``'s slices of the head being fed to ``fast``.
     whole: tuple[bytes, bytes, bytes, bytes] = (b"", b"", b"", b"")
     upgrade_buf: list[bytes] = []  # noqa: RUF012  (replaced, never mutated, before use)
-    #: loop.time() after which the server's sweep acts (0: no deadline).
-    deadline = 0.0
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
@@ -134,19 +87,21 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.client_ip = str(peer[0]).removeprefix("::ffff:")
-            self.client_port = int(peer[1])
-        # Every listener usually shares one port: then no getsockname() per connection.
-        self.local_port = self.server.single_port
-        if not self.local_port:
-            sock = transport.get_extra_info("sockname")
-            self.local_port = int(sock[1]) if sock else 0
-        # Never trust X-Forwarded-* from a peer that is not on this machine.
-        self.trusted = _loopback(self.client_ip)
+        self.client_ip, self.client_port, self.local_port, self.trusted = identify(
+            self.server, transport
+        )
         self.server.conns.add(self)
         self.deadline = self.loop.time() + self.config.header_timeout
+        if self.server.tls is not None and not self.tls:
+            # The first read decides TLS or plain (``accept.first_read``). An instance
+            # attribute shadows ``_received`` for that one read only, so later reads (and
+            # plain-only gateways) pay nothing for it.
+            self._received = self._first_read  # type: ignore[method-assign]
+
+    def _first_read(self, data: bytes) -> None:
+        del self._received  # the class's method again, for every later read
+        if not accept.first_read(self, data):
+            self._received(data)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -174,7 +129,7 @@ class ClientConnection(asyncio.Protocol):
             if ex.upstream is not None:
                 ex.upstream.write(data)
             return
-        if self.paused & _P_UPGRADE:
+        if self.paused & P_UPGRADE:
             self.upgrade_buf.append(data)
             return
         if parser is None:
@@ -266,7 +221,7 @@ class ClientConnection(asyncio.Protocol):
         self.head_size = self.raw_head = 0
         if self.queue is None and self.ex is not None:
             self.queue = []
-            self._pause(_P_QUEUE)
+            self._pause(P_QUEUE)
         if self.queue is None:
             self._begin()
         else:
@@ -347,7 +302,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             queue.pop(0)
             fn(*args)
-        self._resume(_P_QUEUE)
+        self._resume(P_QUEUE)
 
     # -- request side -------------------------------------------------------------------------
 
@@ -367,218 +322,22 @@ class ClientConnection(asyncio.Protocol):
             return
         self._decide(ex, head)
 
-    def _decide(self, ex: Exchange, head: RequestHead) -> None:
-        ex.head = head
-        ex.keep_alive = head.keep_alive
-        decision = self.server.decide(head.host, self.local_port)
-        kind = decision.kind
-        if kind == "route":
-            self._to_route(ex, head, decision)
-        elif kind == "control":
-            self._to_control(ex, head)
-        elif kind == "unknown":
-            self._not_found(ex, decision.hostname)
-        elif kind == "foreign":
-            msg = (
-                f"Host {decision.hostname!r} is not a local name. homeport only answers "
-                "*.localhost, loopback addresses and names its routes allow (DNS-rebinding guard)."
-            )
-            self._page(ex, 403, "foreign-host", pages.page(403, "Foreign host", [msg], html=False))
-        elif kind == "bad-target":
-            problem = "the route's target is not a loopback address or Unix socket"
-            self._bad_gateway(ex, problem, decision)
-        else:
-            self._refuse_head(400, "bad-request", "Host field is not a valid host[:port]")
-
-    def _body(self, data: bytes) -> None:
-        ex = self.ex
-        if ex is None:
-            return
-        ex.bytes_in += len(data)
-        if ex.kind == "proxy":
-            if ex.head is not None and ex.head.chunked:
-                self._to_upstream(ex, b"%x\r\n" % len(data), data, b"\r\n")
-            else:
-                self._to_upstream(ex, data)
-        elif ex.kind == "control" and ex.body is not None:
-            if len(ex.body) + len(data) > self.config.max_control_body:
-                ex.body = None
-                ex.kind = "local"
-                self._page(ex, 413, "body-too-large", pages.page(413, "Too large", [], html=False))
-                return
-            ex.body += data
-        elif ex.kind == "local" and ex.resp_done and ex.bytes_in > self.config.max_discard_body:
-            # Answered already; past the bound, closing is cheaper than reading on.
-            ex.keep_alive = False
-            self._end(ex)
-
-    def _complete(self) -> None:
-        ex = self.ex
-        if ex is None:
-            return
-        ex.req_done = True
-        if ex.kind == "proxy":
-            if ex.head is not None and ex.head.chunked:
-                self._to_upstream(ex, LAST_CHUNK)
-            if not ex.resp_started and not self.deadline:  # a body: its end starts the clock
-                self.deadline = self.loop.time() + self.config.upstream_header_timeout
-        elif ex.kind == "control" and ex.body is not None and ex.head is not None:
-            self._start_control(ex, ex.head, bytes(ex.body))
-        if ex.resp_done and self.ex is ex:  # _maybe_end, without the call
-            self._end(ex)
-
     def _upgrade(self, rest: bytes) -> None:
         ex = self.ex
         if ex is None or ex.kind != "proxy" or ex.resp_done:
             # Answered ourselves (refused, 404 …): the bytes after the head are not HTTP.
             self._close()
             return
-        self._pause(_P_UPGRADE)
+        self._pause(P_UPGRADE)
         self.upgrade_buf = [rest] if rest else []
 
-    def _to_upstream(self, ex: Exchange, *pieces: bytes) -> None:
-        if ex.pending is not None:
-            ex.pending.extend(pieces)
-        elif ex.upstream is not None:
-            for piece in pieces:
-                ex.upstream.write(piece)
+    # -- answers of our own (hooks of the core) ---------------------------------------------
 
-    # -- decisions ------------------------------------------------------------------------------
+    def _continue(self) -> None:
+        self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    def _to_route(self, ex: Exchange, head: RequestHead, decision: Decision) -> None:
-        route, target = decision.route, decision.target
-        assert route is not None
-        assert target is not None
-        ex.route = route.name
-        ex.target = target
-        if decision.loops or (
-            head.via is not None and head.via.count(self.server.via) >= self.config.max_hops
-        ):
-            body = pages.loop_detected(decision.hostname, html=self._html(head))
-            self._page(ex, 508, "loop", body)
-            return
-        drop = _NO_DROP
-        if (
-            route.auth != "none"
-            or route.same_origin
-            # The default cross-site rule (guard.check_cross_site): a set lookup per request.
-            or (
-                not route.allow_cross_site
-                and (head.method not in _UNGUARDED or head.upgrade is not None)
-            )
-        ):
-            head = ex.head = http1.unraw(head)  # the guard may strip fields: as a list
-            verdict = guard.check(route, _guard_request(head))
-            if not verdict.allow:
-                self._refused(ex, head, verdict)
-                return
-            drop = _apply_verdict(head, verdict)
-        ex.kind = "proxy"
-        ex.up_head = http1.upstream_head(
-            head, client_ip=self.client_ip, trusted=self.trusted, via=self.server.via, drop=drop,
-            underscores=route.allow_underscores,
-        )  # fmt: skip
-        has_body = head.chunked or head.content_length  # head.has_body, without a call
-        self.deadline = 0.0 if has_body else ex.t0 + self.config.upstream_header_timeout
-        up = self.server.pool.take(target.key)
-        if up is not None:
-            self._attach(ex, up)
-        else:
-            self._connect(ex, target)
-
-    def _connect(self, ex: Exchange, target: Target) -> None:
-        ex.pending = []
-        self._pause(_P_CONNECT)
-        self.task = self.loop.create_task(self._open(ex, target))
-
-    async def _open(self, ex: Exchange, target: Target) -> None:
-        try:
-            up = await connect(self.server.pool, target, self.config.connect_timeout)
-        except TimeoutError:
-            problem = f"it did not accept a connection within {self.config.connect_timeout:g} s"
-            self._connect_failed(ex, problem)
-            return
-        except ConnectionRefusedError:
-            self._connect_failed(ex, "nothing listens there")
-            return
-        except FileNotFoundError:
-            self._connect_failed(ex, "there is no socket at that path")
-            return
-        except OSError as exc:
-            self._connect_failed(ex, f"connecting failed ({exc.strerror or exc})")
-            return
-        finally:
-            self.task = None
-        if self.dead or self.ex is not ex:
-            up.close()
-            return
-        self._attach(ex, up)
-        self._resume(_P_CONNECT)
-
-    def _connect_failed(self, ex: Exchange, problem: str) -> None:
-        if self.dead or self.ex is not ex:
-            return
-        ex.pending = None
-        ex.kind = "local"
-        self._bad_gateway(ex, problem, None)
-        self._resume(_P_CONNECT)
-
-    def _attach(self, ex: Exchange, up: Upstream) -> None:
-        ex.upstream = up
-        assert ex.head is not None
-        up.start(self, ex.up_head, head_only=ex.head.method == b"HEAD")
-        pending, ex.pending = ex.pending, None
-        if pending:
-            up.write(b"".join(pending))
-        if self.write_paused and up.transport is not None:
-            up.transport.pause_reading()
-
-    def _to_control(self, ex: Exchange, head: RequestHead) -> None:
-        if self.server.control is None:
-            self._not_found(ex, head.host.decode("latin-1"))
-            return
-        ex.kind = "control"
-        ex.reason = "control"
-        ex.body = bytearray()
-        self.deadline = 0.0
-        if head.expect_continue and head.content_length <= self.config.max_control_body:
-            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")  # RFC 9110 §10.1.1
-
-    # -- answers of our own -----------------------------------------------------------------
-
-    def _html(self, head: RequestHead | None) -> bool:
-        return head is not None and pages.wants_html(head.field(b"accept"))
-
-    def _not_found(self, ex: Exchange, hostname: str) -> None:
-        routes = self.server.router.table.routes
-        port = self.local_port
-        body = pages.not_found(hostname, routes, port, html=self._html(ex.head))
-        self._page(ex, 404, "unknown-host", body)
-
-    def _bad_gateway(self, ex: Exchange, problem: str, decision: Decision | None) -> None:
-        route = None if decision is None else decision.route
-        if route is None and ex.route is not None:
-            route = self.server.router.lookup(ex.route)
-        service = None
-        if route is not None and route.service_id and self.server.service_status is not None:
-            try:
-                service = self.server.service_status(route.service_id)
-            except Exception:
-                log.exception("service status lookup failed for %s", route.service_id)
-        hostname = ex.head.host.decode("latin-1") if ex.head is not None else "?"
-        target = route.target if route is not None else "?"
-        body = pages.bad_gateway(
-            hostname, target, problem, service=service, html=self._html(ex.head)
-        )
-        reason = "upstream-refused" if "nothing listens" in problem else "upstream-error"
-        self._page(ex, 502, reason, body)
-
-    def _refused(self, ex: Exchange, head: RequestHead, verdict: guard.Verdict) -> None:
-        extra = [(k.encode(), v.encode()) for k, v in verdict.headers]
-        lines = [verdict.message]
-        title = {303: "See other", 401: "Sign in needed"}.get(verdict.status, "Refused")
-        body = pages.page(verdict.status, title, lines, html=self._html(head))
-        self._page(ex, verdict.status, verdict.reason or "auth", body, extra)
+    def _control_fields(self, head: RequestHead) -> list[tuple[bytes, bytes]]:
+        return self.headers if head.raw is None else http1.request_fields(head.raw)
 
     def _page(
         self,
@@ -613,7 +372,7 @@ class ClientConnection(asyncio.Protocol):
         if not ex.req_done:
             # The body still comes: ``_body`` throws it away, ``_complete`` ends the exchange.
             # No upstream is left to wait for, and a client that stalls is dropped in time.
-            self._resume(_P_UPSTREAM)
+            self._resume(P_UPSTREAM)
             self.deadline = self.loop.time() + self.config.header_timeout
         self._maybe_end(ex)
 
@@ -759,7 +518,7 @@ class ClientConnection(asyncio.Protocol):
         for piece in buffered:
             ex.bytes_in += len(piece)
             ex.upstream.write(piece)
-        self._resume(_P_UPGRADE)
+        self._resume(P_UPGRADE)
 
     def tunnel_data(self, data: bytes) -> None:
         ex = self.ex
@@ -780,74 +539,6 @@ class ClientConnection(asyncio.Protocol):
             return
         self.uncork()
         t.write_eof()  # sent once the bytes already written have gone out
-
-    def upstream_failed(self, up: Upstream, problem: str) -> None:
-        ex = self.ex
-        if ex is None or ex.upstream is not up:
-            return
-        ex.upstream = None
-        if ex.tunnel:
-            self._end(ex)
-        elif not ex.resp_started:
-            head, target = ex.head, ex.target
-            # The service closed a pooled connection just as we reused it: safe to retry a
-            # request that has no body and no side effects (RFC 9110 §9.2.2).
-            retry = up.reused and not up.got_response and not ex.retried
-            safe = head is not None and head.method in _IDEMPOTENT and not head.has_body
-            if retry and safe and target is not None:
-                ex.retried = True
-                self._connect(ex, target)
-                return
-            ex.kind = "local"
-            self._bad_gateway(ex, f"the service {problem} before answering", None)
-        else:
-            ex.reason = "upstream-died"
-            ex.keep_alive = False
-            self._end(ex)  # the client sees a short body: the framing tells it
-
-    def upstream_pause(self, paused: bool) -> None:
-        if paused:
-            self._pause(_P_UPSTREAM)
-        else:
-            self._resume(_P_UPSTREAM)
-
-    # -- control API --------------------------------------------------------------------------
-
-    def _start_control(self, ex: Exchange, head: RequestHead, body: bytes) -> None:
-        path, _, query = head.target.decode("latin-1").partition("?")
-        req = ControlRequest(
-            method=head.method.decode("latin-1"),
-            path=path,
-            query=query,
-            headers=tuple(
-                (n.decode("latin-1").lower(), v.decode("latin-1"))
-                for n, v in (self.headers if head.raw is None else http1.request_fields(head.raw))
-            ),
-            body=body,
-            client_addr=self.client_ip,
-        )
-        ex.body = None
-        self.task = self.loop.create_task(self._control(ex, req))
-
-    async def _control(self, ex: Exchange, req: ControlRequest) -> None:
-        control = self.server.control
-        assert control is not None
-        try:
-            resp = await control.handle(req)
-        except Exception:
-            log.exception("control API failed on %s %s", req.method, req.path)
-            resp = ControlResponse(500, [("content-type", "text/plain")], b"internal error\n")
-        if self.dead or self.ex is not ex:
-            return
-        try:
-            await self._write_control(ex, resp)
-        except Exception:
-            log.exception("control API stream failed on %s %s", req.method, req.path)
-            ex.keep_alive = False
-        finally:
-            self.task = None
-        ex.resp_done = True
-        self._maybe_end(ex)
 
     async def _write_control(self, ex: Exchange, resp: ControlResponse) -> None:
         head_only = ex.head is not None and ex.head.method == b"HEAD"
@@ -888,10 +579,6 @@ class ClientConnection(asyncio.Protocol):
 
     # -- ending ---------------------------------------------------------------------------------
 
-    def _maybe_end(self, ex: Exchange) -> None:
-        if ex.req_done and ex.resp_done and self.ex is ex:
-            self._end(ex)
-
     def _end(self, ex: Exchange) -> None:
         if self.ex is ex:
             self.ex = None
@@ -903,48 +590,10 @@ class ClientConnection(asyncio.Protocol):
             self._close()
             return
         self.deadline = self.loop.time() + self.config.keepalive_timeout
-        if self.paused & _P_UPSTREAM:
-            self._resume(_P_UPSTREAM)
+        if self.paused & P_UPSTREAM:
+            self._resume(P_UPSTREAM)
         if self.queue is not None:
             self._replay()
-
-    def _log(self, ex: Exchange) -> None:
-        if ex.logged:
-            return
-        ex.logged = True
-        sink = self.server.access_sink
-        if sink is None or not self.config.access_log:
-            return
-        head = ex.head
-        path = head.target.decode("latin-1") if head is not None else ""
-        if "token=" in path:
-            # never log a credential: ?homeport_token= on routes, /login?token= codes
-            path = path.partition("?")[0]
-        # tuple.__new__ skips the NamedTuple's Python-level __new__ (0.17 µs against 0.38):
-        # this runs once per request, and the 13 fields below are exactly AccessRecord's.
-        now = self.loop.time()
-        record = _new_record(
-            AccessRecord,
-            (
-                time.time() - (now - ex.t0),
-                self.client_ip,
-                self.client_port,
-                head.host.decode("latin-1") if head is not None else "",
-                head.method.decode("latin-1") if head is not None else "",
-                path,
-                ex.status,
-                ex.bytes_in,
-                ex.bytes_out,
-                (now - ex.t0) * 1000.0,
-                ex.route,
-                ex.reason,
-                not self.trusted,
-            ),
-        )
-        try:
-            sink(record)
-        except Exception:
-            log.exception("access sink failed")
 
     # -- transport helpers --------------------------------------------------------------------
 
@@ -984,6 +633,20 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
 
+class HttpsRedirect(ClientConnection):
+    """Plain HTTP under ``--https-only``: every request gets a 308 to the same URL over
+    https on this port (308 keeps the method and body, RFC 9110 §15.4.9). TLS connections
+    still go to the TLS layer on their first read."""
+
+    def _decide(self, ex: Exchange, head: RequestHead) -> None:
+        ex.head = head
+        ex.keep_alive = head.keep_alive
+        location = b"https://" + head.host + head.target
+        lines = [f"This gateway answers https only: {location.decode('latin-1')}"]
+        body = pages.page(308, "Use https", lines, html=self._html(head))
+        self._page(ex, 308, "https-only", body, [(b"location", location)])
+
+
 class _FastEvents:
     """The callbacks the fast parser sees: no on_message_begin (``_received`` begins the
     exchange), no on_url / on_header (the head is sliced), no on_body (it has none)."""
@@ -993,46 +656,3 @@ class _FastEvents:
     def __init__(self, conn: ClientConnection) -> None:
         self.on_headers_complete = conn.fast_headers_complete
         self.on_message_complete = conn.on_message_complete
-
-
-@functools.lru_cache(maxsize=256)
-def _loopback(client_ip: str) -> bool:
-    # Parsing an address costs microseconds; a new connection arrives from a handful of them.
-    return is_loopback(client_ip)
-
-
-def _guard_request(head: RequestHead) -> guard.GuardRequest:
-    field = head.field
-
-    def get(name: bytes) -> str | None:
-        value = field(name)
-        return None if value is None else value.decode("latin-1")
-
-    path, _, query = head.target.decode("latin-1").partition("?")
-    pna = field(b"access-control-request-private-network")
-    return guard.GuardRequest(
-        head.method.decode("latin-1"),
-        path,
-        query,
-        head.host.decode("latin-1"),
-        get(b"authorization"),
-        get(b"cookie"),
-        get(b"origin"),
-        get(b"sec-fetch-site"),
-        head.upgrade is not None,
-        pna is not None and pna.strip().lower() == b"true",
-    )
-
-
-def _apply_verdict(head: RequestHead, verdict: guard.Verdict) -> frozenset[bytes]:
-    """Remove the credentials homeport consumed; returns names to drop from the forwarded head."""
-    if verdict.strip_cookie:
-        kept = []
-        for name, value in head.headers:
-            if name.lower() == b"cookie":
-                value = guard.strip_cookie(value.decode("latin-1")).encode("latin-1")
-                if not value:
-                    continue
-            kept.append((name, value))
-        head.headers = kept
-    return frozenset({b"authorization"}) if verdict.strip_authorization else frozenset()

@@ -22,13 +22,15 @@ import errno
 import logging
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 from homeport.gateway.config import ProxyConfig
 from homeport.gateway.contract import AccessSink, ControlApp, RouteTable, ServiceStatusLookup
-from homeport.gateway.proxy import ClientConnection
+from homeport.gateway.h2 import H2Connection
+from homeport.gateway.proxy import ClientConnection, HttpsRedirect
 from homeport.gateway.routing import Decision, Router, points_at
 from homeport.gateway.upstream import Pool
 
@@ -57,8 +59,14 @@ class ProxyServer:
         control: ControlApp | None = None,
         access_sink: AccessSink | None = None,
         service_status: ServiceStatusLookup | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        if config.https_only and tls is None:
+            raise ValueError("https_only needs a TLS context")
         self.config = config
+        #: Server-side TLS: its SNI callback picks the leaf certificate, its ALPN list offers
+        #: ``h2`` and ``http/1.1``. None: plain HTTP only.
+        self.tls = tls
         self.control = control
         self.access_sink = access_sink
         self.service_status = service_status
@@ -68,7 +76,9 @@ class ProxyServer:
             config.upstream_idle_timeout,
             config.max_upstream_header_bytes,
         )
-        self.conns: set[ClientConnection] = set()
+        #: Everything the sweep may expire: client connections, h2 streams, connections
+        #: still before their first byte or TLS handshake (``expire``, ``deadline``, ``transport``).
+        self.conns: set[Any] = set()
         #: Connections ever accepted; ``_idle`` sets ``_wake`` for the next one to end it.
         self.accepted = 0
         self._wake: asyncio.Event | None = None
@@ -147,13 +157,21 @@ class ProxyServer:
         log.info("gateway listening on %s", self.bound)
 
     def _accepted(self) -> ClientConnection:
-        """The protocol factory, called once per accepted connection. A new connection brings
-        a deadline, so it also ends the sweep's idle wait (see ``_idle``)."""
+        """The protocol factory, called once per accepted connection (``--https-only``: the
+        front-end that redirects plain requests). A new connection brings a deadline, so it
+        also ends the sweep's idle wait (see ``_idle``)."""
         self.accepted += 1
         if self._wake is not None:
             self._wake.set()
             self._wake = None
-        return ClientConnection(self)
+        return HttpsRedirect(self) if self.config.https_only else ClientConnection(self)
+
+    def tls_front(self, alpn: str) -> asyncio.Protocol:
+        """The front-end for a TLS connection whose client chose ``alpn``."""
+        conn: ClientConnection | H2Connection
+        conn = H2Connection(self) if alpn == "h2" else ClientConnection(self)
+        conn.tls = True
+        return conn
 
     def set_routes(self, table: RouteTable) -> None:
         """Swap in a new route snapshot; requests already under way keep their upstream."""
@@ -218,7 +236,9 @@ class ProxyServer:
         for server in self._servers:
             server.close()
         for conn in list(self.conns):
-            if conn.transport is not None:
+            if isinstance(conn, H2Connection):
+                conn.shutdown()  # GOAWAY: the client knows no stream was left half-done
+            elif conn.transport is not None:
                 conn.transport.abort()
         self.conns.clear()
         self.pool.close()
