@@ -7,6 +7,7 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -106,8 +107,21 @@ class Homeport:
             return None
 
     def stop_daemon(self) -> None:
+        """Stop this test's daemon: through its API, then by PID if it is still there (a
+        daemon left running was seen once under load; SIGTERM lets it stop its services)."""
+        pid = self.daemon_pid()
         with contextlib.suppress(Exception):
             stop_daemon(Client.for_config(self.config), timeout=30)
+        if pid is None or not alive({pid}):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while alive({pid}) and time.monotonic() < deadline:
+            time.sleep(0.05)  # bounded: waiting for the daemon to exit
+        if alive({pid}):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
