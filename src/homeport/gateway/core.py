@@ -358,6 +358,20 @@ class ExchangeCore:
         if self.write_paused and up.transport is not None:
             up.transport.pause_reading()
 
+    def _release_upstream(self, ex: Exchange, reusable: bool, reading_paused: bool) -> None:
+        """At the end of a response: give the upstream back to the pool when it can carry
+        another request (the service said so and the request was sent whole), else detach
+        it. ``reading_paused``: the front-end had paused it for a slow client."""
+        up, ex.upstream = ex.upstream, None
+        if up is None:
+            return
+        if reusable and ex.req_done:
+            if reading_paused and up.transport is not None:
+                up.transport.resume_reading()
+            self.server.pool.give(up)
+        else:
+            up.detach()
+
     def _to_control(self, ex: Exchange, head: RequestHead) -> None:
         if self.server.control is None:
             self._not_found(ex, head.host.decode("latin-1"))

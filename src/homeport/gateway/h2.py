@@ -529,14 +529,7 @@ class H2Stream(ExchangeCore):
         if ex is None:
             return
         ex.resp_done = True
-        up, ex.upstream = ex.upstream, None
-        if up is not None:
-            if reusable and ex.req_done:
-                if self.up_paused and up.transport is not None:
-                    up.transport.resume_reading()
-                self.server.pool.give(up)
-            else:
-                up.detach()
+        self._release_upstream(ex, reusable, self.up_paused)
         self.out_end = True
         if not self.resp_open:
             self._finished()

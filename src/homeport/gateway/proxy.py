@@ -481,14 +481,7 @@ class ClientConnection(ExchangeCore, asyncio.Protocol):
         ex.resp_done = True
         if ex.resp_chunked:
             self._write(LAST_CHUNK)
-        up, ex.upstream = ex.upstream, None
-        if up is not None:
-            if reusable and ex.req_done:
-                if self.write_paused and up.transport is not None:
-                    up.transport.resume_reading()
-                self.server.pool.give(up)
-            else:
-                up.detach()
+        self._release_upstream(ex, reusable, self.write_paused)
         if not ex.req_done:
             ex.keep_alive = False  # answered before the body ended: the rest is unread
             self._end(ex)
