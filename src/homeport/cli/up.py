@@ -27,6 +27,15 @@ examples:
   homeport up -d --expose 192.168.1.20 --auth basic:me
                               the same with a user name and password (asked twice)
   homeport up -d --https-only http://app.localhost:62893 answers 308 to https://
+  homeport up -d --workers auto
+                              one gateway process per core (SO_REUSEPORT), one control plane
+
+--workers N (default 1; auto = the cores this process may use) runs the gateway in N processes
+on the same addresses: the kernel spreads new connections over them, and the daemon keeps the
+routes, the access log, the dashboard and the control API for all of them. A worker that dies
+is started again on the same sockets (connections wait in the backlog meanwhile);
+``homeport status --json`` lists them under ``workers``. Worth it when the gateway's one core
+is the limit (homeport status: loop_lag_ms, the daemon's CPU); each worker is ~30 MiB more.
 
 One port serves both schemes: a connection that starts with a TLS handshake gets TLS (HTTP/2
 or HTTP/1.1, as the client's ALPN asks), any other plain HTTP/1.1.
@@ -47,7 +56,7 @@ running, so ``up`` is mostly for choosing options.
 --json (with -d) prints what daemon.json holds:
   {"pid": 123, "port": 62893, "url": "http://homeport.localhost:62893", "version": "0.1.0",
    "listen": [["127.0.0.1", 62893], ["::1", 62893]], "started": 1764230000.0,
-   "proxy": "proxy" | "control-only"}
+   "proxy": "proxy" | "control-only", "workers": 1}
 """
 
 from __future__ import annotations
@@ -91,6 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="answer plain http:// requests with a 308 redirect to https:// (same port)",
     )
+    parser.add_argument(
+        "--workers",
+        default="1",
+        metavar="N",
+        help="gateway processes sharing the port (SO_REUSEPORT): a number, or auto for one"
+        " per core (default 1)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     # -d hands --auth to the daemon through this pipe: never on its command line (ps).
@@ -127,6 +143,7 @@ def run(args: argparse.Namespace, env: Env) -> int:
         auth=auth,
         access_log=not args.no_access_log,
         https_only=args.https_only,
+        workers=_workers(args.workers),
     )
     if passed and args.detach:
         raise UsageError("-d cannot hand on passed sockets (LISTEN_FDS); run in the foreground")
@@ -146,7 +163,9 @@ def run(args: argparse.Namespace, env: Env) -> int:
     if args.json:
         dump_json(env, info)
     else:
-        env.out(f"homeport gateway at {info['url']} (pid {info['pid']})")
+        workers = int(info.get("workers") or 1)
+        more = f", {workers} gateway processes" if workers > 1 else ""
+        env.out(f"homeport gateway at {info['url']} (pid {info['pid']}{more})")
         if info.get("proxy") == "control-only":
             env.out("note: the proxy is not installed; only the control API answers")
     return 0
@@ -160,3 +179,17 @@ def _project_mode(args: argparse.Namespace) -> bool:
     from homeport.project import find
 
     return find() is not None
+
+
+def _workers(text: str) -> int:
+    """``--workers``: a count, or ``auto`` for one per core this process may use."""
+    from homeport.errors import UsageError
+
+    if text.strip().lower() == "auto":
+        from homeport.daemon.workers import cpu_count
+
+        return cpu_count()
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--workers wants a number or auto, not {text!r}") from None

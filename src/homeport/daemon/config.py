@@ -21,6 +21,8 @@ DEFAULT_PORT = 62893
 #: Names the control API answers to (with the port), the DNS-rebinding allowlist.
 CONTROL_HOSTS = ("homeport.localhost", "localhost", "127.0.0.1", "[::1]")
 LOOPBACK_LISTEN = ("127.0.0.1", "::1")
+#: More gateway processes than this is a typo, not a machine.
+MAX_WORKERS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,9 @@ class DaemonConfig:
     access_capacity: int = 100_000
     #: Plain-HTTP requests get a 308 to the same URL over https (``--https-only``).
     https_only: bool = False
+    #: Gateway processes (``--workers``): the daemon and ``workers - 1`` worker processes
+    #: sharing its addresses with ``SO_REUSEPORT``.
+    workers: int = 1
 
     @classmethod
     def build(
@@ -47,6 +52,7 @@ class DaemonConfig:
         directory: Path | None = None,
         access_log: bool = True,
         https_only: bool = False,
+        workers: int = 1,
     ) -> DaemonConfig:
         """Flags first, then ``HOMEPORT_PORT``, then the default."""
         if port is None:
@@ -63,6 +69,10 @@ class DaemonConfig:
                 hint="add --auth token (or --auth basic:USER, the password from a prompt or "
                 "HOMEPORT_AUTH_PASSWORD) to --expose",
             )
+        if not 1 <= workers <= MAX_WORKERS:
+            raise UsageError(
+                f"--workers {workers} is out of range; use 1-{MAX_WORKERS} or auto (one per core)"
+            )
         return cls(
             state_dir=directory or state_dir(),
             port=port,
@@ -70,6 +80,7 @@ class DaemonConfig:
             auth=auth,
             access_log=access_log,
             https_only=https_only,
+            workers=workers,
         )
 
     @property

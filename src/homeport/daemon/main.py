@@ -112,7 +112,10 @@ class _Parts:
             config.db_path, capacity=config.access_capacity, store_rows=config.access_log
         )
         self._targets: list[Callable[[RouteTable], None]] = []
+        self.table = RouteTable()
         self.bound: list[tuple[str, int]] = []
+        #: ``--workers N``: the N-1 gateway worker processes (``daemon.workers``), once started.
+        self.workers: Any = None
         self.gateway = Gateway(self.store, self._publish, _default_auth(config, token))
         self.app = ControlApp(
             config, self.gateway, token, on_shutdown=stop.set, status_extra=self._status
@@ -141,6 +144,7 @@ class _Parts:
             self.writer.on_written = self.dashboard.nudge
 
     def _publish(self, table: RouteTable) -> None:
+        self.table = table
         for set_routes in self._targets:
             set_routes(table)
 
@@ -153,12 +157,46 @@ class _Parts:
             "access_dropped": self.writer.dropped,
             "dashboard": self.dashboard is not None,
             "loop_lag_ms": self.lag.snapshot(),
+            "workers": self._workers_status(),
         }
+
+    def _workers_status(self) -> list[dict[str, Any]]:
+        """The gateway's processes: this one (index 0), then each worker."""
+        me = {"index": 0, "pid": os.getpid(), "state": "running", "started": self.gateway.started}
+        me["restarts"] = 0
+        return [me, *(self.workers.status() if self.workers is not None else [])]
+
+    async def start_workers(self, config: DaemonConfig, shared: list[socket.socket]) -> None:
+        """``--workers N``: N-1 more gateway processes on the same addresses."""
+        from homeport.daemon.workers import Workers
+        from homeport.gateway.tcp import http_only
+
+        if config.workers <= 1 or self.kind != "proxy":
+            return
+        workers = Workers(
+            config.workers,
+            state_dir=str(config.state_dir),
+            control=self.app,
+            access_sink=self.writer.sink,
+            service_status=self.gateway.status_lookup,
+            https_only=getattr(self.server, "config", None) is not None
+            and self.server.config.https_only,
+            verbose=log.isEnabledFor(logging.DEBUG),
+        )
+        workers.set_routes(http_only(self.table))
+        try:
+            await workers.start(self.bound, shared)
+        except (OSError, RuntimeError) as exc:
+            raise DaemonError(f"cannot start {config.workers - 1} gateway workers: {exc}") from exc
+        self.workers = workers
+        self._targets.append(lambda table: workers.set_routes(http_only(table)))
 
     async def close(self) -> None:
         self.lag.stop()
         self._run_delay.close()
         await self.supervisor.close()  # the stacks first: their routes go with them
+        if self.workers is not None:
+            await self.workers.close()
         if self.tcp is not None:
             await self.tcp.close()
         await self.server.close()
@@ -191,8 +229,9 @@ async def _serve(
                 log.warning("a socket named https was passed, but TLS is off: plain HTTP only")
             bound = list(await parts.server.adopt([p.sock for p in sockets]))
         else:
-            bound = await _start(parts.server, config)
+            bound = await _start(parts.server, config, reuse_port=parts.kind == "proxy")
         parts.bound = bound
+        await parts.start_workers(config, [p.sock for p in sockets])
         parts.lag.start()
         if parts.dashboard is not None:
             parts.dashboard.start()
@@ -204,6 +243,7 @@ async def _serve(
             "listen": [list(b) for b in bound],
             "started": parts.gateway.started,
             "proxy": parts.kind,
+            "workers": 1 + len(parts.workers.workers if parts.workers is not None else ()),
         }
         _write_info(config.info_path, info)
         log.info("homeport gateway at %s (pid %d, %s)", config.url, os.getpid(), parts.kind)
@@ -321,9 +361,13 @@ def _tls_context(config: DaemonConfig) -> ssl.SSLContext | None:
     return context
 
 
-async def _start(server: Any, config: DaemonConfig) -> list[tuple[str, int]]:
+async def _start(
+    server: Any, config: DaemonConfig, *, reuse_port: bool = False
+) -> list[tuple[str, int]]:
     listen = [a for a in config.listen if a[0] != "::1" or _ipv6_loopback()]
     try:
+        if config.workers > 1 and reuse_port:
+            return list(await server.start(listen, reuse_port=True))
         return list(await server.start(listen))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

@@ -100,6 +100,8 @@ def daemon_argv(config: DaemonConfig, ready_fd: int, auth_fd: int | None = None)
         argv.append("--no-access-log")
     if config.https_only:
         argv.append("--https-only")
+    if config.workers != 1:
+        argv += ["--workers", str(config.workers)]
     return argv
 
 

@@ -101,16 +101,20 @@ class ProxyServer:
             host_check=self.config.host_check,
         )
 
-    async def start(self, listen: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    async def start(
+        self, listen: Sequence[tuple[str, int]], *, reuse_port: bool = False
+    ) -> list[tuple[str, int]]:
         """Bind every address; port 0 picks one free port shared by all of them.
-        Returns the bound (host, port) pairs; raises OSError when an address cannot be bound."""
+        Returns the bound (host, port) pairs; raises OSError when an address cannot be bound.
+        ``reuse_port``: bind with ``SO_REUSEPORT``, so worker processes can bind the same
+        addresses and share the connections (``homeport up --workers``)."""
         self.loop = asyncio.get_running_loop()
         if not listen:
             raise ValueError("nothing to listen on")
         shared_zero = all(port == 0 for _, port in listen) and len(listen) > 1
         for attempt in range(8):
             try:
-                await self._bind(listen)
+                await self._bind(listen, reuse_port)
                 break
             except OSError as exc:
                 await self._close_servers()
@@ -139,7 +143,7 @@ class ProxyServer:
         self._sweeper = self.loop.create_task(self._sweep())
         return list(self.bound)
 
-    async def _bind(self, listen: Sequence[tuple[str, int]]) -> None:
+    async def _bind(self, listen: Sequence[tuple[str, int]], reuse_port: bool) -> None:
         chosen = 0
         for host, port in listen:
             server = await self.loop.create_server(
@@ -147,6 +151,7 @@ class ProxyServer:
                 host,
                 port or chosen,
                 reuse_address=True,
+                reuse_port=reuse_port or None,
                 backlog=4096,
             )
             self._servers.append(server)
