@@ -219,19 +219,23 @@ class Daemon:
                 os.kill(self.pid, signal.SIGTERM)
 
 
-def start_daemon(d: Path, backend: int, core: int | None, src: str | None = None) -> Daemon:
+def start_daemon(
+    d: Path, backend: int, core: int | None, src: str | None = None, extra: tuple[str, ...] = ()
+) -> Daemon:
     """The product as a user starts it: the console script, default settings, one route.
     ``homeport up -d`` returns once the daemon listens (its readiness pipe). With ``src``,
     the same script runs another checkout's code (``PYTHONPATH`` comes before the editable
     install's path entry)."""
-    home = d / ("home" if src is None else f"home-{len(list(d.glob('home*')))}")
+    home = d / "home"
+    if src is not None or home.exists():
+        home = d / f"home-{len(list(d.glob('home*')))}"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEPORT_")}
     env |= {"HOME": str(home), "XDG_STATE_HOME": str(home / "state")}
     if src is not None:
         env["PYTHONPATH"] = src
     port = free_port()
-    argv = [str(HOMEPORT), "up", "-d", "--json", "--port", str(port)]
+    argv = [str(HOMEPORT), "up", "-d", "--json", "--port", str(port), *extra]
     if core is not None:
         argv = ["taskset", "-c", str(core), *argv]  # the daemon inherits the affinity
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
