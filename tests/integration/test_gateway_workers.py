@@ -15,6 +15,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -121,6 +123,10 @@ def test_two_processes_serve_the_port_and_log_into_one_access_log(
     assert workers[0]["pid"] == pid
     assert workers[1]["pid"] != pid
     assert all(w["state"] == "running" for w in workers)
+    shown = subprocess.run(
+        [sys.executable, "-m", "homeport", "status"], capture_output=True, text=True, timeout=30
+    )
+    assert f"gateway processes: 2 (pids {pid}, {workers[1]['pid']})" in shown.stdout, shown
     # A route added after the workers started reaches them too.
     client.call("POST", "/api/routes", {"name": "api", "target": str(echo)})
     conns = _connections(config.port, f"api.localhost:{config.port}")

@@ -80,6 +80,15 @@ def _render(env: Env, data: dict[str, Any]) -> None:
     )
     if st.get("proxy") == "control-only":
         env.out(paint(env, "the proxy is not installed: only the control API answers", "yellow"))
+    workers = st.get("workers") or []
+    if len(workers) > 1:
+        shown = ", ".join(
+            f"{w['pid']}"
+            + ("" if w["state"] == "running" else f" {w['state']}")
+            + (f", restarted {w['restarts']}x" if w["restarts"] else "")
+            for w in workers
+        )
+        env.out(f"gateway processes: {len(workers)} (pids {shown})")
     env.out(f"access log: {st['access_log_rows']} requests kept")
     for notice in data.get("notices", []):
         env.out(paint(env, "notice: ", "yellow") + notice)
