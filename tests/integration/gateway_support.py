@@ -44,8 +44,10 @@ def _serve(spec: dict[str, Any]) -> None:
             log_file.write(json.dumps(record._asdict()) + "\n")
 
     def table(routes: list[dict[str, Any]]) -> RouteTable:
+        # JSON has lists where Route has tuples (compiled code checks the types: make compiled).
+        tuples = ("allow_hosts", "allow_origins")
         return RouteTable(
-            tuple(Route(**{**r, "allow_hosts": tuple(r.get("allow_hosts", ()))}) for r in routes)
+            tuple(Route(**{**r, **{k: tuple(r.get(k, ())) for k in tuples}}) for r in routes)
         )
 
     def status(service_id: str) -> tuple[str, list[str]] | None:
@@ -119,7 +121,10 @@ def gateway(tmp: Path, routes: list[dict[str, Any]], **spec: Any) -> Iterator[Ga
     """Start the proxy process; it is stopped (stdin closed, then killed) on exit."""
     log = tmp / f"access-{len(list(tmp.glob('access-*')))}.jsonl"
     full = {"routes": routes, "access_log": str(log), **spec}
-    src = Path(__file__).resolve().parents[2] / "src"
+    # The homeport this test imported (the editable src, or an installed compiled build).
+    import homeport
+
+    src = Path(homeport.__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(src)}
     proc = subprocess.Popen(
         [sys.executable, __file__, json.dumps(full)],

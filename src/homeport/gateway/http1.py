@@ -221,6 +221,10 @@ def whole_head(data: bytes, limit: int) -> tuple[bytes, bytes, bytes, bytes] | N
     if end > limit or data.find(b"\r\n\r\n") != end:
         return None
     line_end = data.find(b"\r\n")
+    if line_end < 9:
+        # Too short for " HTTP/1.x". (Tested, not left to a wrapping slice: mypyc raises
+        # SystemError on a slice whose negative start wraps past its stop.)
+        return None
     version = data[line_end - 9 : line_end]
     if version not in _VERSIONS:
         return None

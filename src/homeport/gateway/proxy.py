@@ -54,6 +54,9 @@ class _TooLarge(Exception):
 class ClientConnection(ExchangeCore, asyncio.Protocol):
     """The gateway's side of one client TCP connection."""
 
+    # For mypyc (``make compiled``): it refuses ``del`` of an attribute not listed here.
+    __deletable__ = ("fast",)
+
     # Per-connection state starts from these class defaults: a new connection (the cost that
     # dominates with Connection: close) sets only what differs.
     transport: asyncio.Transport | None = None
@@ -81,6 +84,10 @@ class ClientConnection(ExchangeCore, asyncio.Protocol):
         # arriving as one Python callback per field.
         self.fast = httptools.HttpRequestParser(_FastEvents(self))
         self.headers: list[tuple[bytes, bytes]] = []
+        #: The next read is the connection's first and the server has TLS: it picks the scheme.
+        #: (An instance attribute, not a class default: it is read on every read, and 3.11
+        #: specializes reading an instance's own attribute, not a class default through it.)
+        self.sniff = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -93,18 +100,17 @@ class ClientConnection(ExchangeCore, asyncio.Protocol):
         self.server.conns.add(self)
         self.deadline = self.loop.time() + self.config.header_timeout
         if self.server.tls is not None and not self.tls:
-            # The first read decides TLS or plain (``accept.first_read``). An instance
-            # attribute shadows ``_received`` for that one read only, so later reads (and
-            # plain-only gateways) pay nothing for it.
-            self._received = self._first_read  # type: ignore[method-assign]
-
-    def _first_read(self, data: bytes) -> None:
-        del self._received  # the class's method again, for every later read
-        if not accept.first_read(self, data):
-            self._received(data)
+            # The first read decides TLS or plain (``accept.first_read``). A flag, not an
+            # instance attribute shadowing ``_received``: mypyc binds ``self._received`` to the
+            # class's method and would never see the shadow (docs/design-notes.md, issue 9).
+            self.sniff = True
 
     def data_received(self, data: bytes) -> None:
         try:
+            if self.sniff:
+                self.sniff = False
+                if accept.first_read(self, data):
+                    return
             self._received(data)
         except Exception:
             # One broken exchange must not take the server down: log it, drop this client.
