@@ -4,8 +4,15 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?= -n 4
+# A second environment with the gateway's hot path compiled by mypyc (hatch_build.py, issue 9).
+CVENV   ?= .venv-compiled
+CPY     := $(CVENV)/bin/python
+CSTAMP  := $(CVENV)/.installed
+# The tests that drive the compiled modules: the gateway's own, and the daemon that runs it.
+COMPILED_TESTS ?= tests/unit tests/integration/test_gateway_*.py \
+	tests/integration/test_daemon_httpd.py tests/integration/test_tcp_route.py
 
-.PHONY: run up test check lint fmt types bench clean
+.PHONY: run up test check lint fmt types bench clean compiled test-compiled
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -33,5 +40,21 @@ fmt: $(STAMP)
 
 check: lint types test ## what CI runs: format, lint, types, tests
 
+# Not an editable install: an extension module in src/ would shadow later edits of its .py.
+$(CSTAMP): pyproject.toml hatch_build.py $(wildcard src/homeport/gateway/*.py)
+	@test -x $(CPY) || python3 -m venv $(CVENV)
+	@$(CPY) -m pip install -q --disable-pip-version-check '.[dev]'
+	@HOMEPORT_COMPILE=mypyc $(CPY) -m pip install -q --disable-pip-version-check \
+		--force-reinstall --no-deps .
+	@$(CPY) -c 'import sys, homeport.gateway.proxy as p; \
+		sys.exit(None if p.__file__.endswith(".so") else "mypyc build failed: " + p.__file__)'
+	@touch $@
+
+compiled: $(CSTAMP)    ## the gateway's hot path compiled with mypyc, in .venv-compiled
+	@echo "compiled: $(CVENV)/bin/homeport"
+
+test-compiled: $(CSTAMP) ## the gateway's tests against the compiled build
+	$(CPY) -m pytest $(PYTEST_ARGS) $(COMPILED_TESTS)
+
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CVENV) build dist .mypy_cache .ruff_cache
