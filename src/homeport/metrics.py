@@ -84,6 +84,13 @@ _RAW_KEY = operator.itemgetter(10, 6, 11, 13)  # route, status, reason, protocol
 BUCKETS_MS: tuple[float, ...] = (
     1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
 )  # fmt: skip
+#: An AccessRecord's duration_ms, by position.
+_DURATION = operator.itemgetter(9)
+
+
+def _hist_name(route: str | None, reason: str | None) -> str | bool:
+    """A histogram's key: the route, or without one whether it was the control API."""
+    return route if route is not None else reason == "control"
 
 
 class RequestStats:
@@ -92,10 +99,12 @@ class RequestStats:
 
     The fold keys on the record's raw (route, status, reason), counted by ``Counter`` over
     ``itemgetter`` (a C loop), and maps those to label values only at scrape time, once per
-    distinct key; the histogram is one Python loop over positions. CPU per record, batches
-    of 1,000, interleaved: 0.47 µs, against 0.70 µs for the same in one Python loop and
+    distinct key. CPU per record, batches of 1,000, interleaved: 0.47 µs with the histogram
+    one Python loop over positions, against 0.70 µs for all of it in one Python loop and
     0.81 µs with the histogram done by ``Counter`` too (its tuples cost more than they save);
-    1.9 µs when each record was mapped to label values as it came."""
+    1.9 µs when each record was mapped to label values as it came. A batch of one route (the
+    usual one) now sorts its durations and bisects once per bound instead: 0.23 against
+    0.30 µs a record (4,800 records, best of 20), and no bytecode per record."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -107,21 +116,35 @@ class RequestStats:
         self._hist: dict[str | bool, list[float]] = {}
 
     def observe(self, batch: Sequence[AccessRecord]) -> None:
-        # Fold the batch into local dicts first: the lock is then held for one merge.
+        # Fold the batch into local dicts first: the lock is then held for one merge. This
+        # runs on the access writer's thread, where each bytecode is the event loop's GIL:
+        # the usual batch (one route) is folded by C loops only.
         raw = collections.Counter(map(_RAW_KEY, batch))
-        hist: dict[str | bool, list[float]] = {}
-        find, bounds = bisect.bisect_left, BUCKETS_MS
         inf = len(BUCKETS) + 1
-        for r in batch:
-            hkey: str | bool | None = r[10]  # route
-            if hkey is None:
-                hkey = r[11] == "control"  # reason
-            h = hist.get(hkey)
-            if h is None:
-                h = hist[hkey] = [0.0] * (inf + 1)
-            ms = r[9]  # duration_ms
-            h[find(bounds, ms)] += 1
-            h[inf] += ms
+        hist: dict[str | bool, list[float]] = {}
+        names = {_hist_name(route, reason) for route, _, reason, _ in raw}
+        if len(names) == 1:
+            # One histogram: sort the durations (C), then one bisect per bucket bound counts
+            # the records at or below it; a bucket is the difference of two such counts.
+            durations = sorted(map(_DURATION, batch))
+            one = [0.0] * (inf + 1)
+            below = 0
+            for i, bound in enumerate(BUCKETS_MS):
+                upto = bisect.bisect_right(durations, bound)
+                one[i], below = upto - below, upto
+            one[inf - 1] = len(durations) - below  # +Inf
+            one[inf] = sum(durations)
+            hist[names.pop()] = one
+        else:
+            find, bounds = bisect.bisect_left, BUCKETS_MS
+            for r in batch:
+                hkey = _hist_name(r[10], r[11])
+                h = hist.get(hkey)
+                if h is None:
+                    h = hist[hkey] = [0.0] * (inf + 1)
+                ms = r[9]  # duration_ms
+                h[find(bounds, ms)] += 1
+                h[inf] += ms
         with self._lock:
             self._raw.update(raw)
             for route, h in hist.items():

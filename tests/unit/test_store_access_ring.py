@@ -1,0 +1,170 @@
+"""The access ring kept in batches (issue 9): every read answers as a list of rows would.
+
+The model is the plain list of (id, record) the ring stands for: the newest ``capacity``
+records, ids counting from 1. Batches are made small (``ACCESS_BATCH`` patched to 7) so that
+writes split into several rows, trims fall inside a batch and reads cross batch edges.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from homeport import store as store_mod
+from homeport.gateway.contract import AccessRecord
+from homeport.store import MIGRATIONS, SCHEMA_VERSION, Store
+
+ROUTES = ("api", "web", None)
+REASONS = (None, "control", "upstream_refused")
+
+
+def rec(i: int, route: str | None, reason: str | None) -> AccessRecord:
+    return AccessRecord(
+        time=1000.0 + i / 8,
+        client_addr="127.0.0.1" if i % 3 else "::1",
+        client_port=40000 + i,
+        host=f"{route or 'x'}.localhost:62893",
+        method="POST" if i % 5 == 0 else "GET",
+        path=f"/p/{i}?q=é",
+        status=200 if i % 4 else 502,
+        bytes_in=i % 7,
+        bytes_out=i * 3,
+        duration_ms=0.25 * i,
+        route=route,
+        reason=reason,
+        external=i % 11 == 0,
+        protocol="h2" if i % 2 else "http/1.1",
+        tls=i % 6 == 0,
+    )
+
+
+writes = st.lists(
+    st.lists(st.tuples(st.sampled_from(ROUTES), st.sampled_from(REASONS)), max_size=30),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batches=writes,
+    capacity=st.integers(1, 60),
+    limit=st.integers(1, 80),
+    route=st.sampled_from((None, "api", "web")),
+    skip=st.sampled_from((None, "control")),
+    after_back=st.integers(0, 90),
+)
+def test_reads_match_a_plain_list(
+    monkeypatch: pytest.MonkeyPatch,
+    batches: list[list[tuple[str | None, str | None]]],
+    capacity: int,
+    limit: int,
+    route: str | None,
+    skip: str | None,
+    after_back: int,
+) -> None:
+    monkeypatch.setattr(store_mod, "ACCESS_BATCH", 7)
+    with tempfile.TemporaryDirectory() as d:
+        s = Store(Path(d) / "db", access_capacity=capacity)
+        try:
+            model: list[tuple[int, AccessRecord]] = []
+            for batch in batches:
+                records = [rec(len(model) + k + 1, r, why) for k, (r, why) in enumerate(batch)]
+                s.append_access(records)
+                model += [(len(model) + k + 1, r) for k, r in enumerate(records)]
+            kept = model[-capacity:]
+            assert s.access_count() == len(kept)
+
+            def wanted(entry: tuple[int, AccessRecord]) -> bool:
+                r = entry[1]
+                return (route is None or r.route == route) and (skip is None or r.reason != skip)
+
+            got = [(e.id, e.record) for e in s.access(limit=limit, route=route, skip_reason=skip)]
+            assert got == [e for e in kept if wanted(e)][-limit:]
+
+            newest = model[-1][0] if model else 0
+            after = max(newest - after_back, 0)
+            got = s.access(limit=limit, route=route, after=after, skip_reason=skip)
+            past = [e for e in kept if e[0] > after and wanted(e)]
+            assert [(e.id, e.record) for e in got] == past[:limit]
+
+            last, counts = s.access_counts(after=after)
+            assert last == max(newest, after)
+            expected: dict[str | None, int] = {}
+            for rid, r in kept:
+                if rid > after:
+                    expected[r.route] = expected.get(r.route, 0) + 1
+            assert counts == expected
+        finally:
+            s.close()
+
+
+def test_ids_continue_across_writes_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    a = Store(path)
+    a.append_access([rec(i, "api", None) for i in range(1, 1501)])  # two rows: 1000 + 500
+    a.close()
+    b = Store(path)
+    b.append_access([rec(1501, "web", None)])
+    (entry,) = b.access(limit=1)
+    assert (entry.id, entry.record.route) == (1501, "web")
+    assert b.access_count() == 1501
+    rows = b._conn.execute("SELECT first, n FROM access_batches ORDER BY first").fetchall()
+    assert [tuple(r) for r in rows] == [(1, 1000), (1001, 500), (1501, 1)]
+    b.close()
+
+
+def test_schema_5_rows_move_into_batches_with_their_ids(tmp_path: Path) -> None:
+    """An existing access log survives the upgrade: same ids (a gap starts a new batch),
+    same fields, bools back as bools."""
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    for step in MIGRATIONS[:5]:
+        assert isinstance(step, str)
+        conn.executescript(step)
+    ids = [*range(3, 1203), *range(1500, 1510)]  # 1,200 contiguous, a gap, 10 more
+    for i in ids:
+        r = rec(i, ROUTES[i % 3], REASONS[i % 3])
+        conn.execute(
+            "INSERT INTO access (id, time, client_addr, client_port, host, method, path, status,"
+            " bytes_in, bytes_out, duration_ms, route, reason, external, protocol, tls)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (i, *r),
+        )
+    conn.execute("PRAGMA user_version = 5")
+    conn.commit()
+    conn.close()
+    s = Store(path)
+    try:
+        got = s.access(limit=10_000)
+        assert [e.id for e in got] == ids
+        assert [e.record for e in got] == [rec(i, ROUTES[i % 3], REASONS[i % 3]) for i in ids]
+        assert isinstance(got[0].record.external, bool)
+        assert isinstance(got[0].record.tls, bool)
+        assert s.access(limit=2, after=1202) == got[1200:1202]
+        s.append_access([rec(9999, "api", None)])
+        assert s.access(limit=1)[0].id == 1510
+        version = s._conn.execute("PRAGMA user_version").fetchone()[0]
+        assert version == SCHEMA_VERSION
+        tables = {r[0] for r in s._conn.execute("SELECT name FROM sqlite_master")}
+        assert "access" not in tables
+    finally:
+        s.close()
+
+
+def test_an_unreadable_batch_is_skipped_not_fatal(tmp_path: Path) -> None:
+    s = Store(tmp_path / "db")
+    try:
+        s.append_access([rec(1, "api", None), rec(2, "api", None)])
+        s.append_access([rec(3, "api", None)])
+        s._conn.execute("UPDATE access_batches SET records = x'00ff' WHERE first = 1")
+        assert [e.id for e in s.access()] == [3]
+    finally:
+        s.close()
