@@ -41,7 +41,8 @@ fmt: $(STAMP)
 check: lint types test ## what CI runs: format, lint, types, tests
 
 # Not an editable install: an extension module in src/ would shadow later edits of its .py.
-$(CSTAMP): pyproject.toml hatch_build.py $(wildcard src/homeport/gateway/*.py)
+# So every source file is a prerequisite: the whole package is a copy, not only the compiled part.
+$(CSTAMP): pyproject.toml hatch_build.py $(shell find src/homeport -name "*.py")
 	@test -x $(CPY) || python3 -m venv $(CVENV)
 	@$(CPY) -m pip install -q --disable-pip-version-check '.[dev]'
 	@HOMEPORT_COMPILE=mypyc $(CPY) -m pip install -q --disable-pip-version-check \
