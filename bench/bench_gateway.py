@@ -13,8 +13,9 @@ proxy forwards ``Host: app.localhost`` to it:
   a before/after pair in the same interleaved rounds;
 - **ProxyServer (in-process)**: the proxy alone in a bench process, access records into an
   in-memory ring (the row earlier rounds of this benchmark reported);
-- nginx as a reverse proxy (one worker, upstream keepalive), Caddy (GOMAXPROCS=1), portless
-  (node) when installed, and wrk straight at the backend ("direct").
+- nginx as a reverse proxy (one worker, upstream keepalive, access log off: the ratios'
+  baseline), the same with its default access log ("nginx + access log"), Caddy
+  (GOMAXPROCS=1), portless (node) when installed, and wrk straight at the backend ("direct").
 
 With two or more cores the proxies are pinned to core 0 and wrk plus the backend to core 1
 (``taskset``). wrk runs ``-t1 -c50 --latency`` for ``--duration`` seconds; rounds are
@@ -151,6 +152,7 @@ def spawn(name: str, argv: list[str], core: int | None, env: dict[str, str] | No
     return Proc(name, p)
 
 
+NGINX_LOGGED = "nginx + access log"
 NGINX_BACKEND = """
 worker_processes 1; daemon off; pid {d}/backend.pid; error_log {d}/backend.err;
 events {{ worker_connections 4096; }}
@@ -159,10 +161,12 @@ http {{ access_log off; keepalive_requests 1000000;
     location = /small {{ default_type text/plain; return 200 "hello, world\\n"; }}
     location = /64k {{ }} }} }}
 """
+#: ``{log}`` is ``off`` (the ratios' baseline) or a file: nginx's default, one ``combined``
+#: line written per request, beside it as "nginx + access log" (homeport's log is on).
 NGINX_PROXY = """
-worker_processes 1; daemon off; pid {d}/proxy.pid; error_log {d}/proxy.err;
+worker_processes 1; daemon off; pid {d}/{name}.pid; error_log {d}/{name}.err;
 events {{ worker_connections 4096; }}
-http {{ access_log off; keepalive_requests 1000000;
+http {{ access_log {log}; keepalive_requests 1000000;
   upstream app {{ server 127.0.0.1:{backend}; keepalive 64; }}
   server {{ listen 127.0.0.1:{port}; server_name app.localhost;
     location / {{ proxy_pass http://app; proxy_http_version 1.1;
@@ -271,9 +275,17 @@ def start_proxies(
     ports[IN_PROCESS], pids[IN_PROCESS] = port, procs[-1].popen.pid
     port = free_port()
     conf = d / "proxy.conf"
-    conf.write_text(NGINX_PROXY.format(d=d, port=port, backend=backend))
+    conf.write_text(NGINX_PROXY.format(d=d, port=port, backend=backend, name="proxy", log="off"))
     procs.append(spawn("nginx", ["nginx", "-c", str(conf), "-p", str(d)], core=CORE_PROXY))
     ports["nginx"], pids["nginx"] = port, procs[-1].popen.pid
+    port = free_port()
+    conf = d / "proxy-logged.conf"
+    logged = NGINX_PROXY.format(
+        d=d, port=port, backend=backend, name="proxy-logged", log=d / "proxy-access.log"
+    )
+    conf.write_text(logged)
+    procs.append(spawn(NGINX_LOGGED, ["nginx", "-c", str(conf), "-p", str(d)], core=CORE_PROXY))
+    ports[NGINX_LOGGED], pids[NGINX_LOGGED] = port, procs[-1].popen.pid
     if shutil.which("caddy"):
         port = free_port()
         (d / "Caddyfile").write_text(CADDYFILE.format(port=port, backend=backend))
