@@ -273,19 +273,15 @@ def start_proxies(
     argv = [sys.executable, __file__, "--serve", str(port), str(backend), "on"]
     procs.append(spawn("homeport-in-process", argv, core=CORE_PROXY))
     ports[IN_PROCESS], pids[IN_PROCESS] = port, procs[-1].popen.pid
-    port = free_port()
-    conf = d / "proxy.conf"
-    conf.write_text(NGINX_PROXY.format(d=d, port=port, backend=backend, name="proxy", log="off"))
-    procs.append(spawn("nginx", ["nginx", "-c", str(conf), "-p", str(d)], core=CORE_PROXY))
-    ports["nginx"], pids["nginx"] = port, procs[-1].popen.pid
-    port = free_port()
-    conf = d / "proxy-logged.conf"
-    logged = NGINX_PROXY.format(
-        d=d, port=port, backend=backend, name="proxy-logged", log=d / "proxy-access.log"
-    )
-    conf.write_text(logged)
-    procs.append(spawn(NGINX_LOGGED, ["nginx", "-c", str(conf), "-p", str(d)], core=CORE_PROXY))
-    ports[NGINX_LOGGED], pids[NGINX_LOGGED] = port, procs[-1].popen.pid
+    for target, name, log in (
+        ("nginx", "proxy", "off"),
+        (NGINX_LOGGED, "proxy-logged", str(d / "proxy-access.log")),
+    ):
+        port = free_port()
+        conf = d / f"{name}.conf"
+        conf.write_text(NGINX_PROXY.format(d=d, port=port, backend=backend, name=name, log=log))
+        procs.append(spawn(target, ["nginx", "-c", str(conf), "-p", str(d)], core=CORE_PROXY))
+        ports[target], pids[target] = port, procs[-1].popen.pid
     if shutil.which("caddy"):
         port = free_port()
         (d / "Caddyfile").write_text(CADDYFILE.format(port=port, backend=backend))

@@ -10,7 +10,7 @@ holds up to ``ACCESS_BATCH`` consecutive records (ids ``first`` .. ``first + n -
 marshal blob, and after each write records older than the newest ``capacity`` are trimmed.
 ``AccessWriter`` takes records from the proxy's hot path with one ``deque.append`` and writes
 them in batches from its own thread. (A row per record with its route index cost 6.8 µs of
-the gateway's core per request; a blob per batch 0.8 µs: docs/design-notes.md, issue 9.)
+the gateway's core per request; a blob per batch ~0.9 µs: docs/design-notes.md, issue 9.)
 
 The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes version n to n+1.
 """
@@ -350,10 +350,7 @@ class Store:
             first = int(row[0]) if row else 1
             for at in range(0, len(records), ACCESS_BATCH):
                 chunk = records[at : at + ACCESS_BATCH]
-                c.execute(
-                    "INSERT INTO access_batches (first, n, routes, records) VALUES (?,?,?,?)",
-                    (first, len(chunk), *_encode_batch(chunk)),
-                )
+                _insert_batch(c, first, chunk)
                 first += len(chunk)
             _trim_access(c, floor=first - 1 - self.access_capacity)
 
@@ -388,9 +385,10 @@ class Store:
             if route is not None and route not in _batch_routes(routes):
                 continue
             records = _decode_batch(blob, first)
-            ids = range(first + skip, first + len(records))
-            pairs = zip(ids, records[skip:], strict=True)
-            for rid, rec in pairs if after is not None else reversed(list(pairs)):
+            pairs = list(enumerate(records, first))[skip:]  # (id, record), the kept ones
+            if after is None:
+                pairs.reverse()  # newest first, until ``limit``
+            for rid, rec in pairs:
                 if after is not None and rid <= after:
                     continue
                 if route is not None and rec[10] != route:
@@ -525,13 +523,17 @@ def _service_from_row(r: sqlite3.Row) -> ServiceRecord:
 _ROUTE = operator.itemgetter(10)
 
 
-def _encode_batch(records: Sequence[AccessRecord]) -> tuple[str, bytes]:
-    """(routes, blob) of one ``access_batches`` row: ``routes`` is JSON ``[[route, count],
-    ...]`` (so a route filter or a rate skips batches without decoding them), the blob the
-    records as plain tuples in ``AccessRecord``'s field order (marshal takes no NamedTuple)."""
-    counts = collections.Counter(map(_ROUTE, records))
+def _insert_batch(c: sqlite3.Connection, first: int, records: Sequence[AccessRecord]) -> None:
+    """One ``access_batches`` row for ids ``first`` onwards: ``routes`` is JSON ``[[route,
+    count], ...]`` (so a route filter or a rate skips batches without decoding them), the blob
+    the records as plain tuples in ``AccessRecord``'s field order (marshal takes no
+    NamedTuple)."""
+    routes = json.dumps(list(collections.Counter(map(_ROUTE, records)).items()))
     blob = marshal.dumps(list(map(tuple, records)), _MARSHAL_VERSION)
-    return json.dumps(list(counts.items())), blob
+    c.execute(
+        "INSERT INTO access_batches (first, n, routes, records) VALUES (?,?,?,?)",
+        (first, len(records), routes, blob),
+    )
 
 
 def _batch_routes(routes: str) -> dict[str | None, int]:
@@ -580,10 +582,7 @@ def _access_rows_to_batches(conn: sqlite3.Connection) -> None:
     for row in cur:  # streamed: a 100,000-row log is not held in memory at once
         rid, fields = row[0], row[1:]
         if chunk and (rid != first + len(chunk) or len(chunk) >= ACCESS_BATCH):
-            conn.execute(
-                "INSERT INTO access_batches (first, n, routes, records) VALUES (?,?,?,?)",
-                (first, len(chunk), *_encode_batch(chunk)),
-            )
+            _insert_batch(conn, first, chunk)
             chunk = []
         if not chunk:
             first = rid
@@ -591,10 +590,7 @@ def _access_rows_to_batches(conn: sqlite3.Connection) -> None:
         rec[12], rec[14] = bool(rec[12]), bool(rec[14])  # external, tls: stored as 0/1
         chunk.append(AccessRecord._make(rec))
     if chunk:
-        conn.execute(
-            "INSERT INTO access_batches (first, n, routes, records) VALUES (?,?,?,?)",
-            (first, len(chunk), *_encode_batch(chunk)),
-        )
+        _insert_batch(conn, first, chunk)
     conn.execute("DROP TABLE access")
 
 
