@@ -145,6 +145,10 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 5 -> 6: the access ring in batches of records, not a row (and an index entry) per
     # record (issue 9); the existing rows move over with their ids.
     lambda conn: _access_rows_to_batches(conn),
+    # 6 -> 7: the blobs in a table of their own. Trimming the ring updates the oldest batch's
+    # ``skip`` on every flush once it is full, and SQLite rewrites a whole row on UPDATE: with
+    # the blob in it, ~80 KB of overflow pages a flush, as much CPU as encoding the batch.
+    lambda conn: _split_access_blobs(conn),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -370,21 +374,21 @@ class Store:
         decoded at all."""
         if after is None:
             rows: Iterator[sqlite3.Row] = self._conn.execute(
-                "SELECT first, skip, routes, records FROM access_batches ORDER BY first DESC"
+                "SELECT first, skip, routes FROM access_batches ORDER BY first DESC"
             )
         else:
             # A batch ending past ``after``; ``first > after - ACCESS_BATCH`` lets the
             # primary key narrow the scan, the second test is the exact one.
             rows = self._conn.execute(
-                "SELECT first, skip, routes, records FROM access_batches"
+                "SELECT first, skip, routes FROM access_batches"
                 " WHERE first > ? AND first + n - 1 > ? ORDER BY first",
                 (after - ACCESS_BATCH, after),
             )
         out: list[AccessEntry] = []
-        for first, skip, routes, blob in rows:
+        for first, skip, routes in rows:
             if route is not None and route not in _batch_routes(routes):
                 continue
-            records = _decode_batch(blob, first)
+            records = self._batch_records(first)
             pairs = list(enumerate(records, first))[skip:]  # (id, record), the kept ones
             if after is None:
                 pairs.reverse()  # newest first, until ``limit``
@@ -417,14 +421,17 @@ class Store:
                 for name, k in _batch_routes(routes).items():
                     counts[name] = counts.get(name, 0) + k
                 continue
-            blob = self._conn.execute(
-                "SELECT records FROM access_batches WHERE first = ?", (first,)
-            ).fetchone()
-            if blob is None:  # trimmed meanwhile
-                continue
-            for rec in _decode_batch(blob[0], first)[max(after + 1, first + skip) - first :]:
+            for rec in self._batch_records(first)[max(after + 1, first + skip) - first :]:
                 counts[rec[10]] = counts.get(rec[10], 0) + 1
         return last, counts
+
+    def _batch_records(self, first: int) -> list[tuple[Any, ...]]:
+        """The records of the batch starting at ``first``; none if it was trimmed since its
+        ``access_batches`` row was read (each statement reads its own snapshot)."""
+        row = self._conn.execute(
+            "SELECT records FROM access_blobs WHERE first = ?", (first,)
+        ).fetchone()
+        return [] if row is None else _decode_batch(row[0], first)
 
     def access_count(self) -> int:
         """Records in the ring: its ids are contiguous (records are only ever trimmed from
@@ -523,17 +530,22 @@ def _service_from_row(r: sqlite3.Row) -> ServiceRecord:
 _ROUTE = operator.itemgetter(10)
 
 
-def _insert_batch(c: sqlite3.Connection, first: int, records: Sequence[AccessRecord]) -> None:
-    """One ``access_batches`` row for ids ``first`` onwards: ``routes`` is JSON ``[[route,
-    count], ...]`` (so a route filter or a rate skips batches without decoding them), the blob
-    the records as plain tuples in ``AccessRecord``'s field order (marshal takes no
-    NamedTuple)."""
+def _encode_batch(records: Sequence[AccessRecord]) -> tuple[str, bytes]:
+    """``routes`` as JSON ``[[route, count], ...]`` (so a route filter or a rate skips a batch
+    without decoding it) and the blob: the records as plain tuples in ``AccessRecord``'s field
+    order (marshal takes no NamedTuple)."""
     routes = json.dumps(list(collections.Counter(map(_ROUTE, records)).items()))
-    blob = marshal.dumps(list(map(tuple, records)), _MARSHAL_VERSION)
+    return routes, marshal.dumps(list(map(tuple, records)), _MARSHAL_VERSION)
+
+
+def _insert_batch(c: sqlite3.Connection, first: int, records: Sequence[AccessRecord]) -> None:
+    """One batch for ids ``first`` onwards: its ``access_batches`` row, its blob."""
+    routes, blob = _encode_batch(records)
     c.execute(
-        "INSERT INTO access_batches (first, n, routes, records) VALUES (?,?,?,?)",
-        (first, len(records), routes, blob),
+        "INSERT INTO access_batches (first, n, routes) VALUES (?,?,?)",
+        (first, len(records), routes),
     )
+    c.execute("INSERT INTO access_blobs (first, records) VALUES (?,?)", (first, blob))
 
 
 def _batch_routes(routes: str) -> dict[str | None, int]:
@@ -554,7 +566,12 @@ def _trim_access(c: sqlite3.Connection, *, floor: int) -> None:
     ``skip`` records of the one it falls inside."""
     if floor < 1:
         return
-    c.execute("DELETE FROM access_batches WHERE first <= ? AND first + n - 1 <= ?", (floor, floor))
+    gone = "first <= ? AND first + n - 1 <= ?"
+    c.execute(
+        f"DELETE FROM access_blobs WHERE first IN (SELECT first FROM access_batches WHERE {gone})",
+        (floor, floor),
+    )
+    c.execute(f"DELETE FROM access_batches WHERE {gone}", (floor, floor))
     c.execute(
         "UPDATE access_batches SET skip = ? - first + 1 WHERE first <= ? AND first + skip <= ?",
         (floor, floor, floor),
@@ -579,10 +596,18 @@ def _access_rows_to_batches(conn: sqlite3.Connection) -> None:
     )
     chunk: list[AccessRecord] = []
     first = 0
+
+    def insert(first: int, records: list[AccessRecord]) -> None:  # the schema-6 layout
+        routes, blob = _encode_batch(records)
+        conn.execute(
+            "INSERT INTO access_batches (first, n, routes, records) VALUES (?,?,?,?)",
+            (first, len(records), routes, blob),
+        )
+
     for row in cur:  # streamed: a 100,000-row log is not held in memory at once
         rid, fields = row[0], row[1:]
         if chunk and (rid != first + len(chunk) or len(chunk) >= ACCESS_BATCH):
-            _insert_batch(conn, first, chunk)
+            insert(first, chunk)
             chunk = []
         if not chunk:
             first = rid
@@ -590,8 +615,28 @@ def _access_rows_to_batches(conn: sqlite3.Connection) -> None:
         rec[12], rec[14] = bool(rec[12]), bool(rec[14])  # external, tls: stored as 0/1
         chunk.append(AccessRecord._make(rec))
     if chunk:
-        _insert_batch(conn, first, chunk)
+        insert(first, chunk)
     conn.execute("DROP TABLE access")
+
+
+def _split_access_blobs(conn: sqlite3.Connection) -> None:
+    """Migration 6 -> 7: ``access_batches.records`` into ``access_blobs`` (a copy and a
+    rename: ``DROP COLUMN`` needs SQLite 3.35)."""
+    for sql in (
+        "CREATE TABLE access_blobs (first INTEGER PRIMARY KEY, records BLOB NOT NULL)",
+        "INSERT INTO access_blobs (first, records) SELECT first, records FROM access_batches",
+        """CREATE TABLE access_batches_7 (
+            first INTEGER PRIMARY KEY,
+            n INTEGER NOT NULL,
+            skip INTEGER NOT NULL DEFAULT 0,
+            routes TEXT NOT NULL
+        )""",
+        "INSERT INTO access_batches_7 (first, n, skip, routes)"
+        " SELECT first, n, skip, routes FROM access_batches",
+        "DROP TABLE access_batches",
+        "ALTER TABLE access_batches_7 RENAME TO access_batches",
+    ):
+        conn.execute(sql)
 
 
 class AccessWriter:

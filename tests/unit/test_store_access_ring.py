@@ -164,7 +164,39 @@ def test_an_unreadable_batch_is_skipped_not_fatal(tmp_path: Path) -> None:
     try:
         s.append_access([rec(1, "api", None), rec(2, "api", None)])
         s.append_access([rec(3, "api", None)])
-        s._conn.execute("UPDATE access_batches SET records = x'00ff' WHERE first = 1")
+        s._conn.execute("UPDATE access_blobs SET records = x'00ff' WHERE first = 1")
         assert [e.id for e in s.access()] == [3]
+    finally:
+        s.close()
+
+
+def test_schema_6_blobs_move_into_their_own_table(tmp_path: Path) -> None:
+    """A schema-6 ring (blobs in ``access_batches``, the oldest batch partly trimmed) reads
+    the same after the upgrade, and the blob column is gone from the batch rows."""
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:6]:
+        conn.executescript(step) if isinstance(step, str) else step(conn)
+    batches = [(1, [rec(i, ROUTES[i % 3], None) for i in range(1, 11)], 4),
+               (11, [rec(i, "web", "control") for i in range(11, 16)], 0)]  # fmt: skip
+    for first, records, skip in batches:
+        routes, blob = store_mod._encode_batch(records)
+        conn.execute(
+            "INSERT INTO access_batches (first, n, skip, routes, records) VALUES (?,?,?,?,?)",
+            (first, len(records), skip, routes, blob),
+        )
+    conn.execute("PRAGMA user_version = 6")
+    conn.close()
+    s = Store(path)
+    try:
+        assert [(e.id, e.record) for e in s.access(limit=100)] == [
+            (i, rec(i, ROUTES[i % 3], None)) for i in range(5, 11)
+        ] + [(i, rec(i, "web", "control")) for i in range(11, 16)]
+        assert s.access_count() == 11
+        assert s.access_counts(after=0) == (15, {"api": 2, "web": 7, None: 2})
+        columns = {r[1] for r in s._conn.execute("PRAGMA table_info(access_batches)")}
+        assert columns == {"first", "n", "skip", "routes"}
+        s.append_access([rec(16, "api", None)])
+        assert s.access(limit=1)[0].id == 16
     finally:
         s.close()
