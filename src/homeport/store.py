@@ -8,8 +8,8 @@ use it at once (SQLite serialises the writers; https://www.sqlite.org/wal.html).
 The access log is a bounded ring of records kept in batches: one row of ``access_batches``
 holds up to ``ACCESS_BATCH`` consecutive records (ids ``first`` .. ``first + n - 1``) as one
 marshal blob, and after each write records older than the newest ``capacity`` are trimmed.
-``AccessWriter`` takes records from the proxy's hot path with one ``deque.append`` and writes
-them in batches from its own thread. (A row per record with its route index cost 6.8 µs of
+``AccessWriter`` takes records from the proxy's hot path with one ``deque.append``, encodes
+them in small batches on one thread and commits them on another, at the lowest priority. (A row per record with its route index cost 6.8 µs of
 the gateway's core per request; a blob per batch ~0.9 µs: docs/design-notes.md, issue 9.)
 
 The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes version n to n+1.
@@ -18,6 +18,7 @@ The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes ve
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import json
 import logging
@@ -345,18 +346,38 @@ class Store:
     def append_access(self, records: Sequence[AccessRecord]) -> None:
         """Write one batch in one transaction (a row per ``ACCESS_BATCH`` records), then trim
         the ring to ``access_capacity``."""
-        if not records:
+        self.append_encoded(
+            [
+                (len(chunk), *_encode_batch(chunk))
+                for chunk in (
+                    records[at : at + ACCESS_BATCH] for at in range(0, len(records), ACCESS_BATCH)
+                )
+            ]
+        )
+
+    def append_encoded(self, batches: Sequence[EncodedBatch]) -> None:
+        """Write batches already encoded (``_encode_batch``: the access writer encodes on one
+        thread and commits on another) in one transaction, ids following the newest, then
+        trim the ring to ``access_capacity``."""
+        if not batches:
             return
         with self._write() as c:
             row = c.execute(
                 "SELECT first + n FROM access_batches ORDER BY first DESC LIMIT 1"
             ).fetchone()
-            first = int(row[0]) if row else 1
-            for at in range(0, len(records), ACCESS_BATCH):
-                chunk = records[at : at + ACCESS_BATCH]
-                _insert_batch(c, first, chunk)
-                first += len(chunk)
-            _trim_access(c, floor=first - 1 - self.access_capacity)
+            start = int(row[0]) if row else 1
+            # Each batch starts where the one before ends; the last "start" is the next id.
+            starts = list(itertools.accumulate((n for n, _, _ in batches), initial=start))
+            rows = list(zip(starts[:-1], batches, strict=True))
+            c.executemany(
+                "INSERT INTO access_batches (first, n, routes) VALUES (?,?,?)",
+                [(first, n, routes) for first, (n, routes, _) in rows],
+            )
+            c.executemany(
+                "INSERT INTO access_blobs (first, records) VALUES (?,?)",
+                [(first, blob) for first, (_, _, blob) in rows],
+            )
+            _trim_access(c, floor=starts[-1] - 1 - self.access_capacity)
 
     def access(
         self,
@@ -528,6 +549,8 @@ def _service_from_row(r: sqlite3.Row) -> ServiceRecord:
 
 #: An AccessRecord's route, by position.
 _ROUTE = operator.itemgetter(10)
+#: One access batch ready to store: (records in it, ``routes`` JSON, the marshal blob).
+EncodedBatch = tuple[int, str, bytes]
 
 
 def _encode_batch(records: Sequence[AccessRecord]) -> tuple[str, bytes]:
@@ -536,16 +559,6 @@ def _encode_batch(records: Sequence[AccessRecord]) -> tuple[str, bytes]:
     order (marshal takes no NamedTuple)."""
     routes = json.dumps(list(collections.Counter(map(_ROUTE, records)).items()))
     return routes, marshal.dumps(list(map(tuple, records)), _MARSHAL_VERSION)
-
-
-def _insert_batch(c: sqlite3.Connection, first: int, records: Sequence[AccessRecord]) -> None:
-    """One batch for ids ``first`` onwards: its ``access_batches`` row, its blob."""
-    routes, blob = _encode_batch(records)
-    c.execute(
-        "INSERT INTO access_batches (first, n, routes) VALUES (?,?,?)",
-        (first, len(records), routes),
-    )
-    c.execute("INSERT INTO access_blobs (first, records) VALUES (?,?)", (first, blob))
 
 
 def _batch_routes(routes: str) -> dict[str | None, int]:
@@ -640,46 +653,72 @@ def _split_access_blobs(conn: sqlite3.Connection) -> None:
 
 
 class AccessWriter:
-    """Batches access records into the store from a thread of its own.
+    """Takes access records off the proxy's hot path and stores them, from two threads.
 
     ``sink`` is the ``AccessSink`` handed to the proxy: one ``deque.append`` (atomic under the
-    GIL), no lock, no I/O. If the writer falls more than ``backlog`` records behind, the oldest
-    pending records are dropped and counted rather than growing memory without bound.
+    GIL), no lock, no I/O. Records then go through two stages:
 
-    The thread sleeps until there is something to write: the first record into an empty
-    queue wakes it (one ``Event.set`` per batch, not per record), it waits ``interval`` for
-    the batch to fill, writes, and sleeps again. A timer every ``interval`` instead woke an
-    idle daemon 5 times a second for nothing (issue 9: <= 2 wakeups a second when idle).
+    - the **encoder** thread sleeps until there is something to write (the first record into
+      an empty queue wakes it: one ``Event.set`` per batch, not per record; a timer instead
+      woke an idle daemon 5 times a second for nothing), waits ``interval`` for the batch to
+      fill, hands it to ``on_batch`` (the metrics) and encodes it (``_encode_batch``);
+    - the **committer** thread writes what was encoded to SQLite, one transaction at most
+      every ``commit_interval``, at the lowest CPU priority (nice 19).
 
-    ``interval`` is 50 ms, not 200: on the gateway's one core each flush's CPU (encoding,
-    SQLite, commit; ~1 µs a record) is time the event loop cannot run, GIL or not, so four
-    smaller flushes stall it less than one large one. wrk -c50 small keep-alive through
-    ``homeport up`` pinned to one core, 16:45 UTC: p99 5.25 / 5.66 / 4.92 / 5.53 ms at 50
-    and 20 ms against 6.38 / 7.35 ms at 200 ms (a niced writer thread did not help: 5.9-6.6).
+    Why two, and why these intervals (issue 9; bench/README.md "Two-stage access writer"):
+    on the gateway's core every microsecond of the writer is time the event loop cannot
+    run, so what matters for the proxy's p99 is how long each stretch is, not only the
+    total. Encoding is GIL-held C (``Counter``, ``marshal``): a 5 ms batch (~125 records at
+    25k req/s) is a ~0.15 ms pause, where the earlier 50 ms batch was ~2 ms. SQLite has a
+    fixed cost per commit (its WAL pages), so commits stay 50 ms apart; they release the
+    GIL, and at nice 19 the scheduler runs them when the loop waits rather than in its
+    way. The committer also keeps a slow disk (or a busy database) off the encoder.
+
+    If the stages fall more than ``backlog`` records behind, the oldest records are dropped
+    and counted (``dropped``) rather than growing memory without bound.
     """
 
     def __init__(self, path: Path, *, capacity: int = DEFAULT_ACCESS_CAPACITY,
-                 interval: float = 0.05, backlog: int = 50_000,
-                 store_rows: bool = True) -> None:  # fmt: skip
+                 interval: float = 0.005, commit_interval: float = 0.05,
+                 backlog: int = 50_000, store_rows: bool = True) -> None:  # fmt: skip
         self._path = path
         #: False with ``--no-access-log``: batches still reach ``on_batch`` (the metrics).
         self._store_rows = store_rows
         self._capacity = capacity
         self._interval = interval
+        self._commit_interval = commit_interval
+        self._backlog = backlog
         self._pending: collections.deque[AccessRecord] = collections.deque(maxlen=backlog)
+        #: Encoded, not yet committed; the encoder appends, the committer pops.
+        self._encoded: collections.deque[EncodedBatch] = collections.deque()
+        # Counters, each written by one thread only (so no lock): the loop's sink, the
+        # encoder (taken, lost encoding), the committer (written, lost writing).
         self._received = 0
+        self._taken = 0
+        self._lost_encoding = 0
+        self._lost_writing = 0
         self.written = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="homeport-access", daemon=True)
-        #: Called from the writer's thread after rows were committed (the dashboard's nudge).
+        self._commit_wake = threading.Event()
+        self._encoder_done = threading.Event()
+        self._encoder = threading.Thread(
+            target=self._encode_loop, name="homeport-access", daemon=True
+        )
+        self._committer = threading.Thread(
+            target=self._commit_loop, name="homeport-access-commit", daemon=True
+        )
+        #: Called from the committer's thread after rows were committed (the dashboard's
+        #: nudge); with ``store_rows`` off, from the encoder's.
         self.on_written: Callable[[], None] | None = None
-        #: Called from the writer's thread with each batch before it is stored: requests are
+        #: Called from the encoder's thread with each batch before it is stored: requests are
         #: counted here, a batch at a time, never on the proxy's per-request path.
         self.on_batch: Callable[[Sequence[AccessRecord]], None] | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self._encoder.start()
+        if self._store_rows:
+            self._committer.start()
 
     def sink(self, record: AccessRecord) -> None:
         pending = self._pending
@@ -692,17 +731,27 @@ class AccessWriter:
 
     @property
     def dropped(self) -> int:
-        return self._received - self.written - len(self._pending)
+        """Records received that will never be stored: pushed out of a full queue, or lost
+        encoding or writing (logged). Read in this order, a record moving between the queue
+        and the encoder is never counted twice."""
+        queued = len(self._pending)
+        overflowed = self._received - self._taken - queued
+        return max(0, overflowed) + self._lost_encoding + self._lost_writing
 
     def close(self) -> None:
-        """Stop the thread after a final flush."""
+        """Stop both threads after a final flush: what was sunk before is stored."""
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        if self._encoder.is_alive():
+            self._encoder.join(timeout=10)
+        self._encoder_done.set()
+        self._commit_wake.set()
+        if self._committer.is_alive():
+            self._committer.join(timeout=10)
 
-    def _loop(self) -> None:
-        store = Store(self._path, access_capacity=self._capacity)
+    # -- the encoder ---------------------------------------------------------------------
+
+    def _encode_loop(self) -> None:
         try:
             while not self._stop.is_set():
                 self._wake.wait()
@@ -710,34 +759,92 @@ class AccessWriter:
                 # it again, and one that arrived before is in this batch.
                 self._wake.clear()
                 self._stop.wait(self._interval)  # let the batch fill (or stop now)
-                self._flush(store)
-            self._flush(store)
+                self._encode_pending()
+            self._encode_pending()
         finally:
-            store.close()
+            self._encoder_done.set()
+            self._commit_wake.set()
 
-    def _flush(self, store: Store) -> None:
-        before = self.written
-        self._write_pending(store)
-        if self.written != before and self.on_written is not None:
-            self.on_written()
-
-    def _write_pending(self, store: Store) -> None:
+    def _encode_pending(self) -> None:
         pending = self._pending
+        encoded = took = 0
         while pending:
             # ``popleft`` called by ``starmap`` inside ``list``: one C loop, the GIL held
             # throughout, so no append can interleave and no bytecode runs per record (a
-            # Python loop here was ~0.17 µs a record of the event loop's GIL). Batches of
-            # ``ACCESS_BATCH``: each stretch the GIL is held for stays well under a ms.
+            # Python loop here was ~0.17 µs a record of the event loop's GIL).
             take = min(len(pending), ACCESS_BATCH)
             batch = list(itertools.starmap(pending.popleft, itertools.repeat((), take)))
+            self._taken += take
+            took += take
             if self.on_batch is not None:
                 try:
                     self.on_batch(batch)
                 except Exception:  # a metrics bug must not lose the access log
                     log.exception("the access batch hook failed")
+            if not self._store_rows:
+                self.written += take
+                continue
             try:
-                if self._store_rows:
-                    store.append_access(batch)
-                self.written += len(batch)
-            except Exception:  # a full disk must not kill the daemon: log, count, go on
-                log.exception("could not write %d access records", len(batch))
+                self._encoded.append((take, *_encode_batch(batch)))
+                encoded += take
+            except Exception:
+                log.exception("could not encode %d access records", take)
+                self._lost_encoding += take
+        if encoded:
+            self._shed_backlog()
+            self._commit_wake.set()
+        elif took and not self._store_rows and self.on_written is not None:
+            self.on_written()
+
+    def _shed_backlog(self) -> None:
+        """Drop the oldest encoded batches while more than ``backlog`` records wait for the
+        committer (a disk that stalls, a core that is never idle)."""
+        while self._taken - self._lost_encoding - self.written - self._lost_writing > (
+            self._backlog
+        ):
+            try:
+                n, _, _ = self._encoded.popleft()
+            except IndexError:  # the committer took it meanwhile
+                return
+            self._lost_encoding += n
+
+    # -- the committer -------------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
+        lower_thread_priority()
+        store = Store(self._path, access_capacity=self._capacity)
+        try:
+            while True:
+                self._commit_wake.wait()
+                # Cleared before the batches are taken, as the encoder's wake-up is.
+                self._commit_wake.clear()
+                # Gather ``commit_interval`` of batches into one transaction (or stop now).
+                self._encoder_done.wait(self._commit_interval)
+                self._commit_encoded(store)
+                if self._encoder_done.is_set() and not self._encoded:
+                    return
+        finally:
+            store.close()
+
+    def _commit_encoded(self, store: Store) -> None:
+        encoded = self._encoded
+        batches = list(itertools.starmap(encoded.popleft, itertools.repeat((), len(encoded))))
+        if not batches:
+            return
+        n = sum(b[0] for b in batches)
+        try:
+            store.append_encoded(batches)
+        except Exception:  # a full disk must not kill the daemon: log, count, go on
+            log.exception("could not write %d access records", n)
+            self._lost_writing += n
+            return
+        self.written += n
+        if self.on_written is not None:
+            self.on_written()
+
+
+def lower_thread_priority(nice: int = 19) -> None:
+    """Give the calling thread the lowest CPU priority (Linux's ``setpriority`` takes a
+    thread id); elsewhere, or when not allowed, nothing changes."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)

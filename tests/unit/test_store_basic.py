@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 import subprocess
@@ -219,6 +220,81 @@ def test_access_writer_loses_no_wakeup_while_records_keep_coming(tmp_path: Path)
         assert writer.written == 20_000
     finally:
         writer.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux's")
+def test_access_writer_commits_at_the_lowest_priority(tmp_path: Path) -> None:
+    """SQLite runs in a thread of its own at nice 19 (it gives way to the event loop on the
+    gateway's core); the encoder, which the metrics depend on, keeps the process's nice."""
+    path = tmp_path / "db"
+    Store(path).close()
+    writer = AccessWriter(path, capacity=1000, interval=0.001, commit_interval=0.001)
+    written = threading.Event()
+    writer.on_written = written.set
+    writer.start()
+    try:
+        writer.sink(record(0))
+        assert written.wait(20)
+        nice = {
+            t.name: os.getpriority(os.PRIO_PROCESS, t.native_id or 0)
+            for t in threading.enumerate()
+            if t.name.startswith("homeport-access")
+        }
+    finally:
+        writer.close()
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert nice == {"homeport-access": own, "homeport-access-commit": 19}
+
+
+def test_access_writer_sheds_its_oldest_while_the_database_is_held(tmp_path: Path) -> None:
+    """A committer that cannot write (another process holds the database) does not stop
+    the encoder or grow memory: past ``backlog`` the oldest batches are dropped and counted,
+    and every record sunk is either stored or counted once the database is free."""
+    path = tmp_path / "db"
+    Store(path).close()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the committer's BEGIN IMMEDIATE now waits
+    writer = AccessWriter(path, capacity=10_000, interval=0.001, commit_interval=0.001,
+                          backlog=200)  # fmt: skip
+    writer.start()
+    try:
+        for i in range(2000):
+            writer.sink(record(i))
+            if i % 50 == 49:
+                time.sleep(0.005)  # let the encoder take them, as the loop would
+        deadline = time.monotonic() + 20
+        while writer._taken < 2000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer.written == 0
+        assert writer.dropped >= 2000 - 200 - 50 * 2  # at most backlog + a batch in hand
+    finally:
+        blocker.rollback()
+        blocker.close()
+        writer.close()
+    s = Store(path)
+    try:
+        stored = s.access_count()
+        assert stored > 0
+        assert stored + writer.dropped == 2000
+        ids = [e.id for e in s.access(limit=10_000)]
+        assert ids == list(range(1, stored + 1))  # contiguous ids, however many were shed
+    finally:
+        s.close()
+
+
+def test_encoded_batches_take_consecutive_ids_and_trim(tmp_path: Path) -> None:
+    from homeport.store import _encode_batch
+
+    s = Store(tmp_path / "db", access_capacity=25)
+    try:
+        chunks = [[record(i) for i in range(a, b)] for a, b in ((0, 10), (10, 13), (13, 40))]
+        s.append_encoded([(len(c), *_encode_batch(c)) for c in chunks])
+        entries = s.access(limit=100)
+        assert [e.id for e in entries] == list(range(16, 41))  # the newest 25 of 40
+        assert [e.record.path for e in entries] == [f"/p/{i}" for i in range(15, 40)]
+        assert s.access_count() == 25
+    finally:
+        s.close()
 
 
 def test_access_counts_per_route_past_an_id(store: Store) -> None:
