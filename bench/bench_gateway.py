@@ -49,6 +49,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTLESS = (
@@ -337,6 +338,7 @@ class Result:
     rss_mib: float = float("nan")  # peak (VmHWM) of the proxy's processes
     lag_ms: float = float("nan")  # homeport up: the daemon's worst loop lag in the run
     own_ms: float = float("nan")  # the same, less the time its thread waited for a CPU
+    dropped: int = 0  # homeport up: access records it dropped during the run
 
 
 _BYTES = {"B": 1 / 2**20, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}
@@ -418,6 +420,7 @@ def measured(
     """One wrk run, with the proxy's CPU over it, its peak RSS and (homeport up) loop lag."""
     path, extra = scenario
     pids = group_pids(pid) if pid is not None else []
+    dropped0 = _status(daemon).get("access_dropped", 0) if daemon is not None else 0
     t0, c0 = time.monotonic(), cpu_ticks(pids)
     r = wrk(port, path, extra, duration, conns)
     if pids:
@@ -425,10 +428,16 @@ def measured(
         r.cpu_pct = 100.0 * (cpu_ticks(pids) - c0) / hz / (time.monotonic() - t0)
         r.rss_mib = peak_rss_mib(pids)
     if daemon is not None:
-        lag = json.loads(daemon.cli("status", "--json"))["status"].get("loop_lag_ms")
+        status = _status(daemon)
+        lag = status.get("loop_lag_ms")
         if isinstance(lag, dict) and "max" in lag:
             r.lag_ms, r.own_ms = float(lag["max"]), float(lag.get("max_own", "nan"))
+        r.dropped = int(status.get("access_dropped", 0)) - int(dropped0)
     return r
+
+
+def _status(daemon: Daemon) -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(daemon.cli("status", "--json"))["status"])
 
 
 def machine() -> str:
@@ -524,11 +533,12 @@ def report(scenario: str, results: dict[str, list[Result]], conns: int) -> None:
     print(f"\n## {scenario} (wrk -t1 -c{conns}, median of {rounds}; load {os.getloadavg()})")
     print(
         "| target | req/s | × nginx | MiB/s | p50 ms | p99 ms | × nginx | p99.9 ms | × nginx "
-        "| CPU % | RSS MiB | loop lag ms (own) | errors |"
+        "| CPU % | RSS MiB | loop lag ms (own) | log dropped | errors |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in results:
         errs = sum(r.errors for r in results[name])
+        dropped = sum(r.dropped for r in results[name])
         lag, own = med(name, "lag_ms"), med(name, "own_ms")
         print(
             f"| {name} | {med(name, 'rps'):,.0f} | {ratio(name, 'rps')} "
@@ -536,7 +546,8 @@ def report(scenario: str, results: dict[str, list[Result]], conns: int) -> None:
             f"| {med(name, 'p99_ms'):.2f} | {ratio(name, 'p99_ms')} "
             f"| {med(name, 'p999_ms'):.2f} | {ratio(name, 'p999_ms')} "
             f"| {med(name, 'cpu_pct'):.0f} | {med(name, 'rss_mib'):.0f} "
-            f"| {'-' if lag != lag else f'{lag:.1f} ({own:.1f})'} | {errs} |"
+            f"| {'-' if lag != lag else f'{lag:.1f} ({own:.1f})'} "
+            f"| {dropped if lag == lag else '-'} | {errs} |"
         )
     sys.stdout.flush()
 

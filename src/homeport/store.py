@@ -9,8 +9,9 @@ The access log is a bounded ring of records kept in batches: one row of ``access
 holds up to ``ACCESS_BATCH`` consecutive records (ids ``first`` .. ``first + n - 1``) as one
 marshal blob, and after each write records older than the newest ``capacity`` are trimmed.
 ``AccessWriter`` takes records from the proxy's hot path with one ``deque.append``, encodes
-them in small batches on one thread and commits them on another, at the lowest priority. (A row per record with its route index cost 6.8 µs of
-the gateway's core per request; a blob per batch ~0.9 µs: docs/design-notes.md, issue 9.)
+them in small batches on one thread and commits them on another, at the lowest priority.
+(A row per record with its route index cost 6.8 µs of the gateway's core per request; a
+blob per batch ~0.9 µs: docs/design-notes.md, issue 9.)
 
 The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes version n to n+1.
 """
