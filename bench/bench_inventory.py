@@ -52,6 +52,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from fixture_sockets import Fixture, socket_fixture  # noqa: E402
+from homeport.inventory import bpfwalk  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 HOMEPORT = str(VENV_BIN / "homeport")
@@ -217,7 +218,8 @@ def remote_listeners(env: dict[str, str]) -> Iterator[Timer]:
 def build_cases(
     port: int, pycache: str, src: str | None = None, stack: contextlib.ExitStack | None = None
 ) -> list[Case]:
-    """The five comparisons; with ``src``, homeport's side runs from that source tree."""
+    """The five comparisons (six where the owner walk runs in the kernel: ``who`` with the
+    /proc walk too); with ``src``, homeport's side runs from that source tree."""
     ss = shutil.which("ss")
     if ss is None:
         raise SystemExit("bench_inventory: ss is not installed (Debian package iproute2)")
@@ -243,6 +245,21 @@ def build_cases(
             process_timer([ss, "-tlnp", f"sport = :{port}"]),
             "ss -tlnp 'sport = :P'",
             0.5,
+        ),
+        *(
+            [
+                Case(
+                    f"who {port}, /proc walk{tag}",
+                    process_timer(
+                        [HOMEPORT, "who", str(port)], {**env, bpfwalk.ENV_WALK: "procfs"}
+                    ),
+                    process_timer([ss, "-tlnp", f"sport = :{port}"]),
+                    "ss -tlnp 'sport = :P'",
+                    0.5,
+                )
+            ]
+            if bpfwalk.usable()  # the row above is the kernel walk: show the fallback too
+            else []
         ),
         Case(
             "listeners() in-process" + tag,

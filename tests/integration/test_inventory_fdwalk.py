@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from homeport.inventory import fdwalk, sockets
+from homeport.inventory import bpfwalk, fdwalk, sockets
 
 FORKED = [{"proto": "tcp", "addr": "127.0.0.1", "fork": True}]
 TWO = [{"proto": "tcp", "addr": "127.0.0.1"}, {"proto": "udp", "addr": "::1", "v6only": 1}]
@@ -93,11 +93,11 @@ walks = []
 init = fdwalk.OwnerWalk.__init__
 def counted(self, *args, **kwargs):
     init(self, *args, **kwargs)
-    walks.append(self.helper_pid is not None)
+    walks.append(self)
 fdwalk.OwnerWalk.__init__ = counted
 from homeport.cli import main
 status = main(sys.argv[1:])
-print("walks (split):", walks, file=sys.stderr)
+print("walks:", [w.method for w in walks], file=sys.stderr)
 sys.exit(status)
 """
 
@@ -119,9 +119,13 @@ def test_cli_early_walk_reports_every_owner(sockhost: Callable[..., Any], comman
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    # One walk, begun before the imports, served the command; split when there are two CPUs.
-    split = len(os.sched_getaffinity(0)) >= 2
-    assert f"walks (split): [{split}]" in done.stderr
+    # One walk, begun before the imports, served the command: the kernel's where it can
+    # (root, BTF), else split with a helper when there are two CPUs.
+    if bpfwalk.usable():
+        method = "kernel"
+    else:
+        method = "split" if len(os.sched_getaffinity(0)) >= 2 else "alone"
+    assert f"walks: ['{method}']" in done.stderr
     out = json.loads(done.stdout)
     rows = out["live"]["listeners"] if command == "explain" else out["listeners"]
     rows = [r for r in rows if r["address"] == "127.0.0.1"]
