@@ -339,6 +339,8 @@ class Result:
     lag_ms: float = float("nan")  # homeport up: the daemon's worst loop lag in the run
     own_ms: float = float("nan")  # the same, less the time its thread waited for a CPU
     dropped: int = 0  # homeport up: access records it dropped during the run
+    user_us: float = float("nan")  # the proxy's user CPU per request, µs
+    sys_us: float = float("nan")  # the same in the kernel (socket calls), µs
 
 
 _BYTES = {"B": 1 / 2**20, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}
@@ -392,15 +394,16 @@ def group_pids(leader: int) -> list[int]:
     return out
 
 
-def cpu_ticks(pids: list[int]) -> int:
-    total = 0
+def cpu_ticks(pids: list[int]) -> tuple[int, int]:
+    """User and system clock ticks of ``pids`` so far."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total
+        user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime
+    return user, system
 
 
 def peak_rss_mib(pids: list[int]) -> float:
@@ -421,11 +424,17 @@ def measured(
     path, extra = scenario
     pids = group_pids(pid) if pid is not None else []
     dropped0 = _status(daemon).get("access_dropped", 0) if daemon is not None else 0
-    t0, c0 = time.monotonic(), cpu_ticks(pids)
+    t0, (u0, s0) = time.monotonic(), cpu_ticks(pids)
     r = wrk(port, path, extra, duration, conns)
     if pids:
         hz = os.sysconf("SC_CLK_TCK")
-        r.cpu_pct = 100.0 * (cpu_ticks(pids) - c0) / hz / (time.monotonic() - t0)
+        u1, s1 = cpu_ticks(pids)
+        r.cpu_pct = 100.0 * (u1 - u0 + s1 - s0) / hz / (time.monotonic() - t0)
+        requests = r.rps * (time.monotonic() - t0)
+        if requests > 0:  # CPU per request: the interpreter's share against the kernel's
+            r.user_us, r.sys_us = (
+                (t1 - t0_) / hz / requests * 1e6 for t0_, t1 in ((u0, u1), (s0, s1))
+            )
         r.rss_mib = peak_rss_mib(pids)
     if daemon is not None:
         status = _status(daemon)
@@ -533,9 +542,9 @@ def report(scenario: str, results: dict[str, list[Result]], conns: int) -> None:
     print(f"\n## {scenario} (wrk -t1 -c{conns}, median of {rounds}; load {os.getloadavg()})")
     print(
         "| target | req/s | × nginx | MiB/s | p50 ms | p99 ms | × nginx | p99.9 ms | × nginx "
-        "| CPU % | RSS MiB | loop lag ms (own) | log dropped | errors |"
+        "| CPU % | CPU µs/req user + sys | RSS MiB | loop lag ms (own) | log dropped | errors |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in results:
         errs = sum(r.errors for r in results[name])
         dropped = sum(r.dropped for r in results[name])
@@ -545,7 +554,9 @@ def report(scenario: str, results: dict[str, list[Result]], conns: int) -> None:
             f"| {med(name, 'mib_s'):,.1f} | {med(name, 'p50_ms'):.2f} "
             f"| {med(name, 'p99_ms'):.2f} | {ratio(name, 'p99_ms')} "
             f"| {med(name, 'p999_ms'):.2f} | {ratio(name, 'p999_ms')} "
-            f"| {med(name, 'cpu_pct'):.0f} | {med(name, 'rss_mib'):.0f} "
+            f"| {med(name, 'cpu_pct'):.0f} "
+            f"| {med(name, 'user_us'):.1f} + {med(name, 'sys_us'):.1f} "
+            f"| {med(name, 'rss_mib'):.0f} "
             f"| {'-' if lag != lag else f'{lag:.1f} ({own:.1f})'} "
             f"| {dropped if lag == lag else '-'} | {errs} |"
         )

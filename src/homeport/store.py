@@ -9,7 +9,7 @@ The access log is a bounded ring of records kept in batches: one row of ``access
 holds up to ``ACCESS_BATCH`` consecutive records (ids ``first`` .. ``first + n - 1``) as one
 marshal blob, and after each write records older than the newest ``capacity`` are trimmed.
 ``AccessWriter`` takes records from the proxy's hot path with one ``deque.append``, encodes
-them in small batches on one thread and commits them on another, at the lowest priority.
+them in small batches on one thread and commits them on another, at a lower priority.
 (A row per record with its route index cost 6.8 µs of the gateway's core per request; a
 blob per batch ~0.9 µs: docs/design-notes.md, issue 9.)
 
@@ -664,7 +664,7 @@ class AccessWriter:
       woke an idle daemon 5 times a second for nothing), waits ``interval`` for the batch to
       fill, hands it to ``on_batch`` (the metrics) and encodes it (``_encode_batch``);
     - the **committer** thread writes what was encoded to SQLite, one transaction at most
-      every ``commit_interval``, at the lowest CPU priority (nice 19).
+      every ``commit_interval``, at a lower CPU priority (nice 10, ``COMMIT_NICE``).
 
     Why two, and why these intervals (issue 9; bench/README.md "Two-stage access writer"):
     on the gateway's core every microsecond of the writer is time the event loop cannot
@@ -672,8 +672,9 @@ class AccessWriter:
     total. Encoding is GIL-held C (``Counter``, ``marshal``): a 5 ms batch (~125 records at
     25k req/s) is a ~0.15 ms pause, where the earlier 50 ms batch was ~2 ms. SQLite has a
     fixed cost per commit (its WAL pages), so commits stay 50 ms apart; they release the
-    GIL, and at nice 19 the scheduler runs them when the loop waits rather than in its
-    way. The committer also keeps a slow disk (or a busy database) off the encoder.
+    GIL, and at nice 10 the loop's thread has ~90% of a contended core. Not nice 19: at 1.5%
+    of a saturated core the commits (~2% at 30k req/s) fell behind and dropped records.
+    The committer also keeps a slow disk (or a busy database) off the encoder.
 
     If the stages fall more than ``backlog`` records behind, the oldest records are dropped
     and counted (``dropped``) rather than growing memory without bound.
@@ -844,8 +845,19 @@ class AccessWriter:
             self.on_written()
 
 
-def lower_thread_priority(nice: int = 19) -> None:
-    """Give the calling thread the lowest CPU priority (Linux's ``setpriority`` takes a
-    thread id); elsewhere, or when not allowed, nothing changes."""
+#: The committer's nice value. Its share of a core the event loop keeps busy is its CFS
+#: weight against the loop's: nice 10 is 110/1134, ~10%, for commits that need ~2% at 30k
+#: req/s. At nice 19 (15/1039, ~1.4%) they fell behind on a saturated core and 77,091 of
+#: 1.27M records were dropped in 4 runs of 10 s, at the same p99 as nice 10 (3.73 vs 3.62
+#: ms): bench/README.md, "The committer at nice 10".
+COMMIT_NICE = 10
+
+
+def lower_thread_priority(nice: int = COMMIT_NICE) -> None:
+    """Lower the calling thread's CPU priority to ``nice`` (Linux's ``setpriority`` takes
+    a thread id), never raise it (a daemon started with ``nice 15`` stays there);
+    elsewhere, or when not allowed, nothing changes."""
     with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)

@@ -16,7 +16,14 @@ import pytest
 
 from homeport.errors import EnvironmentProblem
 from homeport.gateway.contract import AccessRecord, Route
-from homeport.store import MIGRATIONS, SCHEMA_VERSION, AccessWriter, ServiceRecord, Store
+from homeport.store import (
+    COMMIT_NICE,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    AccessWriter,
+    ServiceRecord,
+    Store,
+)
 
 
 def record(i: int, route: str | None = "api.localhost", external: bool = False) -> AccessRecord:
@@ -223,9 +230,10 @@ def test_access_writer_loses_no_wakeup_while_records_keep_coming(tmp_path: Path)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux's")
-def test_access_writer_commits_at_the_lowest_priority(tmp_path: Path) -> None:
-    """SQLite runs in a thread of its own at nice 19 (it gives way to the event loop on the
-    gateway's core); the encoder, which the metrics depend on, keeps the process's nice."""
+def test_access_writer_commits_at_a_lower_priority(tmp_path: Path) -> None:
+    """SQLite runs in a thread of its own at nice 10 (it gives way to the event loop on the
+    gateway's core, yet keeps up when that core is saturated); the encoder, which the
+    metrics depend on, keeps the process's nice."""
     path = tmp_path / "db"
     Store(path).close()
     writer = AccessWriter(path, capacity=1000, interval=0.001, commit_interval=0.001)
@@ -243,7 +251,7 @@ def test_access_writer_commits_at_the_lowest_priority(tmp_path: Path) -> None:
     finally:
         writer.close()
     own = os.getpriority(os.PRIO_PROCESS, 0)
-    assert nice == {"homeport-access": own, "homeport-access-commit": 19}
+    assert nice == {"homeport-access": own, "homeport-access-commit": max(own, COMMIT_NICE)}
 
 
 def test_access_writer_sheds_its_oldest_while_the_database_is_held(tmp_path: Path) -> None:
