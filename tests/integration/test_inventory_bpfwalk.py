@@ -59,15 +59,18 @@ def test_every_socket_and_many_inodes(sockhost: Callable[..., Any]) -> None:
     (inode,) = _inodes(FORKED, a.ports)
     read_end, write_end = os.pipe()  # not a socket: pipes and sockets share one inode counter
     try:
-        every = bpfwalk.scan(None)
+        every, walked = bpfwalk.scan(None)
         assert os.fstat(read_end).st_ino not in every
     finally:
         os.close(read_end)
         os.close(write_end)
     assert every[inode] == sorted(a.pids)
     many = {inode} | set(range(1, bpfwalk.MAX_INODES + 10))
-    assert bpfwalk.scan(many).get(inode) == sorted(a.pids)
-    assert set(bpfwalk.scan(many)) <= many
+    held, _ = bpfwalk.scan(many)
+    assert held.get(inode) == sorted(a.pids)
+    assert set(held) <= many
+    # Every process with an fd 0-2 is marked as walked: ours and the sockhost's.
+    assert {os.getpid(), *a.pids} <= walked
 
 
 def test_offsets_are_cached_per_kernel_and_a_stale_cache_is_parsed_again(
@@ -83,7 +86,7 @@ def test_offsets_are_cached_per_kernel_and_a_stale_cache_is_parsed_again(
     # Offsets the verifier refuses (past the end of struct file): parsed again, and right.
     path.write_text(json.dumps({**kept, "facts": {**kept["facts"], "f_inode": 32760}}))
     bpfwalk._memo = None
-    assert bpfwalk.scan(want) == {want.pop(): sorted(a.pids)}
+    assert bpfwalk.scan(want)[0] == {want.pop(): sorted(a.pids)}
     assert json.loads(path.read_text())["facts"] == kept["facts"]
 
 
@@ -136,3 +139,23 @@ def test_procfs_forced_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv(bpfwalk.ENV_WALK, "procfs")
     assert not bpfwalk.usable()
     assert fdwalk.OwnerWalk().method in ("split", "alone")
+
+
+def test_a_process_the_kernel_did_not_walk_is_looked_for_in_proc(
+    sockhost: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel may leave a process out (a sandbox's PID 1, whose fds root may not read
+    either): a socket it found no holder for is looked for through /proc in the processes it
+    did not walk. Here the kernel's answer loses the sockhost, as such a kernel's would."""
+    a = sockhost(FORKED)
+    want = _inodes(FORKED, a.ports)
+    real = bpfwalk.scan
+
+    def without_the_sockhost(inodes: set[int] | None) -> tuple[dict[int, list[int]], set[int]]:
+        held, walked = real(inodes)
+        return {i: p for i, p in held.items() if i not in want}, walked - set(a.pids)
+
+    monkeypatch.setattr(bpfwalk, "scan", without_the_sockhost)
+    walk = fdwalk.OwnerWalk()
+    assert walk.result(want).holders == {next(iter(want)): sorted(a.pids)}
+    assert walk.method == "kernel"

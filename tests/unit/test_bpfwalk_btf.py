@@ -92,14 +92,19 @@ def test_the_program_jumps_land_on_its_labels() -> None:
     insns = [struct.unpack_from("=BBhi", code, at) for at in range(0, len(code), 8)]
     exit_at = len(insns) - 1
     assert insns[exit_at][0] == bpfwalk.EXIT
-    assert insns[exit_at - 1][3] == 0
-    call_at = next(i for i, x in enumerate(insns) if x[0] == bpfwalk.CALL)
-    emit_at = call_at - 7  # the record's first store
+    assert insns[exit_at - 1][3] == 0  # r0 = 0: "out"
+    mark_call, emit_call = (i for i, x in enumerate(insns) if x[0] == bpfwalk.CALL)
+    match_at = mark_call + 2  # after the call, the fd back from the stack, then "match"
+    emit_at = emit_call - 7  # the record's three stores and seq_write's four set-ups
+    assert insns[match_at][0] == bpfwalk.LDX_DW  # r4 = inode->i_ino
     for at, (op, _regs, off, _imm) in enumerate(insns):
+        target = at + 1 + off
         if op in (bpfwalk.JEQ_IMM, bpfwalk.JNE_IMM, bpfwalk.JA):
-            assert at + 1 + off == exit_at - 1  # "out"
-        if op == bpfwalk.JEQ_REG:
-            assert at + 1 + off == emit_at
+            assert target == exit_at - 1
+        elif op == bpfwalk.JGT_IMM:
+            assert target == match_at  # fds above 2: no mark
+        elif op == bpfwalk.JEQ_REG:
+            assert target == emit_at
     wide = [x for x in insns if x[0] == bpfwalk.LD_IMM64]
     assert [w[3] for w in wide] == [5, 0]  # low halves; the high one is the next slot
     high = insns[insns.index(wide[1]) + 1]

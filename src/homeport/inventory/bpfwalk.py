@@ -25,12 +25,15 @@ the C it stands for::
     file = ctx->file; task = ctx->task;            // NULL once a task's fds end
     if (!file || !task) return 0;
     inode = file->f_inode; if (!inode) return 0;
+    if (ctx->fd <= 2) seq_write(ctx->meta->seq, {task->tgid, ctx->fd, 0}, 16);  // a mark
     ino = inode->i_ino;
     if (ino is wanted) seq_write(ctx->meta->seq, {task->tgid, ctx->fd, ino}, 16);
     return 0;
 
 "is wanted" is one compare per asked inode (up to ``MAX_INODES``), else "is a socket"
-(``i_mode & S_IFMT == S_IFSOCK``) with the filtering done here.
+(``i_mode & S_IFMT == S_IFSOCK``) with the filtering done here. The marks say which
+processes the kernel walked: it may leave some out (a sandbox's PID 1 here, whose fds root
+may not read through /proc either), and ``fdwalk`` looks for what it did not find in those.
 """
 
 from __future__ import annotations
@@ -95,9 +98,10 @@ def usable(proc: str = "/proc") -> bool:
     )
 
 
-def scan(inodes: set[int] | None) -> dict[int, list[int]]:
+def scan(inodes: set[int] | None) -> tuple[dict[int, list[int]], set[int]]:
     """Socket inode -> sorted PIDs holding it (``inodes=None``: every socket), walked by the
-    kernel. Raises :class:`Unavailable` (an ``OSError``) when it cannot run here."""
+    kernel, and the PIDs it walked (see ``_scan``). Raises :class:`Unavailable` (an
+    ``OSError``) when it cannot run here."""
     facts = _facts()
     try:
         return _scan(facts, inodes)
@@ -118,7 +122,11 @@ def scan(inodes: set[int] | None) -> dict[int, list[int]]:
     raise Unavailable(refused.errno, f"the kernel refused the owner walk: {refused}")
 
 
-def _scan(facts: dict[str, int], inodes: set[int] | None) -> dict[int, list[int]]:
+def _scan(facts: dict[str, int], inodes: set[int] | None) -> tuple[dict[int, list[int]], set[int]]:
+    """The walk. ``walked`` is every PID with a mark (an fd 0-2): the kernel may leave out a
+    process (seen here: a sandbox's PID 1, whose fds root may not read through /proc either),
+    so a socket with no holder found is looked for in the others through /proc, which also
+    says who denied it (``fdwalk.OwnerWalk.result``)."""
     read_fd, write_fd = os.pipe()  # the sentinel: an fd we hold, with an inode of its own
     try:
         sentinel = os.fstat(read_fd).st_ino
@@ -129,13 +137,16 @@ def _scan(facts: dict[str, int], inodes: set[int] | None) -> dict[int, list[int]
         os.close(read_fd)
         os.close(write_fd)
     holders: dict[int, set[int]] = {}
+    walked: set[int] = set()
     keep = None if inodes is None else inodes | {sentinel}  # filter first: 0.9 vs 4 ms
     for tgid, _fd, inode in RECORD.iter_unpack(data):  # for 12,000 records and 2,000 wanted
-        if keep is None or inode in keep:
+        if inode == 0:  # a mark: no inode is 0
+            walked.add(tgid)
+        elif keep is None or inode in keep:
             holders.setdefault(inode, set()).add(tgid)
     if holders.pop(sentinel, set()) != {os.getpid()}:  # both ends of the pipe: one PID
         raise Unavailable(0, "the kernel's PIDs are not this namespace's (a container?)")
-    return {inode: sorted(pids) for inode, pids in holders.items()}
+    return {inode: sorted(pids) for inode, pids in holders.items()}, walked
 
 
 # --- the program ---------------------------------------------------------------------------
@@ -143,9 +154,10 @@ def _scan(facts: dict[str, int], inodes: set[int] | None) -> dict[int, list[int]
 # Opcodes (include/uapi/linux/bpf_common.h): class | size | mode, or class | op | source.
 LDX_W, LDX_H, LDX_DW = 0x61, 0x69, 0x79  # dst = *(size *)(src + off)
 STX_W, STX_DW = 0x63, 0x7B  # *(size *)(dst + off) = src
+ST_DW = 0x7A  # *(u64 *)(dst + off) = imm
 LD_IMM64 = 0x18  # dst = 64-bit immediate (two instruction slots)
 MOV_IMM, MOV_REG, ADD_IMM, AND_IMM = 0xB7, 0xBF, 0x07, 0x57
-JEQ_IMM, JNE_IMM, JEQ_REG, JA = 0x15, 0x55, 0x1D, 0x05
+JEQ_IMM, JNE_IMM, JGT_IMM, JEQ_REG, JA = 0x15, 0x55, 0x25, 0x1D, 0x05
 CALL, EXIT = 0x85, 0x95
 R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, FP = range(11)
 
@@ -182,9 +194,10 @@ class _Asm:
 
 def program(facts: dict[str, int], wanted: Iterable[int], *, sockets: bool) -> bytes:
     """The iterator program (see the module docstring): writes ``(tgid, fd, inode)`` for
-    each fd whose inode is in ``wanted``, and with ``sockets`` for every socket too."""
+    each fd whose inode is in ``wanted``, and with ``sockets`` for every socket too; and
+    ``(tgid, fd, 0)`` for fds 0-2, the marks of the tasks it walked (see ``walked``)."""
     a = _Asm()
-    a.op(LDX_DW, R6, R1, CTX_META)  # r6 = ctx->meta (kept across the helper call)
+    a.op(LDX_DW, R6, R1, CTX_META)  # r6 = ctx->meta (kept across the helper calls)
     a.op(LDX_DW, R7, R1, CTX_FILE)  # r7 = ctx->file
     a.jump(JEQ_IMM, R7, "out", imm=0)
     a.op(LDX_DW, R2, R1, CTX_TASK)  # r2 = ctx->task
@@ -193,6 +206,14 @@ def program(facts: dict[str, int], wanted: Iterable[int], *, sockets: bool) -> b
     a.op(LDX_W, R8, R2, facts["tgid"])  # r8 = task->tgid
     a.op(LDX_DW, R9, R7, facts["f_inode"])  # r9 = file->f_inode
     a.jump(JEQ_IMM, R9, "out", imm=0)
+    a.jump(JGT_IMM, R3, "match", imm=2)  # fds 0-2: a mark, (tgid, fd, 0), then match
+    a.op(STX_W, FP, R3, -24)  # the fd outlives the helper call on the stack
+    a.op(STX_W, FP, R8, -16)
+    a.op(STX_W, FP, R3, -12)
+    a.op(ST_DW, FP, off=-8, imm=0)
+    _seq_write(a)
+    a.op(LDX_W, R3, FP, -24)
+    a.label("match")
     a.op(LDX_DW, R4, R9, facts["i_ino"])  # r4 = inode->i_ino
     for inode in wanted:
         a.load64(R5, inode)
@@ -207,15 +228,21 @@ def program(facts: dict[str, int], wanted: Iterable[int], *, sockets: bool) -> b
     a.op(STX_W, FP, R8, -16)
     a.op(STX_W, FP, R3, -12)
     a.op(STX_DW, FP, R4, -8)
+    _seq_write(a)
+    a.label("out")
+    a.op(MOV_IMM, R0, imm=0)
+    a.op(EXIT)
+    return a.code()
+
+
+def _seq_write(a: _Asm) -> None:
+    """seq_write(meta->seq, fp - 16, 16): the record on the stack to our file. The helper
+    call clobbers r1-r5; r6-r9 survive it."""
     a.op(LDX_DW, R1, R6, 0)  # r1 = meta->seq
     a.op(MOV_REG, R2, FP)
     a.op(ADD_IMM, R2, imm=-16)
     a.op(MOV_IMM, R3, imm=RECORD.size)
     a.op(CALL, imm=BPF_FUNC_SEQ_WRITE)
-    a.label("out")
-    a.op(MOV_IMM, R0, imm=0)
-    a.op(EXIT)
-    return a.code()
 
 
 # --- running it ----------------------------------------------------------------------------

@@ -134,7 +134,7 @@ class OwnerWalk:
         holders of ``inodes`` (None: of every socket), each PID list sorted."""
         if self.method == "kernel":
             try:
-                return OwnerScan(bpfwalk.scan(inodes))
+                return self._kernel_result(inodes)
             except OSError as exc:  # refused: walk /proc now, by ourselves (no early start)
                 self.method, self.refused = "alone", str(exc)
                 self._start_procfs(parallel=False)
@@ -151,6 +151,17 @@ class OwnerWalk:
                 scan = _merge([scan, _kept(theirs, inodes)])
         if inodes is not None and (missing := inodes - scan.holders.keys()):
             scan = _merge([scan, self._recheck(missing)])
+        return _merge([scan])
+
+    def _kernel_result(self, inodes: set[int] | None) -> OwnerScan:
+        holders, walked = bpfwalk.scan(inodes)
+        scan = OwnerScan(holders)
+        if inodes is None or not (missing := inodes - holders.keys()):
+            return scan
+        # Sockets the kernel found no holder for: look in the processes it did not walk
+        # (none, or a few it may not show us) through /proc, which names who denied us.
+        others = [pid for pid in _pids(self.proc) if pid not in walked]
+        _scan_pids(others, missing, self.proc, scan)
         return _merge([scan])
 
     def close(self) -> None:
@@ -250,6 +261,10 @@ def discard_early() -> None:
 
 
 # --- the walk itself ---------------------------------------------------------------------
+
+
+def _pids(proc: str) -> list[int]:
+    return [int(name) for name in os.listdir(proc) if name.isdigit()]
 
 
 def _fd_counts(proc: str) -> dict[int, int]:
