@@ -322,9 +322,9 @@ def _kernel_key() -> str:
 
 
 def _cache_path() -> str:
-    from homeport.paths import state_dir
+    from homeport.paths import state_dir_name
 
-    return os.path.join(state_dir(), CACHE_NAME)
+    return os.path.join(state_dir_name(), CACHE_NAME)
 
 
 _memo: dict[str, int] | None = None
