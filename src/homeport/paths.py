@@ -36,6 +36,21 @@ def state_dir(create: bool = True) -> Path:
 
 
 DB_NAME = "homeport.db"
+#: ``<state dir>/leases``: the port and address leases (``homeport.ports``).
+LEASES = "leases"
+#: Address lease files in it, one per pool (``ports.address.address_store``).
+ADDRESS_LEASES = ("addrs-", ".leases")
+
+
+def has_address_leases() -> bool:
+    """Whether any address lease file exists, without importing the lease code (``ls``
+    asks before it reads their names: ~8 ms of imports spared where there are none)."""
+    directory = os.path.join(state_dir_name(create=False), LEASES)
+    prefix, suffix = ADDRESS_LEASES
+    try:
+        return any(n.startswith(prefix) and n.endswith(suffix) for n in os.listdir(directory))
+    except OSError:
+        return False
 
 
 def db_path(directory: Path | None = None) -> Path:

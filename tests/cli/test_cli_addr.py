@@ -48,3 +48,23 @@ def test_bad_input_is_one_line_and_exit_2(
     r = cli("addr")
     assert r.status == 2
     assert "127.0.0.0/8" in r.stderr
+
+
+def test_ls_names_a_listener_on_a_leased_address(cli: Any, state_dir: Path) -> None:
+    """The lease's name is ls's ROUTE for a listener on its address; with no address lease
+    file at all, ls does not read (or import) the lease code and names nothing."""
+    import socket
+
+    lease = json.loads(cli("addr", "db.shop", "--json").stdout)
+    with socket.socket() as s:
+        s.bind((lease["address"], 0))
+        s.listen()
+        port = s.getsockname()[1]
+        rows = json.loads(cli("ls", "--port", str(port), "--json").stdout)["listeners"]
+        assert [r["route"] for r in rows if r["address"] == lease["address"]] == [
+            "db.shop.localhost"
+        ]
+        for f in (state_dir / "leases").glob("addrs-*.leases"):
+            f.unlink()
+        rows = json.loads(cli("ls", "--port", str(port), "--json").stdout)["listeners"]
+        assert [r["route"] for r in rows if r["address"] == lease["address"]] == [None]

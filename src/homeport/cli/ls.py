@@ -127,6 +127,10 @@ def _leased_names(items: list[Listener]) -> dict[str, str]:
         for x in items
     ):
         return {}
+    from homeport.paths import has_address_leases
+
+    if not has_address_leases():  # 127.0.0.2+ listeners of other tools: nothing to name
+        return {}
     from homeport.ports.address import live_address_names
 
     try:

@@ -33,6 +33,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from homeport.errors import NotFound, UsageError
+from homeport.paths import ADDRESS_LEASES
 from homeport.ports.addrpool import (
     DEFAULT_POOL,
     AddressPool,
@@ -77,7 +78,8 @@ def address_pool(hosts_text: str | None = None) -> AddressPool:
 
 
 def address_store(pool: AddressPool, lease_dir: Path | None = None) -> LeaseStore:
-    return LeaseStore(lease_dir, filename=f"addrs-{pool.prefix16()}.leases", name_prefix="addr")
+    prefix, suffix = ADDRESS_LEASES
+    return LeaseStore(lease_dir, filename=f"{prefix}{pool.prefix16()}{suffix}", name_prefix="addr")
 
 
 def bind_free_on(addr: str, port: int, proto: str = "tcp") -> bool:
@@ -217,7 +219,7 @@ def live_address_names(lease_dir: Path | None = None) -> dict[str, str]:
     out = {}
     leases = [
         lease
-        for path in sorted(directory.glob("addrs-*.leases"))
+        for path in sorted(directory.glob("*".join(ADDRESS_LEASES)))
         for lease in LeaseStore(directory, filename=path.name, name_prefix="addr").all()
     ]
     for lease in leases:

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from homeport.inventory import procfs
-from homeport.paths import state_dir
+from homeport.paths import LEASES, state_dir
 
 log = logging.getLogger("homeport.ports.lease")
 
@@ -204,7 +204,7 @@ def _holder_portable(pid: int) -> Holder | None:
 
 def default_lease_dir() -> Path:
     """``<state dir>/leases``; created by the store on first use, not here."""
-    return state_dir(create=False) / "leases"
+    return state_dir(create=False) / LEASES
 
 
 @dataclass
