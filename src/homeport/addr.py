@@ -9,23 +9,27 @@ from __future__ import annotations
 import functools
 import ipaddress
 from dataclasses import dataclass
-from typing import Literal
 
 from homeport.errors import UsageError
-from homeport.model import Exposure
 
-AddressClass = Literal[
-    "loopback",
-    "unspecified",
-    "private",
-    "link-local",
-    "cgnat",
-    "ula",
-    "multicast",
-    "public",
-    "name",
-]
-PortClass = Literal["system", "registered", "dynamic"]
+TYPE_CHECKING = False  # not typing's: importing typing costs ~2 ms of every command
+if TYPE_CHECKING:
+    from typing import Literal
+
+    from homeport.model import Exposure
+
+    AddressClass = Literal[
+        "loopback",
+        "unspecified",
+        "private",
+        "link-local",
+        "cgnat",
+        "ula",
+        "multicast",
+        "public",
+        "name",
+    ]
+    PortClass = Literal["system", "registered", "dynamic"]
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")  # RFC 6598; also Tailscale's tailnet range
 _ULA = ipaddress.ip_network("fc00::/7")  # RFC 4193

@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import TextIO
+
+TYPE_CHECKING = False  # not typing's: importing typing costs ~2 ms of every command
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 @dataclass

@@ -19,7 +19,11 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from homeport.model import TCP_STATES, UDP_UNCONN, Family, Proto, Socket
+from homeport.model import TCP_STATES, UDP_UNCONN, Socket
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from homeport.model import Family, Proto
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20

@@ -7,9 +7,14 @@ sockets get synthetic inode numbers and the holder map is returned beside them.
 from __future__ import annotations
 
 import socket
-from typing import Any
 
-from homeport.model import UDP_UNCONN, Family, Proto, Socket
+from homeport.model import UDP_UNCONN, Socket
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from homeport.model import Family, Proto
 
 _STATE = {
     "LISTEN": "LISTEN",

@@ -30,7 +30,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from homeport.model import Exposure, Listener
+from homeport.model import Listener
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from homeport.model import Exposure
 
 log = logging.getLogger("homeport.web.sampler")
 
