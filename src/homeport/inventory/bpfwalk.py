@@ -4,8 +4,8 @@ The procfs walk (``fdwalk``) pays one ``readlink`` per fd of every process, and 
 file maps a socket to its holders (docs/design-notes.md, "who: narrowing the owner walk").
 A BPF iterator runs a small program of ours once per (task, fd) inside the kernel: it
 compares the fd's inode number with the sockets we asked about and writes only the matches,
-``(tgid, fd, inode)``, 16 bytes each, to the file we read. 12,000 fds cost ~1 ms instead of
-60-100 ms (bench/README.md, "who P").
+``(tgid, fd, inode)``, 16 bytes each, to the file we read. 12,000 fds cost 4-8 ms instead
+of 60-100 ms (bench/README.md, "who P").
 
 What it needs, checked in this order, any miss meaning "walk /proc instead":
 
@@ -13,7 +13,7 @@ What it needs, checked in this order, any miss meaning "walk /proc instead":
   program needs CAP_BPF and CAP_PERFMON; unprivileged BPF is off on most distributions);
 - the kernel's BTF (``/sys/kernel/btf/vmlinux``): the program reads ``file->f_inode->i_ino``
   and ``task->tgid``, whose offsets differ between kernel builds. Finding them reads the
-  5 MB BTF (40-200 ms), so they are kept per kernel build in the state dir
+  5 MB BTF (40-90 ms here), so they are kept per kernel build in the state dir
   (``kernel-btf.json``); a kernel that refused the program is kept there too;
 - the same PID namespace as the kernel's tasks report: ``task->tgid`` is the PID in the
   initial namespace, so the walk also looks for an fd of our own (a pipe) and gives up if it
