@@ -68,7 +68,7 @@ BPF_FUNC_SEQ_WRITE = 127
 ATTR_SIZE = 128  # what we fill of union bpf_attr; the kernel checks the rest is zero
 #: Part of the cache key: bump it when the program or its loading changes, so that a
 #: refusal kept for this kernel is asked again.
-PROGRAM_VERSION = 1
+PROGRAM_VERSION = 2  # 2: the marks for fds 0-2
 #: Refusals kept for the kernel: no permission (a container, a lockdown), no such
 #: program type or helper (an older kernel). Others (ENOMEM, ...) may pass: asked again.
 LASTING = {errno.EPERM, errno.EACCES, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, 524}
