@@ -432,9 +432,8 @@ def measured(
         r.cpu_pct = 100.0 * (u1 - u0 + s1 - s0) / hz / (time.monotonic() - t0)
         requests = r.rps * (time.monotonic() - t0)
         if requests > 0:  # CPU per request: the interpreter's share against the kernel's
-            r.user_us, r.sys_us = (
-                (t1 - t0_) / hz / requests * 1e6 for t0_, t1 in ((u0, u1), (s0, s1))
-            )
+            r.user_us = (u1 - u0) / hz / requests * 1e6
+            r.sys_us = (s1 - s0) / hz / requests * 1e6
         r.rss_mib = peak_rss_mib(pids)
     if daemon is not None:
         status = _status(daemon)

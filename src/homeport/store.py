@@ -672,7 +672,7 @@ class AccessWriter:
     total. Encoding is GIL-held C (``Counter``, ``marshal``): a 5 ms batch (~125 records at
     25k req/s) is a ~0.15 ms pause, where the earlier 50 ms batch was ~2 ms. SQLite has a
     fixed cost per commit (its WAL pages), so commits stay 50 ms apart; they release the
-    GIL, and at nice 10 the loop's thread has ~90% of a contended core. Not nice 19: at 1.5%
+    GIL, and at nice 10 the loop's thread has ~90% of a contended core. Not nice 19: at 1.4%
     of a saturated core the commits (~2% at 30k req/s) fell behind and dropped records.
     The committer also keeps a slow disk (or a busy database) off the encoder.
 

@@ -1,7 +1,8 @@
 """The owner walk: which processes hold which sockets, from ``/proc/PID/fd``.
 
 Where the kernel can do the walk itself (root, Linux 5.8+ with BTF) a BPF iterator does it
-in ~1 ms (``bpfwalk``); this module is the walk everywhere else, and the fallback.
+(``bpfwalk``: 4-8 ms for 12,000 fds); this module is the walk everywhere else, the fallback,
+and the look at the processes the kernel's walk left out.
 
 No procfs file maps a socket to its processes, so every fd of every process is read:
 one ``readlink`` per fd, relative to the open ``/proc/PID/fd`` directory (no path walk
@@ -271,12 +272,11 @@ def _fd_counts(proc: str) -> dict[int, int]:
     """PID -> number of open fds: ``st_size`` of /proc/PID/fd is that count since Linux
     6.2, 0 before (then only new PIDs count as changed)."""
     out: dict[int, int] = {}
-    for name in os.listdir(proc):
-        if name.isdigit():
-            try:
-                out[int(name)] = os.stat(f"{proc}/{name}/fd").st_size
-            except OSError:
-                out[int(name)] = 0  # gone, or not ours: the walk will say which
+    for pid in _pids(proc):
+        try:
+            out[pid] = os.stat(f"{proc}/{pid}/fd").st_size
+        except OSError:
+            out[pid] = 0  # gone, or not ours: the walk will say which
     return out
 
 
