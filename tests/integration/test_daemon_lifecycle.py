@@ -213,13 +213,14 @@ def spawn_group(argv: list[str]) -> subprocess.Popen[bytes]:
     )
 
 
-def test_service_group_is_stopped_when_its_owner_dies(daemon: Daemon, free_port: int) -> None:
+def test_service_group_is_stopped_when_its_owner_dies(
+    daemon: Daemon, free_port_factory: Any
+) -> None:
+    port = free_port_factory()  # its own port: the daemon listens on free_port
     owner = subprocess.Popen([sys.executable, "-c", OWNER])
-    server = spawn_group(
-        [sys.executable, "-m", "http.server", str(free_port), "--bind", "127.0.0.1"]
-    )
+    server = spawn_group([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"])
     try:
-        wait_port(free_port, server)
+        wait_port(port, server)
         svc = daemon.client.call(
             "POST",
             "/api/services",
@@ -227,7 +228,7 @@ def test_service_group_is_stopped_when_its_owner_dies(daemon: Daemon, free_port:
                 "name": "web",
                 "cmd": ["http.server"],
                 "cwd": "/",
-                "port": free_port,
+                "port": port,
                 "pid": server.pid,
                 "pgid": server.pid,
                 "owner_pid": owner.pid,
@@ -236,7 +237,7 @@ def test_service_group_is_stopped_when_its_owner_dies(daemon: Daemon, free_port:
         daemon.client.call(
             "POST",
             f"/api/services/{svc['id']}/running",
-            {"route": {"name": "web", "target": str(free_port)}},
+            {"route": {"name": "web", "target": str(port)}},
         )
         assert [r["name"] for r in daemon.client.call("GET", "/api/routes")["routes"]] == [
             "web.localhost"
