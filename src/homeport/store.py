@@ -7,7 +7,8 @@ use it at once (SQLite serialises the writers; https://www.sqlite.org/wal.html).
 
 The access log is a bounded ring of records kept in batches: one row of ``access_batches``
 holds up to ``ACCESS_BATCH`` consecutive records (ids ``first`` .. ``first + n - 1``) as one
-marshal blob, and after each write records older than the newest ``capacity`` are trimmed.
+zlib-compressed marshal blob, and after each write records older than the newest ``capacity``
+are trimmed.
 ``AccessWriter`` takes records from the proxy's hot path with one ``deque.append``, encodes
 them in small batches on one thread and commits them on another, at a lower priority.
 (A row per record with its route index cost 6.8 µs of the gateway's core per request; a
@@ -29,6 +30,7 @@ import os
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -54,6 +56,12 @@ ACCESS_BATCH = 1000
 #: ``marshal`` format of the blobs: readable by every CPython since 3.4 for the plain types a
 #: record holds (str, int, float, bool, None). A blob that fails to decode is skipped, logged.
 _MARSHAL_VERSION = 4
+#: zlib level of the blobs (schema 8). A batch's records repeat their host, path, client and
+#: route: level 1 takes 73 bytes a record to ~15, for ~0.15 µs a record on the encoder's
+#: thread (zlib releases the GIL), and the commit, whose SQLite CPU runs on the gateway's
+#: core as one stretch, takes 0.13 µs a record instead of 0.40 (its share of the small
+#: keep-alive p99: bench/README.md, "The access blobs compressed").
+_ZLIB_LEVEL = 1
 
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 0 -> 1: the first schema.
@@ -151,6 +159,8 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # ``skip`` on every flush once it is full, and SQLite rewrites a whole row on UPDATE: with
     # the blob in it, ~80 KB of overflow pages a flush, as much CPU as encoding the batch.
     lambda conn: _split_access_blobs(conn),
+    # 7 -> 8: the blobs zlib-compressed (``_ZLIB_LEVEL``), the existing ones too.
+    lambda conn: _compress_access_blobs(conn),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -557,7 +567,13 @@ EncodedBatch = tuple[int, str, bytes]
 def _encode_batch(records: Sequence[AccessRecord]) -> tuple[str, bytes]:
     """``routes`` as JSON ``[[route, count], ...]`` (so a route filter or a rate skips a batch
     without decoding it) and the blob: the records as plain tuples in ``AccessRecord``'s field
-    order (marshal takes no NamedTuple)."""
+    order (marshal takes no NamedTuple), compressed."""
+    routes, blob = _marshal_batch(records)
+    return routes, zlib.compress(blob, _ZLIB_LEVEL)
+
+
+def _marshal_batch(records: Sequence[AccessRecord]) -> tuple[str, bytes]:
+    """``_encode_batch`` without the compression: the blobs of schemas 6 and 7."""
     routes = json.dumps(list(collections.Counter(map(_ROUTE, records)).items()))
     return routes, marshal.dumps(list(map(tuple, records)), _MARSHAL_VERSION)
 
@@ -568,8 +584,8 @@ def _batch_routes(routes: str) -> dict[str | None, int]:
 
 def _decode_batch(blob: bytes, first: int) -> list[tuple[Any, ...]]:
     try:
-        records = marshal.loads(blob)
-    except (ValueError, EOFError, TypeError):
+        records = marshal.loads(zlib.decompress(blob))
+    except (zlib.error, ValueError, EOFError, TypeError):
         log.warning("access log batch %d could not be read; skipped", first)
         return []
     return cast(list[tuple[Any, ...]], records)
@@ -612,7 +628,7 @@ def _access_rows_to_batches(conn: sqlite3.Connection) -> None:
     first = 0
 
     def insert(first: int, records: list[AccessRecord]) -> None:  # the schema-6 layout
-        routes, blob = _encode_batch(records)
+        routes, blob = _marshal_batch(records)
         conn.execute(
             "INSERT INTO access_batches (first, n, routes, records) VALUES (?,?,?,?)",
             (first, len(records), routes, blob),
@@ -653,6 +669,19 @@ def _split_access_blobs(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+def _compress_access_blobs(conn: sqlite3.Connection) -> None:
+    """Migration 7 -> 8: every blob compressed, one row at a time (a full ring is ~7 MB)."""
+    firsts = [r[0] for r in conn.execute("SELECT first FROM access_blobs")]
+    for first in firsts:
+        (blob,) = conn.execute(
+            "SELECT records FROM access_blobs WHERE first = ?", (first,)
+        ).fetchone()
+        conn.execute(
+            "UPDATE access_blobs SET records = ? WHERE first = ?",
+            (zlib.compress(blob, _ZLIB_LEVEL), first),
+        )
+
+
 class AccessWriter:
     """Takes access records off the proxy's hot path and stores them, from two threads.
 
@@ -669,11 +698,14 @@ class AccessWriter:
     Why two, and why these intervals (issue 9; bench/README.md "Two-stage access writer"):
     on the gateway's core every microsecond of the writer is time the event loop cannot
     run, so what matters for the proxy's p99 is how long each stretch is, not only the
-    total. Encoding is GIL-held C (``Counter``, ``marshal``): a 5 ms batch (~125 records at
-    25k req/s) is a ~0.15 ms pause, where the earlier 50 ms batch was ~2 ms. SQLite has a
-    fixed cost per commit (its WAL pages), so commits stay 50 ms apart; they release the
-    GIL, and at nice 10 the loop's thread has ~90% of a contended core. Not nice 19: at 1.4%
-    of a saturated core the commits (~2% at 30k req/s) fell behind and dropped records.
+    total. Encoding is GIL-held C (``Counter``, ``marshal``; then zlib, which releases it): a
+    5 ms batch (~125 records at 25k req/s) is a ~0.15 ms pause, where the earlier 50 ms
+    batch was ~2 ms. SQLite has a fixed cost per commit (its WAL pages), so commits stay 50
+    ms apart; they release the GIL, and at nice 10 the loop's thread has ~90% of a contended
+    core. Not nice 19: at 1.4% of a saturated core the commits (~2% at 30k req/s, before
+    the blobs were compressed) fell behind and dropped records. Each commit is still one
+    stretch of SQLite on the loop's core when the daemon is pinned to one: what it writes
+    is what makes it long, hence the compression.
     The committer also keeps a slow disk (or a busy database) off the encoder.
 
     If the stages fall more than ``backlog`` records behind, the oldest records are dropped
