@@ -1,13 +1,17 @@
-"""Optional mypyc build of the gateway's hot path (issue 9; docs/design-notes.md "Compiling the
-hot path").
+"""The mypyc build of the gateway's hot path (issue 9; docs/design-notes.md "Compiling the hot
+path"): on by default for wheels, with a pure-Python fallback.
 
-``pip install .`` builds the pure-Python wheel it always did: no compiler, no extra build
-dependency. ``HOMEPORT_COMPILE=mypyc pip install .`` (what ``make compiled`` runs) also
-compiles ``HOT`` with mypyc and puts the extension modules beside the ``.py`` files in the
-wheel, which makes it a CPython- and platform-specific wheel; Python imports an extension
-module before a source file of the same name. When that build fails (no C compiler, no Python
-headers) the wheel is the pure one and a warning says why: an install never fails for it.
-Editable installs stay pure, so an edited ``.py`` is never shadowed by a stale extension.
+``pip install .`` (and ``pip wheel .``, ``python -m build``) compiles ``HOT`` with mypyc and
+puts the extension modules beside the ``.py`` files in the wheel, which makes it a CPython-
+and platform-specific wheel; Python imports an extension module before a source file of the
+same name. When that build fails (no C compiler, no Python headers) the wheel is the pure one
+and a warning says why: an install never fails for it. ``HOMEPORT_COMPILE=pure`` asks for the
+pure wheel. Editable installs stay pure, so an edited ``.py`` is never shadowed by a stale
+extension. ``homeport status`` says which one runs (``build``).
+
+Why by default: the compiled proxy serves 25-30% more requests a second than the pure one
+and its p99 is 15% lower, measured on ``homeport up`` (bench/README.md, "The compiled build
+by default").
 """
 
 from __future__ import annotations
@@ -44,8 +48,15 @@ setup(
 """
 
 
+#: HOMEPORT_COMPILE values: unset or "mypyc" compiles, "pure" does not.
+COMPILE, PURE = frozenset({"", "mypyc"}), frozenset({"pure"})
+
+
 def wanted() -> bool:
-    return os.environ.get("HOMEPORT_COMPILE", "") == "mypyc"
+    choice = os.environ.get("HOMEPORT_COMPILE", "").strip().lower()
+    if choice not in COMPILE | PURE:
+        raise ValueError(f"HOMEPORT_COMPILE={choice!r}: use mypyc (the default) or pure")
+    return choice in COMPILE
 
 
 class CompileHook(BuildHookInterface):  # type: ignore[misc]

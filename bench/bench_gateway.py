@@ -6,11 +6,15 @@
 One nginx backend (one worker) serves ``/small`` (13 bytes) and ``/64k`` (65,536 bytes). Each
 proxy forwards ``Host: app.localhost`` to it:
 
-- **homeport up**: the installed console script (``.venv/bin/homeport up -d --port P``, all
-  other settings default: SQLite access log, dashboard sampler, store watcher), with its own
-  temporary HOME and XDG_STATE_HOME and one route added by ``homeport route add``;
-- with ``--compare-src``, the same for another checkout (``git archive REV src | tar -x``),
-  a before/after pair in the same interleaved rounds;
+- **homeport up**: the console script as ``pip install .`` installs it, which compiles the
+  gateway's hot path with mypyc (``make compiled`` builds it in ``.venv-compiled``; its
+  ``build`` is printed), run as ``homeport up -d --port P`` with all other settings default
+  (SQLite access log, dashboard sampler, store watcher), its own temporary HOME and
+  XDG_STATE_HOME, and one route added by ``homeport route add``;
+- **homeport up (pure Python)**: the same from the editable ``.venv`` (the pure-Python
+  fallback a machine without a C compiler gets);
+- with ``--compare-src``, the pure one again on another checkout (``git archive REV src |
+  tar -x``), a before/after pair in the same interleaved rounds;
 - **ProxyServer (in-process)**: the proxy alone in a bench process, access records into an
   in-memory ring (the row earlier rounds of this benchmark reported);
 - nginx as a reverse proxy (one worker, upstream keepalive, access log off: the ratios'
@@ -195,8 +199,11 @@ def start_backend(d: Path) -> tuple[Proc, int]:
     return p, port
 
 
-HOMEPORT = ROOT / ".venv" / "bin" / "homeport"
+#: The install (``pip install .``, compiled), and the editable pure-Python one.
+HOMEPORT = ROOT / ".venv-compiled" / "bin" / "homeport"
+PURE = ROOT / ".venv" / "bin" / "homeport"
 UP = "homeport up"
+UP_PURE = "homeport up (pure Python)"
 IN_PROCESS = "ProxyServer (in-process)"
 
 
@@ -207,10 +214,11 @@ class Daemon:
     env: dict[str, str]
     pid: int
     port: int
+    exe: Path = HOMEPORT
 
     def cli(self, *args: str) -> str:
         done = subprocess.run(
-            [str(HOMEPORT), *args], env=self.env, capture_output=True, text=True, timeout=30
+            [str(self.exe), *args], env=self.env, capture_output=True, text=True, timeout=30
         )
         if done.returncode != 0:
             raise RuntimeError(f"homeport {' '.join(args)}: {done.stderr.strip()}")
@@ -225,7 +233,12 @@ class Daemon:
 
 
 def start_daemon(
-    d: Path, backend: int, core: int | None, src: str | None = None, extra: tuple[str, ...] = ()
+    d: Path,
+    backend: int,
+    core: int | None,
+    src: str | None = None,
+    extra: tuple[str, ...] = (),
+    exe: Path = HOMEPORT,
 ) -> Daemon:
     """The product as a user starts it: the console script, default settings, one route.
     ``homeport up -d`` returns once the daemon listens (its readiness pipe). With ``src``,
@@ -240,14 +253,14 @@ def start_daemon(
     if src is not None:
         env["PYTHONPATH"] = src
     port = free_port()
-    argv = [str(HOMEPORT), "up", "-d", "--json", "--port", str(port), *extra]
+    argv = [str(exe), "up", "-d", "--json", "--port", str(port), *extra]
     if core is not None:
         argv = ["taskset", "-c", str(core), *argv]  # the daemon inherits the affinity
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"homeport up failed: {done.stderr.strip()}")
     info = json.loads(done.stdout)
-    daemon = Daemon(env, int(info["pid"]), port)
+    daemon = Daemon(env, int(info["pid"]), port, exe)
     daemon.cli("route", "add", "app", str(backend), "--json")
     return daemon
 
@@ -261,15 +274,20 @@ def start_proxies(
     ports: dict[str, int] = {"direct": backend}
     pids: dict[str, int] = {}
     notes: list[str] = []
-    if HOMEPORT.exists():
-        daemons.append(start_daemon(d, backend, CORE_PROXY))
-        ports[UP], pids[UP] = daemons[-1].port, daemons[-1].pid
-        if compare:
-            daemons.append(start_daemon(d, backend, CORE_PROXY, compare))
-            name = f"{UP} @ {compare}"
-            ports[name], pids[name] = daemons[-1].port, daemons[-1].pid
-    else:
-        notes.append(f"homeport up: {HOMEPORT} is missing (make .venv/.installed)")
+    for name, exe, missing in (
+        (UP, HOMEPORT, "make compiled"),
+        (UP_PURE, PURE, "make .venv/.installed"),
+    ):
+        if not exe.exists():
+            notes.append(f"{name}: {exe} is missing ({missing})")
+            continue
+        daemons.append(start_daemon(d, backend, CORE_PROXY, exe=exe))
+        ports[name], pids[name] = daemons[-1].port, daemons[-1].pid
+        notes.append(f"{name}: {exe}, build {_status(daemons[-1]).get('build', '?')}")
+    if compare and PURE.exists():
+        daemons.append(start_daemon(d, backend, CORE_PROXY, compare, exe=PURE))
+        name = f"{UP_PURE} @ {compare}"
+        ports[name], pids[name] = daemons[-1].port, daemons[-1].pid
     port = free_port()
     argv = [sys.executable, __file__, "--serve", str(port), str(backend), "on"]
     procs.append(spawn("homeport-in-process", argv, core=CORE_PROXY))

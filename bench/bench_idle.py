@@ -3,7 +3,8 @@ watching, beside an idle nginx (one worker) with 20 server blocks, in the same r
 
     .venv/bin/python bench/bench_idle.py [--seconds 30] [--rounds 3] [--routes 20]
 
-``homeport up -d`` (the installed console script, its own HOME and XDG_STATE_HOME) gets
+``homeport up -d`` (the console script as ``pip install .`` installs it, ``make compiled``'s
+``.venv-compiled``, else the editable ``.venv``; its own HOME and XDG_STATE_HOME) gets
 ``--routes`` routes with ``homeport route add``; then, after a settling period of
 ``--settle`` seconds, CPU time (utime + stime of every thread, ``/proc/PID/task/*/stat``)
 and wakeups are counted over ``--seconds``. A wakeup is a thread that slept being made
@@ -30,7 +31,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HOMEPORT = ROOT / ".venv" / "bin" / "homeport"
+#: The install (compiled), else the editable pure-Python one; the run prints which.
+HOMEPORT = next(
+    (exe for exe in (ROOT / v / "bin" / "homeport" for v in (".venv-compiled", ".venv"))
+     if exe.exists()),
+    ROOT / ".venv" / "bin" / "homeport",
+)  # fmt: skip
 NGINX = """
 worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/nginx.err;
 events {{ worker_connections 256; }}
@@ -130,6 +136,7 @@ def main() -> int:
     ap.add_argument("--routes", type=int, default=20)
     args = ap.parse_args()
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · load {os.getloadavg()}")
+    print(f"# homeport: {HOMEPORT}")
     results: dict[str, list[tuple[float, float, float]]] = {"homeport up": [], "nginx": []}
     with tempfile.TemporaryDirectory(prefix="hp-idle-") as tmp:
         d = Path(tmp)

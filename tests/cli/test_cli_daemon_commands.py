@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from homeport import gateway
 from homeport.daemon.client import lock_held
 from homeport.daemon.config import DaemonConfig
 from homeport.daemon.process import read_info
@@ -82,8 +83,11 @@ def test_status_and_down(cli: Cli, up: DaemonConfig) -> None:
     assert set(data) == {"running", "status", "routes", "services", "notices"}
     lag = data["status"]["loop_lag_ms"]
     assert {"p99", "max", "p99_own", "max_own", "over_5ms", "over_5ms_own"} <= set(lag)
+    # The daemon runs this install: compiled or not, it says so, and the text says pure.
+    assert data["status"]["build"] == gateway.build()
     human = cli("status")
     assert f"at http://homeport.localhost:{up.port}" in human.stdout
+    assert ("proxy: pure Python" in human.stdout) == (gateway.build() == "python")
     down = cli("down", "--json")
     assert (down.status, json.loads(down.stdout)["stopped"]) == (0, True)
     assert not lock_held(up)

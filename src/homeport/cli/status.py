@@ -8,7 +8,7 @@ examples:
   {"running": true,
    "status": {"pid", "version", "url", "port", "listen": [[addr, port]], "started",
               "uptime_s", "state_dir", "routes", "services", "access_log_rows", "proxy",
-              "access_dropped", "dashboard",
+              "build", "access_dropped", "dashboard",
               "loop_lag_ms": {"interval_ms", "window_s", "samples", "p99", "max", "p99_own",
                               "max_own", "max_since_start", "over_5ms", "over_5ms_own"}},
    "routes": [{"name", "target", "wildcard", "auth", "same_origin", "allow_hosts",
@@ -17,6 +17,9 @@ examples:
                  "started", "exit_code", ...}],
    "notices": [str]}   one-time notices after an upgrade (shown once, then gone)
   or {"running": false, "status": null, "routes": [], "services": [], "notices": []}
+
+build: how the proxy's hot path runs: "mypyc" (compiled, what pip install . builds when a C
+compiler and Python's headers are there), "python" (the pure fallback, and editable installs).
 
 loop_lag_ms: how late the daemon's event loop ran a timer, in ms: p99 and max over the last
 window_s seconds, the worst since start, and how many samples were more than 5 ms late (a
@@ -80,6 +83,8 @@ def _render(env: Env, data: dict[str, Any]) -> None:
     )
     if st.get("proxy") == "control-only":
         env.out(paint(env, "the proxy is not installed: only the control API answers", "yellow"))
+    elif st.get("build") == "python":
+        env.out("proxy: pure Python (a compiled install serves ~25% more requests a second)")
     workers = st.get("workers") or []
     if len(workers) > 1:
         shown = ", ".join(

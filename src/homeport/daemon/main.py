@@ -154,6 +154,7 @@ class _Parts:
         return {
             **listen,
             "proxy": self.kind,
+            "build": _build(self.kind),
             "access_dropped": self.writer.dropped,
             "dashboard": self.dashboard is not None,
             "loop_lag_ms": self.lag.snapshot(),
@@ -243,6 +244,7 @@ async def _serve(
             "listen": [list(b) for b in bound],
             "started": parts.gateway.started,
             "proxy": parts.kind,
+            "build": _build(parts.kind),
             "workers": 1 + len(parts.workers.workers if parts.workers is not None else ()),
         }
         _write_info(config.info_path, info)
@@ -343,6 +345,15 @@ def _make_server(
         tls=tls,
     )
     return proxy, "proxy"
+
+
+def _build(kind: str) -> str:
+    """``mypyc`` or ``python`` (``homeport.gateway.build``); ``none`` without the proxy."""
+    if kind != "proxy":
+        return "none"
+    from homeport.gateway import build
+
+    return build()
 
 
 def _tls_context(config: DaemonConfig) -> ssl.SSLContext | None:

@@ -12,3 +12,12 @@ Data plane (this package, no daemon state):
 - ``server``   ``ProxyServer``: listening sockets, route snapshots, deadlines.
 - ``contract`` the records shared with the control plane (daemon, store, CLI).
 """
+
+
+def build() -> str:
+    """How the data path runs: ``mypyc`` when its hot modules are compiled (what ``pip
+    install .`` builds where a C compiler and Python's headers are present: hatch_build.py),
+    ``python`` for the pure-Python fallback and editable installs."""
+    from homeport.gateway import proxy
+
+    return "python" if proxy.__file__ is None or proxy.__file__.endswith(".py") else "mypyc"
