@@ -60,7 +60,7 @@ _MARSHAL_VERSION = 4
 #: route: level 1 takes 73 bytes a record to ~15, for ~0.15 µs a record on the encoder's
 #: thread (zlib releases the GIL), and the commit, whose SQLite CPU runs on the gateway's
 #: core as one stretch, takes 0.13 µs a record instead of 0.40 (its share of the small
-#: keep-alive p99: bench/README.md, "The access blobs compressed").
+#: keep-alive p99: bench/README.md, "Seventh session").
 _ZLIB_LEVEL = 1
 
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (

@@ -19,7 +19,8 @@ examples:
   or {"running": false, "status": null, "routes": [], "services": [], "notices": []}
 
 build: how the proxy's hot path runs: "mypyc" (compiled, what pip install . builds when a C
-compiler and Python's headers are there), "python" (the pure fallback, and editable installs).
+compiler and Python's headers are there), "python" (the pure fallback, and editable installs),
+"none" when only the control API runs.
 
 loop_lag_ms: how late the daemon's event loop ran a timer, in ms: p99 and max over the last
 window_s seconds, the worst since start, and how many samples were more than 5 ms late (a

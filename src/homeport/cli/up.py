@@ -56,7 +56,7 @@ running, so ``up`` is mostly for choosing options.
 --json (with -d) prints what daemon.json holds:
   {"pid": 123, "port": 62893, "url": "http://homeport.localhost:62893", "version": "0.1.0",
    "listen": [["127.0.0.1", 62893], ["::1", 62893]], "started": 1764230000.0,
-   "proxy": "proxy" | "control-only", "workers": 1}
+   "proxy": "proxy" | "control-only", "build": "mypyc" | "python" | "none", "workers": 1}
 """
 
 from __future__ import annotations
