@@ -846,7 +846,7 @@ class AccessWriter:
 
     def _commit_loop(self) -> None:
         lower_thread_priority()
-        store = Store(self._path, access_capacity=self._capacity)
+        store: Store | None = None
         try:
             while True:
                 self._commit_wake.wait()
@@ -854,27 +854,35 @@ class AccessWriter:
                 self._commit_wake.clear()
                 # Gather ``commit_interval`` of batches into one transaction (or stop now).
                 self._encoder_done.wait(self._commit_interval)
-                self._commit_encoded(store)
+                store = self._commit_encoded(store)
                 if self._encoder_done.is_set() and not self._encoded:
                     return
         finally:
-            store.close()
+            if store is not None:
+                store.close()
 
-    def _commit_encoded(self, store: Store) -> None:
+    def _commit_encoded(self, store: Store | None) -> Store | None:
+        """Write what was encoded in one transaction. Returns the store, opened on first
+        use: a database that cannot be opened yet (another process holding it past the busy
+        timeout, an unwritable state dir) costs the records of that round, logged and
+        counted, and the next round tries again; it does not end the thread."""
         encoded = self._encoded
         batches = list(itertools.starmap(encoded.popleft, itertools.repeat((), len(encoded))))
         if not batches:
-            return
+            return store
         n = sum(b[0] for b in batches)
         try:
+            if store is None:
+                store = Store(self._path, access_capacity=self._capacity)
             store.append_encoded(batches)
         except Exception:  # a full disk must not kill the daemon: log, count, go on
             log.exception("could not write %d access records", n)
             self._lost_writing += n
-            return
+            return store
         self.written += n
         if self.on_written is not None:
             self.on_written()
+        return store
 
 
 #: The committer's nice value. Its share of a core the event loop keeps busy is its CFS

@@ -271,7 +271,7 @@ def test_access_writer_sheds_its_oldest_while_the_database_is_held(tmp_path: Pat
             if i % 50 == 49:
                 time.sleep(0.005)  # let the encoder take them, as the loop would
         deadline = time.monotonic() + 20
-        while writer._taken < 2000 and time.monotonic() < deadline:
+        while writer._pending and time.monotonic() < deadline:  # each one taken or pushed out
             time.sleep(0.01)
         assert writer.written == 0
         assert writer.dropped >= 2000 - 200 - 50 * 2  # at most backlog + a batch in hand
@@ -286,6 +286,34 @@ def test_access_writer_sheds_its_oldest_while_the_database_is_held(tmp_path: Pat
         assert stored + writer.dropped == 2000
         ids = [e.id for e in s.access(limit=10_000)]
         assert ids == list(range(1, stored + 1))  # contiguous ids, however many were shed
+    finally:
+        s.close()
+
+
+def test_access_writer_outlives_a_database_it_cannot_open_yet(tmp_path: Path) -> None:
+    """The committer opens the database when it first writes: while that fails (here its
+    directory is a file) the round's records are counted as dropped, and once it can be
+    opened the next records are stored. The thread does not die on it."""
+    blocked = tmp_path / "state"
+    blocked.write_text("not a directory")
+    writer = AccessWriter(blocked / "db", capacity=1000, interval=0.001, commit_interval=0.001)
+    writer.start()
+    try:
+        writer.sink(record(0))
+        deadline = time.monotonic() + 20
+        while writer.dropped < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (writer.dropped, writer.written) == (1, 0)
+        blocked.unlink()
+        writer.sink(record(1))
+        while writer.written < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (writer.dropped, writer.written) == (1, 1)
+    finally:
+        writer.close()
+    s = Store(blocked / "db")
+    try:
+        assert [e.record.path for e in s.access()] == ["/p/1"]
     finally:
         s.close()
 
