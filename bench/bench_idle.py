@@ -32,11 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The install (compiled), else the editable pure-Python one; the run prints which.
-HOMEPORT = next(
-    (exe for exe in (ROOT / v / "bin" / "homeport" for v in (".venv-compiled", ".venv"))
-     if exe.exists()),
-    ROOT / ".venv" / "bin" / "homeport",
-)  # fmt: skip
+INSTALLED = ROOT / ".venv-compiled" / "bin" / "homeport"
+HOMEPORT = INSTALLED if INSTALLED.exists() else ROOT / ".venv" / "bin" / "homeport"
 NGINX = """
 worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/nginx.err;
 events {{ worker_connections 256; }}

@@ -170,13 +170,20 @@ def test_an_unreadable_batch_is_skipped_not_fatal(tmp_path: Path) -> None:
         s.close()
 
 
+def database_at(path: Path, version: int) -> sqlite3.Connection:
+    """A database built by the first ``version`` migrations, as an older homeport left it
+    (``user_version`` is set by the caller, once its rows are in)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:version]:
+        conn.executescript(step) if isinstance(step, str) else step(conn)
+    return conn
+
+
 def test_schema_6_blobs_move_into_their_own_table(tmp_path: Path) -> None:
     """A schema-6 ring (blobs in ``access_batches``, the oldest batch partly trimmed) reads
     the same after the upgrade, and the blob column is gone from the batch rows."""
     path = tmp_path / "state.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for step in MIGRATIONS[:6]:
-        conn.executescript(step) if isinstance(step, str) else step(conn)
+    conn = database_at(path, 6)
     batches = [(1, [rec(i, ROUTES[i % 3], None) for i in range(1, 11)], 4),
                (11, [rec(i, "web", "control") for i in range(11, 16)], 0)]  # fmt: skip
     for first, records, skip in batches:
@@ -206,9 +213,7 @@ def test_schema_7_blobs_are_compressed_on_upgrade(tmp_path: Path) -> None:
     """A schema-7 ring (plain marshal blobs) reads the same after the upgrade, each blob is
     stored smaller than it was, and new batches go on from its last id."""
     path = tmp_path / "state.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for step in MIGRATIONS[:7]:
-        conn.executescript(step) if isinstance(step, str) else step(conn)
+    conn = database_at(path, 7)
     plain: dict[int, int] = {}
     for first, k in ((1, 400), (401, 300)):
         records = [rec(i, ROUTES[i % 3], None) for i in range(first, first + k)]
