@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from dataclasses import dataclass
 
+from homeport._record import record
 from homeport.errors import UsageError
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~2 ms of every command
@@ -128,7 +128,7 @@ def check_port(value: int | str) -> int:
     return port
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Target:
     """What a user typed to name a place: ``3000``, ``host:port``, ``[v6]:port``, a URL."""
 

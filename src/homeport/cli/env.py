@@ -7,32 +7,41 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~2 ms of every command
 if TYPE_CHECKING:
     from typing import TextIO
 
 
-@dataclass
 class Env:
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
-    stdin: TextIO = field(default_factory=lambda: sys.stdin)
-    stdout_isatty: bool | None = None
-    stdin_isatty: bool | None = None
-    color: bool | None = None
-    width: int | None = None
+    """Where a command writes and reads, and how: a plain class, not a dataclass, since
+    every command builds one and ``import dataclasses`` costs ~8 ms (homeport/_record.py).
+    Left as None, the TTY flags, colour and width are found from the streams."""
 
-    def __post_init__(self) -> None:
-        if self.stdout_isatty is None:
-            self.stdout_isatty = _isatty(self.stdout)
-        if self.stdin_isatty is None:
-            self.stdin_isatty = _isatty(self.stdin)
-        if self.color is None:
-            self.color = bool(self.stdout_isatty) and "NO_COLOR" not in os.environ
-        if self.width is None:
-            self.width = terminal_columns() if self.stdout_isatty else 0
+    def __init__(
+        self,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        stdin: TextIO | None = None,
+        stdout_isatty: bool | None = None,
+        stdin_isatty: bool | None = None,
+        color: bool | None = None,
+        width: int | None = None,
+    ) -> None:
+        self.stdout: TextIO = sys.stdout if stdout is None else stdout
+        self.stderr: TextIO = sys.stderr if stderr is None else stderr
+        self.stdin: TextIO = sys.stdin if stdin is None else stdin
+        self.stdout_isatty = _isatty(self.stdout) if stdout_isatty is None else stdout_isatty
+        self.stdin_isatty = _isatty(self.stdin) if stdin_isatty is None else stdin_isatty
+        if color is None:
+            color = self.stdout_isatty and "NO_COLOR" not in os.environ
+        self.color = color
+        if width is None:
+            width = terminal_columns() if self.stdout_isatty else 0
+        self.width = width
+
+    def __repr__(self) -> str:
+        return f"Env(stdout_isatty={self.stdout_isatty}, color={self.color}, width={self.width})"
 
     def out(self, text: str = "") -> None:
         self.stdout.write(text + "\n")

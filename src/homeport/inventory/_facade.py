@@ -7,8 +7,8 @@ import functools
 import os
 import socket
 import sys
-from dataclasses import dataclass, replace
 
+from homeport._record import record, replace
 from homeport.addr import Target, exposure, ip, parse_target, unmap
 from homeport.errors import NotFound, UsageError
 from homeport.inventory import fdwalk, procfs
@@ -232,7 +232,7 @@ def process(pid: int) -> Process | None:
     return procfs.ProcReader().process(pid, parents=True)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Client:
     """A connection to the port asked about: the server's end, and the client process when
     the client is on this machine."""
@@ -253,7 +253,7 @@ class Client:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WhoReport:
     target: Target
     listeners: tuple[Listener, ...]

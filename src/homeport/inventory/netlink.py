@@ -17,8 +17,8 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+from homeport._record import record
 from homeport.model import TCP_STATES, UDP_UNCONN, Socket
 
 TYPE_CHECKING = False
@@ -73,7 +73,7 @@ _BC_OP = struct.Struct("=BBH")  # code, yes, no
 _PROTO_NUM: dict[Proto, int] = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PortFilter:
     """Match sockets whose local (``side='src'``), remote (``'dst'``) or either
     (``'any'``) port is ``port``."""

@@ -14,7 +14,8 @@ import pwd
 import socket
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+
+from homeport._record import record
 
 # The owner walk lives in fdwalk, light enough for the CLI to start before its imports.
 from homeport.inventory.fdwalk import OwnerScan as OwnerScan
@@ -92,7 +93,7 @@ def read_proc_net(
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Stat:
     """The fields of ``/proc/PID/stat`` that homeport uses (proc(5) numbering)."""
 
