@@ -8,7 +8,6 @@ through the unix socket with the ``mariadb`` client; the audit only ever talks T
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import shutil
 import signal
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from homeport._record import replace
 from homeport.audit import AuditConfig, audit
 from homeport.audit.probe import Prober
 from homeport.audit.run import AuditReport, _remote_auth
@@ -176,8 +176,8 @@ def _version(report: AuditReport) -> str | None:
 
 
 def _as_wildcard(x: Listener) -> Listener:
-    sock = dataclasses.replace(x.socket, local_addr="0.0.0.0")
-    return dataclasses.replace(x, socket=sock, exposure="all-interfaces")
+    sock = replace(x.socket, local_addr="0.0.0.0")
+    return replace(x, socket=sock, exposure="all-interfaces")
 
 
 ROOTS = "'root'@'localhost', 'root'@'127.0.0.1', 'root'@'::1'"
