@@ -682,134 +682,116 @@ def _compress_access_blobs(conn: sqlite3.Connection) -> None:
         )
 
 
+#: Records the sink encodes at a time, on the proxy's thread (``AccessWriter``).
+ACCESS_CHUNK = 128
+
+
 class AccessWriter:
-    """Takes access records off the proxy's hot path and stores them, from two threads.
+    """Takes access records off the proxy's hot path and stores them.
 
-    ``sink`` is the ``AccessSink`` handed to the proxy: one ``deque.append`` (atomic under the
-    GIL), no lock, no I/O. Records then go through two stages:
+    ``sink`` is the ``AccessSink`` handed to the proxy. Records queue up (``deque.append``,
+    no I/O), and every ``chunk``-th one makes the sink fold that chunk into the metrics
+    (``on_batch``) and encode it (``_encode_batch``: marshal, then zlib) right there, on the
+    proxy's thread: ~60 µs for 128 records, while they are still in the cache. One **writer**
+    thread at nice 10 (``COMMIT_NICE``) commits what was encoded to SQLite, one transaction
+    at most every ``commit_interval``, and takes the tail no chunk filled once records stop
+    coming in chunks (within two rounds; at ``close`` everything).
 
-    - the **encoder** thread sleeps until there is something to write (the first record into
-      an empty queue wakes it: one ``Event.set`` per batch, not per record; a timer instead
-      woke an idle daemon 5 times a second for nothing), waits ``interval`` for the batch to
-      fill, hands it to ``on_batch`` (the metrics) and encodes it (``_encode_batch``);
-    - the **committer** thread writes what was encoded to SQLite, one transaction at most
-      every ``commit_interval``, at a lower CPU priority (nice 10, ``COMMIT_NICE``).
+    Why the proxy's thread and not a thread of its own (issue 9; docs/design-notes.md,
+    "The access log in batches"): on a core the event loop keeps busy, a thread's every
+    wake-up is a fight for the GIL. An encoder thread woken every 5 ms switched ~4.6 times a
+    wake-up (4,607 voluntary and the loop 4,843 involuntary switches in 5 s of wrk), and
+    paid ~2.1 µs a record, against ~0.5 hot, in stretches the loop waited out. Encoding in
+    the sink costs the same few hundred nanoseconds a record on every request, so no
+    request waits for a long stretch. SQLite stays off the loop (it may wait on a busy
+    database or a slow disk); commits are 50 ms apart because each has a fixed WAL cost; at
+    nice 10 the loop keeps ~90% of a contended core, and the commits, which need ~1%, keep up
+    (not nice 19: at 1.4% of a saturated core they fell behind and dropped records).
 
-    Why two, and why these intervals (issue 9; bench/README.md "Two-stage access writer"):
-    on the gateway's core every microsecond of the writer is time the event loop cannot
-    run, so what matters for the proxy's p99 is how long each stretch is, not only the
-    total. Encoding is GIL-held C (``Counter``, ``marshal``; then zlib, which releases it): a
-    5 ms batch (~125 records at 25k req/s) is a ~0.15 ms pause, where the earlier 50 ms
-    batch was ~2 ms. SQLite has a fixed cost per commit (its WAL pages), so commits stay 50
-    ms apart; they release the GIL, and at nice 10 the loop's thread has ~90% of a contended
-    core. Not nice 19: at 1.4% of a saturated core the commits (~2% at 30k req/s, before
-    the blobs were compressed) fell behind and dropped records. Each commit is still one
-    stretch of SQLite on the loop's core when the daemon is pinned to one: what it writes
-    is what makes it long, hence the compression.
-    The committer also keeps a slow disk (or a busy database) off the encoder.
-
-    If the stages fall more than ``backlog`` records behind, the oldest records are dropped
-    and counted (``dropped``) rather than growing memory without bound.
+    If the commits fall more than ``backlog`` records behind, the oldest encoded batches are
+    dropped and counted (``dropped``) rather than growing memory without bound.
     """
 
     def __init__(self, path: Path, *, capacity: int = DEFAULT_ACCESS_CAPACITY,
-                 interval: float = 0.005, commit_interval: float = 0.05,
+                 chunk: int = ACCESS_CHUNK, commit_interval: float = 0.05,
                  backlog: int = 50_000, store_rows: bool = True) -> None:  # fmt: skip
         self._path = path
         #: False with ``--no-access-log``: batches still reach ``on_batch`` (the metrics).
         self._store_rows = store_rows
         self._capacity = capacity
-        self._interval = interval
+        self._chunk = max(1, min(chunk, backlog, ACCESS_BATCH))
         self._commit_interval = commit_interval
         self._backlog = backlog
         self._pending: collections.deque[AccessRecord] = collections.deque(maxlen=backlog)
-        #: Encoded, not yet committed; the encoder appends, the committer pops.
+        #: Encoded, not yet committed; ``_encode`` appends, the writer pops.
         self._encoded: collections.deque[EncodedBatch] = collections.deque()
-        # Counters, each written by one thread only (so no lock): the loop's sink, the
-        # encoder (taken, lost encoding), the committer (written, lost writing).
+        #: Held while records are taken, folded and encoded (by the sink, a chunk, or by the
+        #: writer, the tail): batches keep the records' order and the metrics see each once.
+        self._taking = threading.Lock()
+        #: Chunks the sink has encoded; while it goes up, the writer leaves the tail to it.
+        self._chunks = 0
+        #: The writer is awake or woken: the sink need not wake it.
+        self._armed = False
+        # Counters: received by the sink; taken and lost encoding under ``_taking``; written
+        # and lost writing by the writer (with ``store_rows`` off, written under ``_taking``).
         self._received = 0
         self._taken = 0
         self._lost_encoding = 0
         self._lost_writing = 0
         self.written = 0
+        self._reported = 0  # ``written`` as of the last ``on_written``
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._commit_wake = threading.Event()
-        self._encoder_done = threading.Event()
-        self._encoder = threading.Thread(
-            target=self._encode_loop, name="homeport-access", daemon=True
-        )
-        self._committer = threading.Thread(
-            target=self._commit_loop, name="homeport-access-commit", daemon=True
-        )
-        #: Called from the committer's thread after rows were committed (the dashboard's
-        #: nudge); with ``store_rows`` off, from the encoder's.
+        self._writer = threading.Thread(target=self._run, name="homeport-access", daemon=True)
+        #: Called from the writer's thread after a round stored rows (the dashboard's nudge);
+        #: with ``store_rows`` off, after a round that counted some.
         self.on_written: Callable[[], None] | None = None
-        #: Called from the encoder's thread with each batch before it is stored: requests are
-        #: counted here, a batch at a time, never on the proxy's per-request path.
+        #: Called with each batch before it is stored, from whichever thread takes it (the
+        #: sink's or the writer's, one at a time): requests are counted here, a batch at a
+        #: time, never per request.
         self.on_batch: Callable[[Sequence[AccessRecord]], None] | None = None
 
     def start(self) -> None:
-        self._encoder.start()
-        if self._store_rows:
-            self._committer.start()
+        self._writer.start()
 
     def sink(self, record: AccessRecord) -> None:
         pending = self._pending
-        if not pending:
-            pending.append(record)
-            self._wake.set()  # empty -> not empty: once per batch
-        else:
-            pending.append(record)
+        pending.append(record)
         self._received += 1
+        if len(pending) >= self._chunk:
+            self._chunks += 1
+            self._encode(self._chunk)
+        if not self._armed:  # the writer sleeps: wake it (once per busy spell, not per record)
+            self._armed = True
+            self._wake.set()
 
     @property
     def dropped(self) -> int:
         """Records received that will never be stored: pushed out of a full queue, or lost
         encoding or writing (logged). Read in this order, a record moving between the queue
-        and the encoder is never counted twice."""
+        and a batch is never counted twice."""
         queued = len(self._pending)
         overflowed = self._received - self._taken - queued
         return max(0, overflowed) + self._lost_encoding + self._lost_writing
 
     def close(self) -> None:
-        """Stop both threads after a final flush: what was sunk before is stored."""
+        """Stop the writer after a final flush: what was sunk before is stored."""
         self._stop.set()
         self._wake.set()
-        if self._encoder.is_alive():
-            self._encoder.join(timeout=10)
-        self._encoder_done.set()
-        self._commit_wake.set()
-        if self._committer.is_alive():
-            self._committer.join(timeout=10)
+        if self._writer.is_alive():
+            self._writer.join(timeout=10)
 
-    # -- the encoder ---------------------------------------------------------------------
-
-    def _encode_loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self._wake.wait()
-                # Cleared before the batch is taken: a record that arrives after this sets
-                # it again, and one that arrived before is in this batch.
-                self._wake.clear()
-                self._stop.wait(self._interval)  # let the batch fill (or stop now)
-                self._encode_pending()
-            self._encode_pending()
-        finally:
-            self._encoder_done.set()
-            self._commit_wake.set()
-
-    def _encode_pending(self) -> None:
-        pending = self._pending
-        encoded = took = 0
-        while pending:
-            # ``popleft`` called by ``starmap`` inside ``list``: one C loop, the GIL held
-            # throughout, so no append can interleave and no bytecode runs per record (a
-            # Python loop here was ~0.17 µs a record of the event loop's GIL).
-            take = min(len(pending), ACCESS_BATCH)
+    def _encode(self, most: int) -> None:
+        """Take up to ``most`` queued records, hand them to ``on_batch`` and encode them."""
+        with self._taking:
+            pending = self._pending
+            take = min(len(pending), most)
+            if not take:
+                return
+            # ``popleft`` called by ``starmap`` inside ``list``: one C loop, no bytecode per
+            # record (a Python loop here was ~0.17 µs a record).
             batch = list(itertools.starmap(pending.popleft, itertools.repeat((), take)))
             self._taken += take
-            took += take
             if self.on_batch is not None:
                 try:
                     self.on_batch(batch)
@@ -817,49 +799,68 @@ class AccessWriter:
                     log.exception("the access batch hook failed")
             if not self._store_rows:
                 self.written += take
-                continue
+                return
             try:
                 self._encoded.append((take, *_encode_batch(batch)))
-                encoded += take
             except Exception:
                 log.exception("could not encode %d access records", take)
                 self._lost_encoding += take
-        if encoded:
+                return
             self._shed_backlog()
-            self._commit_wake.set()
-        elif took and not self._store_rows and self.on_written is not None:
-            self.on_written()
 
     def _shed_backlog(self) -> None:
         """Drop the oldest encoded batches while more than ``backlog`` records wait for the
-        committer (a disk that stalls, a core that is never idle)."""
+        writer (a disk that stalls, a database another process holds)."""
         while self._taken - self._lost_encoding - self.written - self._lost_writing > (
             self._backlog
         ):
             try:
                 n, _, _ = self._encoded.popleft()
-            except IndexError:  # the committer took it meanwhile
+            except IndexError:  # the writer took it meanwhile
                 return
             self._lost_encoding += n
 
-    # -- the committer -------------------------------------------------------------------
+    # -- the writer thread ---------------------------------------------------------------
 
-    def _commit_loop(self) -> None:
+    def _run(self) -> None:
         lower_thread_priority()
         store: Store | None = None
         try:
             while True:
-                self._commit_wake.wait()
-                # Cleared before the batches are taken, as the encoder's wake-up is.
-                self._commit_wake.clear()
-                # Gather ``commit_interval`` of batches into one transaction (or stop now).
-                self._encoder_done.wait(self._commit_interval)
+                self._wake.wait()
+                # Cleared before the round: a sink that arms the writer after this wakes
+                # the next round, and what it queued before is in this one.
+                self._wake.clear()
+                chunks = self._chunks
+                self._stop.wait(self._commit_interval)  # gather a round (or stop now)
+                stopping = self._stop.is_set()
+                if stopping or self._chunks == chunks:
+                    # No chunk came this round: records trickle in, or stopped. The tail.
+                    while self._pending:
+                        self._encode(ACCESS_BATCH)
                 store = self._commit_encoded(store)
-                if self._encoder_done.is_set() and not self._encoded:
+                if self.written != self._reported:
+                    self._reported = self.written
+                    if self.on_written is not None:
+                        self.on_written()
+                if stopping:
                     return
+                self._rest()
         finally:
             if store is not None:
                 store.close()
+
+    def _rest(self) -> None:
+        """After a round: go to sleep when nothing is left, else arrange another round."""
+        if self._pending or self._encoded:
+            self._wake.set()
+            return
+        self._armed = False
+        # A record sunk between the test above and the line before saw the writer armed
+        # and did not wake it: look again, now that any later one will.
+        if self._pending or self._encoded:
+            self._armed = True
+            self._wake.set()
 
     def _commit_encoded(self, store: Store | None) -> Store | None:
         """Write what was encoded in one transaction. Returns the store, opened on first
@@ -880,8 +881,6 @@ class AccessWriter:
             self._lost_writing += n
             return store
         self.written += n
-        if self.on_written is not None:
-            self.on_written()
         return store
 
 

@@ -180,7 +180,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_access_writer_batches_off_thread(tmp_path: Path) -> None:
     path = tmp_path / "db"
     Store(path).close()
-    writer = AccessWriter(path, capacity=1000, interval=0.05)
+    writer = AccessWriter(path, capacity=1000, chunk=128)
     writer.start()
     for i in range(300):
         writer.sink(record(i))
@@ -196,7 +196,7 @@ def test_access_writer_wakes_for_each_batch_after_sleeping(tmp_path: Path) -> No
     it, every time (a lost wake-up would leave rows unwritten until close)."""
     path = tmp_path / "db"
     Store(path).close()
-    writer = AccessWriter(path, capacity=1000, interval=0.01)
+    writer = AccessWriter(path, capacity=1000, commit_interval=0.01)
     written = threading.Event()
     writer.on_written = written.set
     writer.start()
@@ -214,7 +214,7 @@ def test_access_writer_loses_no_wakeup_while_records_keep_coming(tmp_path: Path)
     """Records sunk while the writer drains are written without waiting for close()."""
     path = tmp_path / "db"
     Store(path).close()
-    writer = AccessWriter(path, capacity=100_000, interval=0.001)
+    writer = AccessWriter(path, capacity=100_000, commit_interval=0.001)
     writer.start()
     try:
         for i in range(20_000):
@@ -231,12 +231,12 @@ def test_access_writer_loses_no_wakeup_while_records_keep_coming(tmp_path: Path)
 
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux's")
 def test_access_writer_commits_at_a_lower_priority(tmp_path: Path) -> None:
-    """SQLite runs in a thread of its own at nice 10 (it gives way to the event loop on the
-    gateway's core, yet keeps up when that core is saturated); the encoder, which the
-    metrics depend on, keeps the process's nice."""
+    """SQLite runs in a thread of its own at nice 10: it gives way to the event loop on the
+    gateway's core, yet keeps up when that core is saturated. It is the writer's only
+    thread (the sink encodes on the proxy's)."""
     path = tmp_path / "db"
     Store(path).close()
-    writer = AccessWriter(path, capacity=1000, interval=0.001, commit_interval=0.001)
+    writer = AccessWriter(path, capacity=1000, commit_interval=0.001)
     written = threading.Event()
     writer.on_written = written.set
     writer.start()
@@ -251,7 +251,61 @@ def test_access_writer_commits_at_a_lower_priority(tmp_path: Path) -> None:
     finally:
         writer.close()
     own = os.getpriority(os.PRIO_PROCESS, 0)
-    assert nice == {"homeport-access": own, "homeport-access-commit": max(own, COMMIT_NICE)}
+    assert nice == {"homeport-access": max(own, COMMIT_NICE)}
+
+
+def test_access_writer_encodes_whole_chunks_on_the_sinks_thread(tmp_path: Path) -> None:
+    """Every ``chunk``-th record makes the sink fold and encode that chunk itself, on the
+    thread that sinks (the event loop's); the writer thread only commits, and takes the
+    tail once records stop coming."""
+    path = tmp_path / "db"
+    Store(path).close()
+    writer = AccessWriter(path, capacity=1000, chunk=10, commit_interval=0.01)
+    folded: list[tuple[str, int]] = []
+    writer.on_batch = lambda batch: folded.append((threading.current_thread().name, len(batch)))
+    written = threading.Event()
+    writer.on_written = written.set
+    writer.start()
+    try:
+        for i in range(25):
+            writer.sink(record(i))
+        # Two chunks folded at once, here; the writer has not had its round yet.
+        assert folded[:2] == [("MainThread", 10), ("MainThread", 10)]
+        deadline = time.monotonic() + 20
+        while writer.written < 25 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer.written == 25  # the tail of 5, without close()
+        assert folded[2:] == [("homeport-access", 5)]
+    finally:
+        writer.close()
+    s = Store(path)
+    try:
+        assert [e.record.path for e in s.access(limit=100)] == [f"/p/{i}" for i in range(25)]
+    finally:
+        s.close()
+
+
+def test_access_writer_sleeps_between_busy_spells(tmp_path: Path) -> None:
+    """With nothing left to write the writer thread sleeps (idle cost: no wake-ups), and
+    the next record wakes it: each spell is stored without close()."""
+    path = tmp_path / "db"
+    Store(path).close()
+    writer = AccessWriter(path, capacity=1000, chunk=4, commit_interval=0.005)
+    writer.start()
+    try:
+        for spell in range(3):
+            for i in range(6):
+                writer.sink(record(spell * 6 + i))
+            deadline = time.monotonic() + 20
+            while writer.written < 6 * (spell + 1) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert writer.written == 6 * (spell + 1)
+            while writer._armed and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert not writer._armed  # asleep on its event, not polling
+    finally:
+        writer.close()
+    assert writer.dropped == 0
 
 
 def test_access_writer_sheds_its_oldest_while_the_database_is_held(tmp_path: Path) -> None:
@@ -262,7 +316,7 @@ def test_access_writer_sheds_its_oldest_while_the_database_is_held(tmp_path: Pat
     Store(path).close()
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # the committer's BEGIN IMMEDIATE now waits
-    writer = AccessWriter(path, capacity=10_000, interval=0.001, commit_interval=0.001,
+    writer = AccessWriter(path, capacity=10_000, commit_interval=0.001,
                           backlog=200)  # fmt: skip
     writer.start()
     try:
@@ -296,7 +350,7 @@ def test_access_writer_outlives_a_database_it_cannot_open_yet(tmp_path: Path) ->
     opened the next records are stored. The thread does not die on it."""
     blocked = tmp_path / "state"
     blocked.write_text("not a directory")
-    writer = AccessWriter(blocked / "db", capacity=1000, interval=0.001, commit_interval=0.001)
+    writer = AccessWriter(blocked / "db", capacity=1000, commit_interval=0.001)
     writer.start()
     try:
         writer.sink(record(0))
@@ -343,10 +397,13 @@ def test_access_counts_per_route_past_an_id(store: Store) -> None:
 
 def test_access_writer_drops_oldest_beyond_backlog(tmp_path: Path) -> None:
     path = tmp_path / "db"
-    writer = AccessWriter(path, capacity=1000, backlog=10)  # not started: nothing drains
+    # Not started: nothing is committed. The sink encodes chunks of 5; past 10 records
+    # waiting, the oldest chunks go, and are counted.
+    writer = AccessWriter(path, capacity=1000, chunk=5, backlog=10)
     for i in range(25):
         writer.sink(record(i))
     assert writer.dropped == 15
+    assert sum(n for n, _, _ in writer._encoded) == 10
 
 
 WRITER = """

@@ -232,7 +232,7 @@ def test_committed_access_rows_wake_the_watcher(dash: Dashboard) -> None:
     from homeport.store import AccessWriter
 
     dash.watch_interval = 60.0
-    writer = AccessWriter(dash.app.config.db_path, interval=0.05)
+    writer = AccessWriter(dash.app.config.db_path, commit_interval=0.05)
     writer.on_written = dash.nudge
 
     async def go() -> bytes:
