@@ -57,8 +57,8 @@ ACCESS_BATCH = 1000
 #: record holds (str, int, float, bool, None). A blob that fails to decode is skipped, logged.
 _MARSHAL_VERSION = 4
 #: zlib level of the blobs (schema 8). A batch's records repeat their host, path, client and
-#: route: level 1 takes 73 bytes a record to ~15, for ~0.15 µs a record on the encoder's
-#: thread (zlib releases the GIL), and the commit, whose SQLite CPU runs on the gateway's
+#: route: level 1 takes 73 bytes a record to ~15, for ~0.15 µs a record where the chunk is
+#: encoded (``AccessWriter.sink``), and the commit, whose SQLite CPU runs on the gateway's
 #: core as one stretch, takes 0.13 µs a record instead of 0.40 (its share of the small
 #: keep-alive p99: bench/README.md, "Seventh session").
 _ZLIB_LEVEL = 1
@@ -884,7 +884,7 @@ class AccessWriter:
         return store
 
 
-#: The committer's nice value. Its share of a core the event loop keeps busy is its CFS
+#: The access writer thread's nice value (it commits). Its share of a core the event loop keeps busy is its CFS
 #: weight against the loop's: nice 10 is 110/1134, ~10%, for commits that need ~2% at 30k
 #: req/s. At nice 19 (15/1039, ~1.4%) they fell behind on a saturated core and 77,091 of
 #: 1.27M records were dropped in 4 runs of 10 s, at the same p99 as nice 10 (3.73 vs 3.62
