@@ -884,11 +884,11 @@ class AccessWriter:
         return store
 
 
-#: The access writer thread's nice value (it commits). Its share of a core the event loop keeps busy is its CFS
-#: weight against the loop's: nice 10 is 110/1134, ~10%, for commits that need ~2% at 30k
-#: req/s. At nice 19 (15/1039, ~1.4%) they fell behind on a saturated core and 77,091 of
-#: 1.27M records were dropped in 4 runs of 10 s, at the same p99 as nice 10 (3.73 vs 3.62
-#: ms): bench/README.md, "The committer at nice 10".
+#: The access writer thread's nice value (it commits). Its share of a core the event loop
+#: keeps busy is its CFS weight against the loop's: nice 10 is 110/1134, ~10%, for commits
+#: that need ~2% at 30k req/s. At nice 19 (15/1039, ~1.4%) they fell behind on a saturated
+#: core and 77,091 of 1.27M records were dropped in 4 runs of 10 s, at the same p99 as nice
+#: 10 (3.73 vs 3.62 ms): bench/README.md, "The committer at nice 10".
 COMMIT_NICE = 10
 
 
