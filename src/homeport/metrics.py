@@ -117,8 +117,8 @@ class RequestStats:
 
     def observe(self, batch: Sequence[AccessRecord]) -> None:
         # Fold the batch into local dicts first: the lock is then held for one merge. This
-        # runs on the access writer's thread, where each bytecode is the event loop's GIL:
-        # the usual batch (one route) is folded by C loops only.
+        # runs where the access writer takes a chunk, usually on the event loop's own thread
+        # (every 128th request): the usual batch (one route) is folded by C loops only.
         raw = collections.Counter(map(_RAW_KEY, batch))
         inf = len(BUCKETS) + 1
         hist: dict[str | bool, list[float]] = {}
