@@ -16,7 +16,11 @@ proxy forwards ``Host: app.localhost`` to it:
 - with ``--compare-src``, the pure one again on another checkout (``git archive REV src |
   tar -x``), a before/after pair in the same interleaved rounds;
 - **ProxyServer (in-process)**: the proxy alone in a bench process, access records into an
-  in-memory ring (the row earlier rounds of this benchmark reported);
+  in-memory ring (the row earlier rounds of this benchmark reported), from this checkout's
+  ``src`` (pure Python); **ProxyServer (in-process, compiled)** the same from the compiled
+  install's interpreter and package: beside ``homeport up`` it is the same build without the
+  daemon (its SQLite access log, metrics, sampler and watchers), so the difference of the two
+  rows is what the daemon costs the proxy;
 - nginx as a reverse proxy (one worker, upstream keepalive, access log off: the ratios'
   baseline), the same with its default access log ("nginx + access log"), Caddy
   (GOMAXPROCS=1), portless (node) when installed, and wrk straight at the backend ("direct").
@@ -31,7 +35,8 @@ ratio to nginx. For ``homeport up`` the worst loop lag the daemon sampled during
 less the time its thread waited for a CPU (``max_own``): on a shared machine, the part of a
 stall the daemon caused itself.
 
-``--serve PORT BACKEND_PORT on|off`` is the in-process ProxyServer the benchmark starts.
+``--serve PORT BACKEND_PORT on|off [--installed]`` is the in-process ProxyServer the benchmark
+starts (``--installed``: homeport as this interpreter has it installed, not ``src``).
 """
 
 from __future__ import annotations
@@ -86,12 +91,16 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 # -- the homeport process ---------------------------------------------------------------------
 
 
-def serve(port: int, backend: int, features: str) -> None:
-    sys.path.insert(0, str(ROOT / "src"))
+def serve(port: int, backend: int, features: str, installed: bool = False) -> None:
+    if not installed:
+        sys.path.insert(0, str(ROOT / "src"))
+    from homeport.gateway import build
     from homeport.gateway.config import ProxyConfig
     from homeport.gateway.contract import AccessRecord, Route, RouteTable
     from homeport.gateway.server import ProxyServer, loop_factory
 
+    if installed and build() != "mypyc":
+        sys.exit(f"the installed homeport is not compiled (build {build()}): make compiled")
     on = features == "on"
     # Stands in for the daemon's batcher, which hands a batch to SQLite every ~1,000 records.
     ring: deque[AccessRecord] = deque(maxlen=1000)
@@ -205,6 +214,7 @@ PURE = ROOT / ".venv" / "bin" / "homeport"
 UP = "homeport up"
 UP_PURE = "homeport up (pure Python)"
 IN_PROCESS = "ProxyServer (in-process)"
+IN_PROCESS_COMPILED = "ProxyServer (in-process, compiled)"
 
 
 @dataclass
@@ -292,6 +302,13 @@ def start_proxies(
     argv = [sys.executable, __file__, "--serve", str(port), str(backend), "on"]
     procs.append(spawn("homeport-in-process", argv, core=CORE_PROXY))
     ports[IN_PROCESS], pids[IN_PROCESS] = port, procs[-1].popen.pid
+    compiled_python = HOMEPORT.parent / "python"
+    if compiled_python.exists():
+        port = free_port()
+        argv = [str(compiled_python), __file__, "--serve", str(port), str(backend), "on"]
+        env = {"PYTHONPATH": ""}  # the install's own package, never a checkout's src
+        procs.append(spawn("homeport-in-process-compiled", [*argv, "--installed"], CORE_PROXY, env))
+        ports[IN_PROCESS_COMPILED], pids[IN_PROCESS_COMPILED] = port, procs[-1].popen.pid
     for target, name, log in (
         ("nginx", "proxy", "off"),
         (NGINX_LOGGED, "proxy-logged", str(d / "proxy-access.log")),
@@ -488,9 +505,10 @@ def main() -> int:
     ap.add_argument("--only", default="small,close,64k")
     ap.add_argument("--targets", default="", help="comma list; default all")
     ap.add_argument("--serve", nargs=3, metavar=("PORT", "BACKEND", "ON_OFF"))
+    ap.add_argument("--installed", action="store_true", help="--serve the installed homeport")
     args = ap.parse_args()
     if args.serve:
-        serve(int(args.serve[0]), int(args.serve[1]), args.serve[2])
+        serve(int(args.serve[0]), int(args.serve[1]), args.serve[2], args.installed)
         return 0
     for tool in ("nginx", "wrk", "taskset"):
         if not shutil.which(tool):
